@@ -1,0 +1,59 @@
+# Vocelio Webhooks developer tasks. `make run` starts everything; `make test` runs the suite.
+# Recipes run in bash with -e -u -o pipefail, so any failing command stops the target.
+
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+
+.PHONY: help venv env migrate run test superuser
+
+help:
+	@echo "make venv       create .venv and install requirements.txt"
+	@echo "make env        create .env from .env.example with a fresh SECRET_KEY"
+	@echo "make migrate    apply migrations and collect static files"
+	@echo "make run        start web (http://127.0.0.1:8019), worker and beat via honcho"
+	@echo "make test       run the test suite (PYTEST_ARGS=... to pass pytest options)"
+	@echo "make superuser  create an admin user"
+
+# --- virtualenv -------------------------------------------------------------------------------
+venv: $(VENV)/.installed
+
+$(VPY):
+	$(PY) -m venv $(VENV)
+
+# Stamp file: re-installs whenever requirements.txt changes.
+$(VENV)/.installed: requirements.txt | $(VPY)
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# --- local configuration ----------------------------------------------------------------------
+env: .env
+
+# Written to a temp file first so an interrupted run never leaves a half-made .env behind.
+.env:
+	cp .env.example .env.tmp
+	key="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')"; \
+		printf '\n# Added by `make env`\nSECRET_KEY=%s\nWEBHOOK_ALLOW_PRIVATE_NETWORKS=true\n' "$$key" >> .env.tmp
+	mv .env.tmp .env
+	@echo "Created .env (random SECRET_KEY, private networks allowed for local testing)."
+
+# --- database and app -------------------------------------------------------------------------
+migrate: venv env
+	$(VPY) manage.py migrate --noinput
+	$(VPY) manage.py collectstatic --noinput
+
+run: venv env migrate
+	mkdir -p var
+	$(VENV)/bin/honcho start -f Procfile
+
+test: venv
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+superuser: venv env migrate
+	$(VPY) manage.py createsuperuser

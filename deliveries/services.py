@@ -1,0 +1,425 @@
+"""Writes and side effects for deliveries: build the request, claim, send, record, schedule.
+
+The steps are separate functions (``claim`` → ``build_request`` → ``sender.send`` →
+``record_attempt``) so a later batch worker can claim many, send concurrently and record in bulk
+without changing the state machine (DESIGN.md, "Scale").
+"""
+import functools
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from deliveries import retry, sender
+from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.tasks import deliver as deliver_task
+from endpoints import network, signing
+from endpoints.models import WebhookEndpoint, normalize_retry_policy
+from events.models import Event, EventType
+from vocelio_webhooks.errors import Conflict
+
+logger = logging.getLogger(__name__)
+
+HEADER_PREFIX = "X-Vocelio-"
+SENSITIVE_HEADER_WORDS = ("authorization", "api-key", "apikey", "secret", "token", "password", "cookie")
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """One ready-to-send request: ``body`` is the exact bytes sent and signed (``None`` for GET)."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """Result of ``attempt_delivery``: ``status`` is the delivery's new status, or ``"skipped"``
+    when there was nothing to do (already final, not due, claimed elsewhere, endpoint paused)."""
+
+    status: str
+    attempt: DeliveryAttempt | None = None
+
+
+def format_timestamp(value: datetime) -> str:
+    """ISO-8601 in UTC with a ``Z`` suffix, as in the seed's payloads (``2025-08-05T17:30:00Z``)."""
+    value = value.astimezone(dt_timezone.utc) if timezone.is_aware(value) else value
+    text = value.replace(tzinfo=None).isoformat(timespec="microseconds" if value.microsecond else "seconds")
+    return text + "Z"
+
+
+def build_envelope(*, event: Event, retry_count: int) -> dict:
+    """The seed's "Standard Payload Format": ``event_type``, ``event_id``, ``timestamp``, ``data``
+    and ``metadata`` (``source_service`` and ``version`` default to ours unless the publisher set
+    them; ``retry_count`` is the number of earlier attempts of this delivery)."""
+    metadata = {
+        "source_service": settings.WEBHOOK_SOURCE_SERVICE,
+        "version": settings.WEBHOOK_PAYLOAD_VERSION,
+        **(event.metadata or {}),
+        "retry_count": retry_count,
+    }
+    return {
+        "event_type": event.event_type.name,
+        "event_id": event.event_id,
+        "timestamp": format_timestamp(event.timestamp),
+        "data": event.data,
+        "metadata": metadata,
+    }
+
+
+def encode_body(envelope: dict) -> bytes:
+    """Compact UTF-8 JSON: the bytes that are signed are the bytes that are sent."""
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def build_request(
+    *, endpoint: WebhookEndpoint, event: Event, delivery_public_id: str, attempt_number: int, url: str | None = None
+) -> WebhookRequest:
+    """Build the signed request for one attempt.
+
+    Headers: ``Content-Type``, ``User-Agent``, ``X-Vocelio-Event-Type``, ``-Event-Id``,
+    ``-Delivery-Id``, ``-Timestamp`` (Unix seconds of this attempt), ``-Attempt``, then the
+    endpoint's custom headers, then the signature headers (``endpoints.signing``). GET requests
+    carry no body; their signature covers the empty body. Raises ``ValueError`` when the endpoint's
+    signature method lacks its secret.
+    """
+    body = encode_body(build_envelope(event=event, retry_count=attempt_number - 1))
+    send_body = None if endpoint.http_method == WebhookEndpoint.HttpMethod.GET else body
+    now = int(time.time())
+    headers = {
+        "User-Agent": settings.WEBHOOK_USER_AGENT,
+        f"{HEADER_PREFIX}Event-Type": event.event_type.name,
+        f"{HEADER_PREFIX}Event-Id": event.event_id,
+        f"{HEADER_PREFIX}Delivery-Id": delivery_public_id,
+        f"{HEADER_PREFIX}Timestamp": str(now),
+        f"{HEADER_PREFIX}Attempt": str(attempt_number),
+    }
+    if send_body is not None:
+        headers["Content-Type"] = "application/json"
+    headers.update(endpoint.custom_headers or {})
+    headers.update(
+        signing.signature_headers(
+            method=endpoint.signature_method,
+            secrets_=[endpoint.secret],
+            api_key=endpoint.api_key,
+            msg_id=event.event_id,
+            delivery_id=delivery_public_id,
+            event_id=event.event_id,
+            event_type=event.event_type.name,
+            timestamp=now,
+            body=send_body or b"",
+            jwt_ttl_seconds=settings.WEBHOOK_JWT_TTL_SECONDS,
+        )
+    )
+    return WebhookRequest(method=endpoint.http_method, url=url or endpoint.url, headers=headers, body=send_body)
+
+
+def mask_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Copy of ``headers`` with credentials masked (``Authorization: Bearer ***``), for storage."""
+    masked = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        if any(word in lowered for word in SENSITIVE_HEADER_WORDS):
+            scheme = value.split(" ", 1)[0] if " " in value else ""
+            masked[name] = f"{scheme} ***".strip()
+        else:
+            masked[name] = value
+    return masked
+
+
+def send_request(*, request: WebhookRequest, endpoint: WebhookEndpoint) -> sender.SendResult:
+    """Check the destination (SSRF guard, IP allow-list), then send. Never raises for network
+    trouble: a blocked destination is a ``SendResult`` with ``error_class="blocked_destination"``."""
+    try:
+        network.check_destination(request.url, allowed_ip_ranges=endpoint.allowed_ip_ranges)
+    except network.BlockedDestination as exc:
+        return sender.SendResult(status_code=None, error_class="blocked_destination", error_message=str(exc))
+    return sender.send(
+        method=request.method, url=request.url, headers=request.headers, body=request.body,
+        timeout_seconds=endpoint.timeout_seconds, verify=endpoint.verify_ssl,
+    )
+
+
+def _enqueue(delivery_id: int, countdown: float | None = None) -> None:
+    """Enqueue a wake-up; a broker failure is logged, not raised: the sweep re-enqueues."""
+    try:
+        if countdown:
+            deliver_task.apply_async((delivery_id,), countdown=countdown)
+        else:
+            deliver_task.delay(delivery_id)
+    except Exception:  # noqa: BLE001 — any broker error; the database still holds the delivery
+        logger.warning("Could not enqueue delivery %s; the sweep will pick it up", delivery_id, exc_info=True)
+
+
+def enqueue_on_commit(delivery_id: int, countdown: float | None = None) -> None:
+    """Enqueue ``deliver(delivery_id)`` after the current transaction commits (STYLE.md rule 8)."""
+    transaction.on_commit(functools.partial(_enqueue, delivery_id, countdown), robust=True)
+
+
+def _claim(delivery_id: int, *, timeout_seconds: int) -> bool:
+    now = timezone.now()
+    claimed_until = now + timedelta(seconds=timeout_seconds + settings.WEBHOOK_CLAIM_MARGIN_SECONDS)
+    updated = Delivery.objects.filter(
+        pk=delivery_id, status__in=Delivery.DUE_STATUSES, next_attempt_at__lte=now
+    ).update(status=Delivery.Status.IN_FLIGHT, claimed_until=claimed_until, updated_at=now)
+    return updated == 1
+
+
+def attempt_delivery(*, delivery_id: int) -> AttemptOutcome:
+    """Make the next attempt of a delivery, if one is due. Idempotent: safe to call many times.
+
+    Skips (returns ``status="skipped"``) a delivery that is final, held (paused/disabled
+    endpoint), claimed by another worker or not yet due (a wake-up that came early is re-armed).
+    Otherwise: claim → build and sign → send → record the attempt and the new state, and enqueue
+    the next retry. Returns the new status and the attempt row.
+    """
+    delivery = Delivery.objects.select_related("endpoint", "event__event_type").filter(pk=delivery_id).first()
+    if delivery is None or delivery.status not in Delivery.DUE_STATUSES or delivery.next_attempt_at is None:
+        return AttemptOutcome(status="skipped")
+    endpoint = delivery.endpoint
+    if endpoint is None:
+        cancel(delivery=delivery, reason="Endpoint deleted.")
+        return AttemptOutcome(status=Delivery.Status.CANCELLED)
+    if endpoint.status != WebhookEndpoint.Status.ACTIVE:
+        return AttemptOutcome(status="skipped")  # held; the sweep wakes it when the endpoint is active
+    remaining = (delivery.next_attempt_at - timezone.now()).total_seconds()
+    if remaining > 0:
+        if remaining <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
+            _enqueue(delivery.pk, countdown=remaining)
+        return AttemptOutcome(status="skipped")
+    if not _claim(delivery.pk, timeout_seconds=endpoint.timeout_seconds):
+        return AttemptOutcome(status="skipped")
+
+    attempt_number = delivery.attempt_count + 1
+    started_at = timezone.now()
+    try:
+        request = build_request(
+            endpoint=endpoint, event=delivery.event, delivery_public_id=delivery.public_id,
+            attempt_number=attempt_number,
+        )
+    except ValueError as exc:
+        request = WebhookRequest(method=endpoint.http_method, url=endpoint.url, headers={}, body=None)
+        result = sender.SendResult(status_code=None, error_class="signing_error", error_message=str(exc))
+    else:
+        result = send_request(request=request, endpoint=endpoint)
+    return record_attempt(
+        delivery=delivery, endpoint=endpoint, request=request, result=result,
+        attempt_number=attempt_number, started_at=started_at,
+    )
+
+
+def record_attempt(
+    *,
+    delivery: Delivery,
+    endpoint: WebhookEndpoint,
+    request: WebhookRequest,
+    result: sender.SendResult,
+    attempt_number: int,
+    started_at: datetime,
+) -> AttemptOutcome:
+    """Store the attempt and move the delivery to its next state in one transaction, then
+    enqueue the next retry after commit.
+
+    Next state: ``succeeded``; ``failed`` (answer not retried by the policy); ``retrying`` at
+    ``next_attempt_at`` (backoff with jitter, ``Retry-After`` honoured); ``dead_lettered`` when
+    ``attempt_count`` reaches the policy's ``max_attempts`` or retries are disabled.
+    """
+    policy = normalize_retry_policy(endpoint.retry_policy)
+    outcome = retry.classify(status_code=result.status_code, error_class=result.error_class, policy=policy)
+    now = timezone.now()
+    next_attempt_at = None
+    if outcome == retry.SUCCEEDED:
+        new_status = Delivery.Status.SUCCEEDED
+    elif outcome == retry.FAILED:
+        new_status = Delivery.Status.FAILED
+    elif not policy["enabled"] or attempt_number >= policy["max_attempts"]:
+        # Also ends a manual retry past max_attempts after one try.
+        new_status = Delivery.Status.DEAD_LETTERED
+    else:
+        new_status = Delivery.Status.RETRYING
+        delay = retry.next_delay_seconds(
+            policy=policy,
+            attempt_number=attempt_number,
+            retry_after_seconds=retry.parse_retry_after(_header(result.headers, "Retry-After"), now=now),
+            jitter_ratio=settings.WEBHOOK_RETRY_JITTER_RATIO,
+            retry_after_max_seconds=settings.WEBHOOK_RETRY_AFTER_MAX_SECONDS,
+        )
+        next_attempt_at = now + timedelta(seconds=delay)
+
+    body = request.body or b""
+    last_error = result.error_message or (
+        "" if new_status == Delivery.Status.SUCCEEDED else f"HTTP {result.status_code}: {result.body[:500]}"
+    )
+    with transaction.atomic():
+        attempt = DeliveryAttempt.objects.create(
+            delivery=delivery,
+            attempt_number=attempt_number,
+            url=request.url,
+            http_method=request.method,
+            request_headers=mask_headers(request.headers),
+            request_body=body[: settings.WEBHOOK_REQUEST_BODY_STORE_LIMIT_BYTES].decode("utf-8", errors="replace"),
+            request_body_sha256=hashlib.sha256(body).hexdigest(),
+            request_body_size=len(body),
+            response_status_code=result.status_code,
+            response_headers=result.headers,
+            response_body=result.body,
+            duration_ms=result.duration_ms,
+            error_class=result.error_class or ("" if result.status_code is None or result.status_code < 300 else f"http_{result.status_code}"),
+            error_message=result.error_message,
+            outcome=outcome,
+            started_at=started_at,
+        )
+        Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.IN_FLIGHT).update(
+            status=new_status,
+            attempt_count=attempt_number,
+            next_attempt_at=next_attempt_at,
+            claimed_until=None,
+            last_attempt_at=now,
+            last_status_code=result.status_code,
+            last_error=last_error[:2000],
+            completed_at=now if new_status in Delivery.FINAL_STATUSES else None,
+            updated_at=now,
+        )
+        if new_status == Delivery.Status.RETRYING:
+            delay = (next_attempt_at - now).total_seconds()
+            if delay <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
+                enqueue_on_commit(delivery.pk, countdown=delay)
+    return AttemptOutcome(status=new_status, attempt=attempt)
+
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)
+
+
+def retry_now(*, delivery: Delivery) -> Delivery:
+    """Manual retry (``POST /deliveries/retry/{id}``): make the next attempt now.
+
+    Allowed for ``failed``, ``dead_lettered``, ``cancelled`` (one more attempt; if it fails the
+    delivery returns to a final state) and for waiting ``pending``/``retrying`` deliveries
+    (brought forward). Raises ``Conflict`` (409) for ``succeeded`` or ``in_flight`` deliveries and
+    for deliveries whose endpoint was deleted. Earlier attempts are never rewritten.
+    """
+    with transaction.atomic():
+        locked = Delivery.objects.select_for_update().get(pk=delivery.pk)
+        if locked.status in (Delivery.Status.SUCCEEDED, Delivery.Status.IN_FLIGHT):
+            raise Conflict(
+                f"Delivery {locked.public_id} is {locked.status} and cannot be retried.",
+                details={"delivery_id": locked.pk, "status": locked.status},
+                code="DELIVERY_NOT_RETRYABLE",
+            )
+        if locked.endpoint_id is None:
+            raise Conflict("The delivery's endpoint was deleted.", details={"delivery_id": locked.pk},
+                           code="ENDPOINT_DELETED")
+        now = timezone.now()
+        locked.status = Delivery.Status.RETRYING if locked.attempt_count else Delivery.Status.PENDING
+        locked.next_attempt_at = now
+        locked.completed_at = None
+        locked.save(update_fields=["status", "next_attempt_at", "completed_at", "updated_at"])
+        enqueue_on_commit(locked.pk)
+    return locked
+
+
+def cancel(*, delivery: Delivery, reason: str) -> Delivery:
+    """Cancel a delivery that is not final yet (``pending``/``retrying``); no-op otherwise."""
+    now = timezone.now()
+    Delivery.objects.filter(pk=delivery.pk, status__in=Delivery.DUE_STATUSES).update(
+        status=Delivery.Status.CANCELLED, last_error=reason, completed_at=now, next_attempt_at=None, updated_at=now
+    )
+    delivery.refresh_from_db()
+    return delivery
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Counts from one sweep: ``recovered`` abandoned claims, ``cancelled`` orphans,
+    ``enqueued`` due deliveries."""
+
+    recovered: int
+    cancelled: int
+    enqueued: int
+
+
+def sweep_due_deliveries() -> SweepResult:
+    """The beat sweep (every ``WEBHOOK_SWEEP_INTERVAL_SECONDS``): the safety net that makes the
+    database, not the broker, the source of truth.
+
+    1. ``in_flight`` deliveries whose claim expired (the worker died mid-attempt) become due again.
+    2. Waiting deliveries of deleted endpoints are cancelled.
+    3. Due deliveries of active endpoints that are overdue by more than
+       ``WEBHOOK_SWEEP_GRACE_SECONDS`` (their wake-up was lost, or was never sent because the delay
+       was too long for a countdown, or their endpoint was paused) are enqueued, oldest first, at
+       most ``WEBHOOK_SWEEP_BATCH_SIZE`` per sweep; their ``next_attempt_at`` is set to now so the
+       next sweep does not enqueue them again before the grace period has passed.
+    """
+    now = timezone.now()
+    recovered = 0
+    for status_value, condition in ((Delivery.Status.RETRYING, Q(attempt_count__gt=0)),
+                                    (Delivery.Status.PENDING, Q(attempt_count=0))):
+        recovered += Delivery.objects.filter(
+            condition, status=Delivery.Status.IN_FLIGHT, claimed_until__lt=now
+        ).update(status=status_value, next_attempt_at=now, claimed_until=None, updated_at=now)
+    cancelled = Delivery.objects.filter(status__in=Delivery.DUE_STATUSES, endpoint__isnull=True).update(
+        status=Delivery.Status.CANCELLED, last_error="Endpoint deleted.", completed_at=now,
+        next_attempt_at=None, updated_at=now,
+    )
+    cutoff = now - timedelta(seconds=settings.WEBHOOK_SWEEP_GRACE_SECONDS)
+    due_ids = list(
+        Delivery.objects.filter(
+            status__in=Delivery.DUE_STATUSES, next_attempt_at__lte=cutoff,
+            endpoint__status=WebhookEndpoint.Status.ACTIVE,
+        ).order_by("next_attempt_at").values_list("pk", flat=True)[: settings.WEBHOOK_SWEEP_BATCH_SIZE]
+    )
+    if due_ids:
+        Delivery.objects.filter(pk__in=due_ids, status__in=Delivery.DUE_STATUSES).update(next_attempt_at=now)
+        for delivery_id in due_ids:
+            _enqueue(delivery_id)
+    if recovered or cancelled or due_ids:
+        logger.info("sweep: recovered=%s cancelled=%s enqueued=%s", recovered, cancelled, len(due_ids))
+    return SweepResult(recovered=recovered, cancelled=cancelled, enqueued=len(due_ids))
+
+
+@dataclass(frozen=True)
+class TestSendResult:
+    """Result of a test send: the receiver's answer and the request as sent (credentials masked)."""
+
+    success: bool
+    request: WebhookRequest
+    result: sender.SendResult
+    event_id: str
+
+
+def send_test(*, endpoint: WebhookEndpoint, event_type: EventType, data: dict | None = None) -> TestSendResult:
+    """Send one signed test event to ``endpoint`` (saved or not) and return the receiver's answer.
+
+    The event is ``event_type`` with ``data`` (default: the type's ``sample_data``), a fresh
+    ``evt_test_…`` id and ``metadata.test = true``. Nothing is stored and nothing is retried.
+    """
+    import secrets
+
+    event = Event(
+        event_id=f"evt_test_{secrets.token_hex(8)}", event_type=event_type, timestamp=timezone.now(),
+        data=event_type.sample_data if data is None else data, metadata={"test": True},
+    )
+    try:
+        request = build_request(
+            endpoint=endpoint, event=event, delivery_public_id=f"dlv_test_{secrets.token_hex(6)}", attempt_number=1
+        )
+    except ValueError as exc:
+        request = WebhookRequest(method=endpoint.http_method, url=endpoint.url, headers={}, body=None)
+        result = sender.SendResult(status_code=None, error_class="signing_error", error_message=str(exc))
+    else:
+        result = send_request(request=request, endpoint=endpoint)
+    success = result.status_code is not None and 200 <= result.status_code < 300
+    masked = WebhookRequest(method=request.method, url=request.url, headers=mask_headers(request.headers), body=request.body)
+    return TestSendResult(success=success, request=masked, result=result, event_id=event.event_id)

@@ -1,0 +1,30 @@
+"""Celery tasks: thin adapters that take ids and call one service (STYLE.md rules 7–10)."""
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=10,
+)
+def deliver(delivery_id: int) -> None:
+    """Make the next attempt of delivery ``delivery_id`` if it is due (idempotent).
+
+    Database errors (a restart) are retried with backoff; anything left over is found by the sweep.
+    """
+    from deliveries import services as delivery_services
+
+    delivery_services.attempt_delivery(delivery_id=delivery_id)
+
+
+@shared_task(ignore_result=True)
+def sweep_due_deliveries() -> None:
+    """Periodic (beat): recover abandoned claims and enqueue overdue deliveries."""
+    from deliveries import services as delivery_services
+
+    delivery_services.sweep_due_deliveries()

@@ -1,0 +1,235 @@
+"""Webhook endpoints: where we send, how we sign, which event types they subscribe to.
+
+Field validators live here so the model, the API serializers and the admin share one set of
+rules (NetBox's ``Webhook.clean`` is the model).
+"""
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from events.models import Environment
+from vocelio_webhooks.crypto import EncryptedTextField
+
+HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
+EVENT_PATTERN_RE = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$")
+# Headers we set ourselves; letting custom headers replace them would break signing or framing.
+RESERVED_HEADERS = frozenset(
+    {"content-length", "host", "transfer-encoding", "connection", "webhook-id", "webhook-timestamp",
+     "webhook-signature", "x-vocelio-signature"}
+)
+
+
+def default_retry_policy() -> dict[str, Any]:
+    """The seed's "Exponential Backoff Policy", exactly (keys, types and defaults)."""
+    return {
+        "enabled": True,
+        "max_attempts": 5,
+        "initial_delay_seconds": 1,
+        "max_delay_seconds": 300,
+        "backoff_multiplier": 2.0,
+        "retry_on_status_codes": [408, 429, 500, 502, 503, 504],
+    }
+
+
+RETRY_POLICY_BOUNDS = {
+    "max_attempts": (1, 50),
+    "initial_delay_seconds": (0, 86400),
+    "max_delay_seconds": (0, 7 * 86400),
+    "backoff_multiplier": (1.0, 10.0),
+}
+
+
+def validate_retry_policy(value: Any) -> None:
+    """Check a retry policy has exactly the seed's keys, with types and bounds.
+
+    Missing keys are allowed on input (``normalize_retry_policy`` fills defaults); unknown keys,
+    wrong types and out-of-range numbers raise ``ValidationError``.
+    """
+    if not isinstance(value, dict):
+        raise ValidationError("retry_policy must be an object.")
+    unknown = set(value) - set(default_retry_policy())
+    if unknown:
+        raise ValidationError(f"Unknown retry_policy keys: {', '.join(sorted(unknown))}.")
+    if "enabled" in value and not isinstance(value["enabled"], bool):
+        raise ValidationError("retry_policy.enabled must be true or false.")
+    for key, (low, high) in RETRY_POLICY_BOUNDS.items():
+        if key not in value:
+            continue
+        number = value[key]
+        integer_only = key != "backoff_multiplier"
+        if isinstance(number, bool) or not isinstance(number, int if integer_only else (int, float)):
+            raise ValidationError(f"retry_policy.{key} must be a{'n integer' if integer_only else ' number'}.")
+        if not low <= number <= high:
+            raise ValidationError(f"retry_policy.{key} must be between {low} and {high}.")
+    merged = {**default_retry_policy(), **value}
+    if merged["initial_delay_seconds"] > merged["max_delay_seconds"]:
+        raise ValidationError("retry_policy.initial_delay_seconds must not exceed max_delay_seconds.")
+    codes = value.get("retry_on_status_codes", [])
+    if not isinstance(codes, list) or not all(
+        isinstance(c, int) and not isinstance(c, bool) and 100 <= c <= 599 for c in codes
+    ):
+        raise ValidationError("retry_policy.retry_on_status_codes must be a list of HTTP status codes.")
+
+
+def normalize_retry_policy(value: dict[str, Any] | None) -> dict[str, Any]:
+    """Return ``value`` with the seed's defaults filled in for missing keys."""
+    return {**default_retry_policy(), **(value or {})}
+
+
+def validate_webhook_url(value: str) -> None:
+    """An absolute ``http``/``https`` URL with a host, no credentials, no fragment, ≤ 2048 chars."""
+    if not isinstance(value, str) or len(value) > 2048:
+        raise ValidationError("URL must be a string of at most 2048 characters.")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 — raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValidationError(f"Invalid URL: {exc}.") from exc
+    if parts.scheme not in ("http", "https"):
+        raise ValidationError("URL scheme must be http or https.")
+    if not parts.hostname:
+        raise ValidationError("URL must include a host.")
+    if parts.username or parts.password:
+        raise ValidationError("URL must not contain credentials; use custom_headers or signature_method.")
+    if parts.fragment:
+        raise ValidationError("URL must not contain a fragment.")
+    if any(ch.isspace() or ord(ch) < 32 for ch in value):
+        raise ValidationError("URL must not contain spaces or control characters.")
+
+
+def validate_custom_headers(value: Any) -> None:
+    """A flat object of header name → string value: RFC 9110 names, no CR/LF or control
+    characters in values, none of the headers the sender sets itself."""
+    if not isinstance(value, dict):
+        raise ValidationError("custom_headers must be an object of header name to value.")
+    if len(value) > 50:
+        raise ValidationError("custom_headers may hold at most 50 headers.")
+    for name, header_value in value.items():
+        if not HEADER_NAME_RE.match(name):
+            raise ValidationError(f"Invalid header name {name!r}.")
+        if name.lower() in RESERVED_HEADERS:
+            raise ValidationError(f"Header {name!r} is set by the service and cannot be overridden.")
+        if not isinstance(header_value, str):
+            raise ValidationError(f"Header {name!r} must have a string value.")
+        if any(ord(ch) < 32 and ch != "\t" or ord(ch) == 127 for ch in header_value):
+            raise ValidationError(f"Header {name!r} contains CR, LF or another control character.")
+        if len(header_value) > 8192:
+            raise ValidationError(f"Header {name!r} is longer than 8192 characters.")
+
+
+def validate_event_patterns(value: Any) -> None:
+    """A non-empty list of event types or wildcards: ``lead.created``, ``lead.*`` or ``*``."""
+    if not isinstance(value, list) or not value:
+        raise ValidationError("events must be a non-empty list of event types or wildcards (e.g. 'lead.*', '*').")
+    for pattern in value:
+        if not isinstance(pattern, str) or not EVENT_PATTERN_RE.match(pattern):
+            raise ValidationError(f"Invalid event pattern {pattern!r}; use 'lead.created', 'lead.*' or '*'.")
+
+
+def validate_ip_ranges(value: Any) -> None:
+    """A list of CIDRs or single addresses (IPv4 or IPv6)."""
+    import ipaddress
+
+    if not isinstance(value, list):
+        raise ValidationError("allowed_ip_ranges must be a list of CIDR ranges.")
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"Invalid IP range {item!r}.") from exc
+
+
+def _default_timeout() -> int:
+    return settings.WEBHOOK_TIMEOUT_SECONDS
+
+
+class WebhookEndpoint(models.Model):
+    """One receiver of webhooks (the seed's "webhook endpoint")."""
+
+    class HttpMethod(models.TextChoices):
+        GET = "GET"
+        POST = "POST"
+        PUT = "PUT"
+        PATCH = "PATCH"
+        DELETE = "DELETE"
+
+    class SignatureMethod(models.TextChoices):
+        NONE = "none"
+        HMAC_SHA256 = "hmac_sha256"
+        HMAC_SHA1 = "hmac_sha1"
+        STANDARD_WEBHOOKS = "standard_webhooks"
+        JWT = "jwt"
+        API_KEY = "api_key"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        PAUSED = "paused"
+        DISABLED = "disabled"
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    url = models.CharField(max_length=2048, validators=[validate_webhook_url])
+    http_method = models.CharField(max_length=6, choices=HttpMethod.choices, default=HttpMethod.POST)
+    events = models.JSONField(default=list, validators=[validate_event_patterns])
+    custom_headers = models.JSONField(default=dict, blank=True, validators=[validate_custom_headers])
+    secret = EncryptedTextField(blank=True)
+    signature_method = models.CharField(
+        max_length=20, choices=SignatureMethod.choices, default=SignatureMethod.HMAC_SHA256
+    )
+    api_key = EncryptedTextField(blank=True)
+    retry_policy = models.JSONField(default=default_retry_policy, validators=[validate_retry_policy])
+    timeout_seconds = models.PositiveIntegerField(default=_default_timeout)
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    environment = models.CharField(max_length=20, choices=Environment.choices, default=Environment.PRODUCTION)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE, db_index=True)
+    status_reason = models.CharField(max_length=500, blank=True)
+    failover_url = models.CharField(max_length=2048, blank=True, validators=[validate_webhook_url])
+    allowed_ip_ranges = models.JSONField(default=list, blank=True, validators=[validate_ip_ranges])
+    verify_ssl = models.BooleanField(default=True)
+    owner_email = models.EmailField(blank=True)
+    # Filled in by issue 3 (payload filters and transformations); stored now so the API shape is stable.
+    filters = models.JSONField(null=True, blank=True)
+    transformation = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["environment", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.url}"
+
+    def clean(self) -> None:
+        """Cross-field rules: timeout bounds, secrets the signature method needs, JWT vs a custom
+        ``Authorization`` header."""
+        errors: dict[str, str] = {}
+        if not 1 <= (self.timeout_seconds or 0) <= settings.WEBHOOK_MAX_TIMEOUT_SECONDS:
+            errors["timeout_seconds"] = f"Must be between 1 and {settings.WEBHOOK_MAX_TIMEOUT_SECONDS} seconds."
+        if self.rate_limit_per_minute is not None and self.rate_limit_per_minute < 1:
+            errors["rate_limit_per_minute"] = "Must be at least 1, or null for no limit."
+        method = self.signature_method
+        if method == self.SignatureMethod.STANDARD_WEBHOOKS and self.secret:
+            from endpoints.signing import parse_standard_secret
+
+            try:
+                parse_standard_secret(self.secret)
+            except ValueError as exc:
+                errors["secret"] = str(exc)
+        if method == self.SignatureMethod.API_KEY and not self.api_key:
+            errors["api_key"] = "signature_method 'api_key' needs an api_key to send as X-API-Key."
+        if method == self.SignatureMethod.JWT and any(
+            name.lower() == "authorization" for name in (self.custom_headers or {})
+        ):
+            errors["custom_headers"] = "signature_method 'jwt' sends Authorization: Bearer <jwt>; remove the custom Authorization header."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def effective_retry_policy(self) -> dict[str, Any]:
+        """The retry policy with the seed's defaults filled in."""
+        return normalize_retry_policy(self.retry_policy)

@@ -1,0 +1,107 @@
+"""Writes for webhook endpoints. Each service validates the whole row (``full_clean``) and
+raises ``vocelio_webhooks.errors.ValidationFailed`` with per-field details on bad input."""
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from endpoints import network
+from endpoints.models import WebhookEndpoint, normalize_retry_policy
+from endpoints.signing import generate_secret
+from vocelio_webhooks.crypto import mask
+from vocelio_webhooks.errors import ValidationFailed
+
+SECRET_METHODS = {"hmac_sha256", "hmac_sha1", "standard_webhooks", "jwt"}
+WRITE_ONLY_SECRETS = ("secret", "api_key")
+
+
+def validate_endpoint(endpoint: WebhookEndpoint) -> None:
+    """Validate a whole endpoint (saved or not); raises ``ValidationFailed`` with per-field details."""
+    try:
+        endpoint.full_clean()
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "The endpoint configuration is invalid.", details={"fields": exc.message_dict}
+        ) from exc
+    for field in ("url", "failover_url"):
+        value = getattr(endpoint, field)
+        if not value:
+            continue
+        try:
+            # Names are resolved again before every attempt; here only literal addresses are
+            # checked so an endpoint can be created before its DNS exists.
+            network.check_destination(value, allowed_ip_ranges=endpoint.allowed_ip_ranges, resolve=False)
+        except network.BlockedDestination as exc:
+            raise ValidationFailed(str(exc), details={"fields": {field: [str(exc)]}}, code="URL_NOT_ALLOWED") from exc
+
+
+@transaction.atomic
+def create_endpoint(*, data: dict[str, Any]) -> WebhookEndpoint:
+    """Create an endpoint from validated serializer ``data`` (model field names).
+
+    A secret is generated (``whsec_…``) when the signature method needs one and none is given;
+    the caller shows it once. The retry policy gets the seed's defaults for missing keys.
+    """
+    endpoint = WebhookEndpoint(**data)
+    endpoint.retry_policy = normalize_retry_policy(endpoint.retry_policy)
+    if endpoint.signature_method in SECRET_METHODS and not endpoint.secret:
+        endpoint.secret = generate_secret()
+    validate_endpoint(endpoint)
+    endpoint.save()
+    return endpoint
+
+
+@transaction.atomic
+def update_endpoint(*, endpoint: WebhookEndpoint, data: dict[str, Any]) -> WebhookEndpoint:
+    """Apply ``data`` (full or partial) to ``endpoint``.
+
+    Write-only secrets: a value equal to the masked form shown by the API (``whsec_ab…``) or an
+    empty string for ``secret`` leaves the stored secret unchanged.
+    """
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    for field, value in data.items():
+        if field in WRITE_ONLY_SECRETS:
+            current = getattr(endpoint, field)
+            if value == mask(current) or (field == "secret" and value == ""):
+                continue
+        if field == "retry_policy":
+            value = normalize_retry_policy(value)
+        if field == "custom_headers":
+            value = _keep_masked_headers(new=value, current=endpoint.custom_headers or {})
+        setattr(endpoint, field, value)
+    if endpoint.signature_method in SECRET_METHODS and not endpoint.secret:
+        endpoint.secret = generate_secret()
+    validate_endpoint(endpoint)
+    endpoint.save()
+    return endpoint
+
+
+def _keep_masked_headers(*, new: dict[str, str], current: dict[str, str]) -> dict[str, str]:
+    """A custom header sent back in its masked form (as the API shows credential headers) keeps
+    its stored value."""
+    from endpoints.serializers import mask_custom_headers
+
+    shown = mask_custom_headers(current)
+    return {name: current[name] if name in current and value == shown.get(name) != current[name] else value
+            for name, value in new.items()}
+
+
+def set_status(*, endpoint: WebhookEndpoint, status: str, reason: str = "") -> WebhookEndpoint:
+    """Set ``active``, ``paused`` or ``disabled`` (with an optional ``reason``).
+
+    Paused and disabled endpoints keep their waiting deliveries; they go out within one sweep
+    interval of the endpoint becoming active again.
+    """
+    if status not in WebhookEndpoint.Status.values:
+        raise ValidationFailed(
+            f"Unknown status {status!r}.", details={"fields": {"status": [f"Use one of {WebhookEndpoint.Status.values}."]}}
+        )
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(status=status, status_reason=reason[:500])
+    endpoint.refresh_from_db()
+    return endpoint
+
+
+def delete_endpoint(*, endpoint: WebhookEndpoint) -> None:
+    """Delete an endpoint. Its deliveries and attempts stay as history (endpoint set to null);
+    those not yet final are cancelled by the next sweep or attempt."""
+    endpoint.delete()

@@ -1,0 +1,47 @@
+"""The event type catalog and published events."""
+from django.db import models
+
+
+class Environment(models.TextChoices):
+    """Deployment environments: an event only reaches endpoints of its own environment."""
+
+    DEVELOPMENT = "development"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+class EventType(models.Model):
+    """A kind of event (``lead.created``). The seed's catalog is loaded by a data migration;
+    ``sample_data`` is a realistic ``data`` object used for test sends and template tests."""
+
+    name = models.CharField(max_length=100, unique=True)
+    category = models.CharField(max_length=50, db_index=True)
+    description = models.CharField(max_length=300, blank=True)
+    sample_data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["category", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Event(models.Model):
+    """An immutable published fact. ``event_id`` is client-supplied (or generated ``evt_…``) and
+    unique: publishing the same id again returns this row and creates nothing new.
+    ``timestamp`` is when it happened (client's clock); ``received_at`` when we accepted it."""
+
+    event_id = models.CharField(max_length=255, unique=True)
+    event_type = models.ForeignKey(EventType, on_delete=models.PROTECT, related_name="events")
+    timestamp = models.DateTimeField()
+    data = models.JSONField(default=dict)
+    metadata = models.JSONField(default=dict, blank=True)
+    environment = models.CharField(max_length=20, choices=Environment.choices, db_index=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} ({self.event_type_id})"

@@ -1,0 +1,66 @@
+"""API shapes for events and event types."""
+from rest_framework import serializers
+
+from events.models import Environment, Event, EventType
+
+
+class EventTypeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = EventType
+        fields = ["name", "category", "description", "sample_data", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class EventSerializer(serializers.ModelSerializer):
+    event_type = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    delivery_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Event
+        fields = ["event_id", "event_type", "timestamp", "data", "metadata", "environment", "received_at",
+                  "delivery_count"]
+        read_only_fields = fields
+
+    def get_delivery_count(self, event: Event) -> int:
+        return getattr(event, "delivery_total", None) or event.deliveries.count()
+
+
+class PublishInputSerializer(serializers.Serializer):
+    """``POST /events/publish`` body: the seed's ``event_type`` + ``payload`` (or ``data``)."""
+
+    event_type = serializers.CharField(max_length=100)
+    payload = serializers.JSONField(required=False)
+    data = serializers.JSONField(required=False)
+    event_id = serializers.CharField(max_length=255, required=False)
+    timestamp = serializers.DateTimeField(required=False)
+    metadata = serializers.JSONField(required=False)
+    environment = serializers.ChoiceField(choices=Environment.choices, required=False)
+
+    def validate(self, attrs):
+        if "payload" in attrs and "data" in attrs and attrs["payload"] != attrs["data"]:
+            raise serializers.ValidationError({"data": ["Send either 'payload' or 'data', not both."]})
+        body = attrs.pop("payload", None)
+        body = attrs.get("data", body)
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise serializers.ValidationError({"data": ["Must be a JSON object."]})
+        attrs["data"] = body
+        if "metadata" in attrs and not isinstance(attrs["metadata"], dict):
+            raise serializers.ValidationError({"metadata": ["Must be a JSON object."]})
+        return attrs
+
+
+class PublishedDeliverySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    endpoint_id = serializers.IntegerField(allow_null=True)
+    status = serializers.CharField()
+
+
+class PublishOutputSerializer(serializers.Serializer):
+    event_id = serializers.CharField()
+    event_type = serializers.CharField()
+    environment = serializers.CharField()
+    duplicate = serializers.BooleanField()
+    matched_endpoints = serializers.IntegerField()
+    deliveries = PublishedDeliverySerializer(many=True)

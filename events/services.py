@@ -1,0 +1,110 @@
+"""Publishing: store an event and fan it out to one delivery per matching endpoint."""
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from deliveries import services as delivery_services
+from deliveries.models import Delivery
+from endpoints.filters import event_type_matches
+from endpoints.models import WebhookEndpoint
+from events.models import Environment, Event, EventType
+from vocelio_webhooks.errors import ValidationFailed
+
+EVENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}$")
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """``created`` is False when ``event_id`` had been published before: ``event`` and
+    ``deliveries`` are then the first publication's, and nothing new was created."""
+
+    event: Event
+    created: bool
+    deliveries: list[Delivery] = field(default_factory=list)
+    matched_endpoints: int = 0
+
+
+def generate_event_id() -> str:
+    """``evt_`` + 24 hex characters."""
+    return f"evt_{secrets.token_hex(12)}"
+
+
+def publish(
+    *,
+    event_type: str,
+    data: dict[str, Any],
+    event_id: str | None = None,
+    timestamp: datetime | None = None,
+    metadata: dict[str, Any] | None = None,
+    environment: str | None = None,
+) -> PublishResult:
+    """Publish an event (``POST /events/publish``).
+
+    In one transaction: the ``Event`` row (idempotent on ``event_id``) and one ``pending``
+    ``Delivery`` per endpoint of the same environment whose ``events`` patterns match and whose
+    status is ``active`` or ``paused`` (a paused endpoint's deliveries wait; a disabled endpoint
+    gets none). Wake-ups are enqueued after commit; if the broker is down they are logged and the
+    sweep sends them. ``timestamp`` defaults to now and ``environment`` to
+    ``WEBHOOK_DEFAULT_ENVIRONMENT``. Raises ``ValidationFailed`` (400) for an unknown event type,
+    environment or malformed ``event_id``.
+    """
+    type_row = EventType.objects.filter(name=event_type).first()
+    if type_row is None:
+        raise ValidationFailed(
+            f"Unknown event type {event_type!r}. Create it first (see GET /event-types).",
+            details={"event_type": event_type}, code="UNKNOWN_EVENT_TYPE",
+        )
+    environment = environment or settings.WEBHOOK_DEFAULT_ENVIRONMENT
+    if environment not in Environment.values:
+        raise ValidationFailed(
+            f"Unknown environment {environment!r}.", details={"allowed": Environment.values}, code="VALIDATION_ERROR"
+        )
+    if event_id is not None and not EVENT_ID_RE.match(event_id):
+        raise ValidationFailed(
+            "event_id must be 1-255 characters: letters, digits, '_', '.', ':' or '-'.",
+            details={"event_id": event_id}, code="VALIDATION_ERROR",
+        )
+    event_id = event_id or generate_event_id()
+
+    existing = Event.objects.filter(event_id=event_id).first()
+    if existing is not None:
+        return _duplicate(existing)
+    try:
+        with transaction.atomic():
+            event = Event.objects.create(
+                event_id=event_id, event_type=type_row, timestamp=timestamp or timezone.now(),
+                data=data, metadata=metadata or {}, environment=environment,
+            )
+            endpoints = [
+                endpoint
+                for endpoint in WebhookEndpoint.objects.filter(
+                    environment=environment,
+                    status__in=[WebhookEndpoint.Status.ACTIVE, WebhookEndpoint.Status.PAUSED],
+                ).only("id", "events", "status")
+                if event_type_matches(endpoint.events, type_row.name)
+            ]
+            now = timezone.now()
+            deliveries = Delivery.objects.bulk_create(
+                [Delivery(event=event, endpoint=endpoint, next_attempt_at=now) for endpoint in endpoints]
+            )
+            for delivery, endpoint in zip(deliveries, endpoints):
+                if endpoint.status == WebhookEndpoint.Status.ACTIVE:
+                    delivery_services.enqueue_on_commit(delivery.pk)
+    except IntegrityError:
+        # Lost a race with a concurrent publish of the same event_id: answer with the winner's.
+        existing = Event.objects.filter(event_id=event_id).first()
+        if existing is None:
+            raise
+        return _duplicate(existing)
+    return PublishResult(event=event, created=True, deliveries=deliveries, matched_endpoints=len(endpoints))
+
+
+def _duplicate(event: Event) -> PublishResult:
+    deliveries = list(event.deliveries.order_by("id"))
+    return PublishResult(event=event, created=False, deliveries=deliveries, matched_endpoints=len(deliveries))

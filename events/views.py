@@ -1,0 +1,54 @@
+"""Event API: publish, list and read events, list event types."""
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from events import services as event_services
+from events.filtersets import EventFilterSet
+from events.models import Event, EventType
+from events.serializers import EventSerializer, EventTypeSerializer, PublishInputSerializer, PublishOutputSerializer
+
+
+class PublishView(APIView):
+    """``POST /events/publish``: 202 with the new event and its deliveries; 200 with the first
+    publication's when the ``event_id`` was published before (nothing new is created)."""
+
+    @extend_schema(request=PublishInputSerializer, responses={202: PublishOutputSerializer, 200: PublishOutputSerializer})
+    def post(self, request):
+        serializer = PublishInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = event_services.publish(**serializer.validated_data)
+        body = {
+            "event_id": result.event.event_id,
+            "event_type": result.event.event_type.name,
+            "environment": result.event.environment,
+            "duplicate": not result.created,
+            "matched_endpoints": result.matched_endpoints,
+            "deliveries": [{"id": d.pk, "endpoint_id": d.endpoint_id, "status": d.status} for d in result.deliveries],
+        }
+        return Response(body, status=status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK)
+
+
+class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """``GET /events`` (filters: event_type, environment, received_after, received_before) and
+    ``GET /events/{event_id}``."""
+
+    queryset = Event.objects.select_related("event_type")
+    serializer_class = EventSerializer
+    filterset_class = EventFilterSet
+    lookup_field = "event_id"
+    lookup_value_regex = r"[A-Za-z0-9_.:\-]+"
+
+
+class EventTypeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                       viewsets.GenericViewSet):
+    """``GET /event-types`` (filter: category), ``GET /event-types/{name}``, and
+    ``POST /event-types`` to add a custom type before publishing it."""
+
+    queryset = EventType.objects.all()
+    serializer_class = EventTypeSerializer
+    filterset_fields = ["category"]
+    lookup_field = "name"
+    lookup_value_regex = r"[a-z0-9_.]+"
+    pagination_class = None

@@ -1,0 +1,271 @@
+"""Shared fixtures: an API client with a real key, a real HTTP receiver on 127.0.0.1 and a real
+Celery worker process on the test database and the configured broker (Redis in CI, the embedded
+filesystem broker otherwise). No part of our own stack is mocked."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_sessionstart(session):
+    """With ``VOCELIO_REQUIRE_SERVICES=1`` (CI) a missing PostgreSQL or Redis fails the run at once
+    instead of letting tests fall back to SQLite or skip."""
+    if os.environ.get("VOCELIO_REQUIRE_SERVICES") != "1":
+        return
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if "postgresql" not in engine:
+        pytest.exit(f"VOCELIO_REQUIRE_SERVICES=1 but the database engine is {engine}; set DATABASE_URL", returncode=3)
+    if not settings.CELERY_BROKER_URL.startswith("redis"):
+        pytest.exit("VOCELIO_REQUIRE_SERVICES=1 but the broker is not Redis; set REDIS_URL", returncode=3)
+    parts = urlsplit(settings.CELERY_BROKER_URL)
+    try:
+        socket.create_connection((parts.hostname, parts.port or 6379), timeout=3).close()
+    except OSError as exc:
+        pytest.exit(f"VOCELIO_REQUIRE_SERVICES=1 but Redis is unreachable: {exc}", returncode=3)
+
+
+# --- receiver -------------------------------------------------------------------------------
+@dataclass
+class ReceivedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    received_at: float  # time.time()
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """A real HTTP server on 127.0.0.1. ``script(path, [(status, headers, body), …])`` sets the
+    answers for a path in order (the last one repeats); the default answer is 200. Every request
+    is recorded in ``requests``."""
+
+    base_url: str = ""
+    requests: list[ReceivedRequest] = field(default_factory=list)
+    scripts: dict[str, list] = field(default_factory=dict)
+    hang_seconds: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    cond: threading.Condition = field(default=None)
+
+    def __post_init__(self):
+        self.cond = threading.Condition(self.lock)
+
+    def url(self, path: str = "/hook") -> str:
+        return self.base_url + path
+
+    def script(self, path: str, answers: list) -> None:
+        with self.lock:
+            self.scripts[path] = [a if isinstance(a, tuple) else (a, {}, b"") for a in answers]
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.scripts.clear()
+            self.hang_seconds.clear()
+
+    def next_answer(self, path: str):
+        with self.lock:
+            answers = self.scripts.get(path)
+            if not answers:
+                return 200, {}, b'{"ok":true}'
+            return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    def record(self, request: ReceivedRequest) -> None:
+        with self.cond:
+            self.requests.append(request)
+            self.cond.notify_all()
+
+    def for_path(self, path: str) -> list[ReceivedRequest]:
+        with self.lock:
+            return [r for r in self.requests if r.path.split("?")[0] == path]
+
+    def wait_for(self, count: int, path: str = "/hook", timeout: float = 20.0) -> list[ReceivedRequest]:
+        """Wait until ``count`` requests reached ``path``; returns them (fails the test on timeout)."""
+        deadline = time.time() + timeout
+        with self.cond:
+            while True:
+                got = [r for r in self.requests if r.path.split("?")[0] == path]
+                if len(got) >= count:
+                    return got
+                remaining = deadline - time.time()
+                if remaining <= 0:
+                    raise AssertionError(f"receiver got {len(got)} of {count} requests on {path} in {timeout}s")
+                self.cond.wait(remaining)
+
+
+def _handler_for(receiver: Receiver):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _handle(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            receiver.record(ReceivedRequest(self.command, self.path, dict(self.headers.items()), body, time.time()))
+            status, headers, payload = receiver.next_answer(self.path.split("?")[0])
+            payload = payload if isinstance(payload, bytes) else str(payload).encode()
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        def log_message(self, *args):
+            pass
+
+    return Handler
+
+
+@pytest.fixture(scope="session")
+def _receiver_server():
+    receiver = Receiver()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(receiver))
+    server.daemon_threads = True
+    receiver.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield receiver
+    server.shutdown()
+
+
+@pytest.fixture
+def receiver(_receiver_server) -> Receiver:
+    _receiver_server.reset()
+    yield _receiver_server
+    _receiver_server.reset()
+
+
+# --- worker ---------------------------------------------------------------------------------
+def _purge_broker() -> None:
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    from vocelio_webhooks.celery import app
+
+    with app.connection_for_write() as conn:
+        for queue in ("deliveries", "maintenance"):
+            try:
+                conn.default_channel.queue_purge(queue)
+            except Exception:  # noqa: BLE001 — the queue may not exist yet
+                pass
+
+
+class WorkerProcess:
+    """A ``celery worker`` subprocess on the test database. ``kill()`` sends SIGKILL."""
+
+    def __init__(self, log_path: Path):
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
+               "VOCELIO_TEST_DB_NAME": str(settings.DATABASES["default"]["NAME"])}
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "vocelio_webhooks", "worker", "-Q", "deliveries,maintenance",
+             "-c", "2", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited early:\n{self.log_path.read_text()[-3000:]}")
+            if " ready." in self.log_path.read_text():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"celery worker not ready in {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real Celery worker for the whole session, started after the test database exists."""
+    _purge_broker()
+    log_path = Path(settings.VAR_DIR) / "test-worker.log"
+    log_path.write_text("")
+    worker = WorkerProcess(log_path)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def worker(celery_worker_process, transactional_db):
+    """Use in delivery tests: a live worker plus committed (transactional) database access."""
+    return celery_worker_process
+
+
+# --- data and API -------------------------------------------------------------------------
+@pytest.fixture
+def event_types(db):
+    """The seed's event type catalog (a transactional test's flush removes the migrated rows)."""
+    from events.catalog import EVENT_TYPES
+    from events.models import EventType
+
+    for entry in EVENT_TYPES:
+        EventType.objects.update_or_create(
+            name=entry["name"], defaults={"category": entry["category"], "description": entry["description"],
+                                          "sample_data": entry["sample_data"]},
+        )
+
+
+@pytest.fixture
+def api_key(db) -> str:
+    from vocelio_webhooks import services as key_services
+
+    return key_services.create_api_key(name="tests").raw_key
+
+
+@pytest.fixture
+def api(api_key, event_types):
+    """A DRF test client authenticated with a real API key."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    return client
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1):
+    """Poll ``predicate`` until it returns a truthy value; fails on timeout."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met in {timeout}s")

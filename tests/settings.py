@@ -1,0 +1,18 @@
+"""Test settings: the real settings with a throwaway SECRET_KEY, loopback receivers allowed
+(tests of the SSRF guard intercept name resolution instead of switching it off), and runtime
+files in ``VOCELIO_VAR_DIR`` (default ``var/test``)."""
+import os
+from pathlib import Path
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
+os.environ.setdefault("VOCELIO_VAR_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test"))
+os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")
+os.environ.setdefault("WEBHOOK_SWEEP_GRACE_SECONDS", "2")
+
+from vocelio_webhooks.settings import *  # noqa: E402,F401,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# The worker subprocess started by tests/conftest.py is pointed at the test database this way.
+if os.environ.get("VOCELIO_TEST_DB_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["VOCELIO_TEST_DB_NAME"]  # noqa: F405

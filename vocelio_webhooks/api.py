@@ -1,0 +1,135 @@
+"""API authentication and the one exception handler that gives every error the seed's shape:
+``{"error": {"code": "...", "message": "...", "details": {...}}}``."""
+import logging
+from dataclasses import dataclass
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
+from django.utils import timezone
+from rest_framework import exceptions, status
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.response import Response
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+from .errors import ServiceError
+from .models import ApiKey, hash_api_key
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ApiPrincipal:
+    """The caller behind a valid API key (``request.user`` in API views)."""
+
+    api_key_id: int
+    name: str
+    scopes: tuple[str, ...]
+
+    is_authenticated = True
+    is_anonymous = False
+
+    def __str__(self) -> str:
+        return f"api-key:{self.name}"
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """``Authorization: Bearer <key>``. Keys are compared by SHA-256 hash; inactive keys fail."""
+
+    keyword = b"bearer"
+
+    def authenticate(self, request):
+        auth = get_authorization_header(request).split()
+        if not auth or auth[0].lower() != self.keyword:
+            return None
+        if len(auth) != 2:
+            raise exceptions.AuthenticationFailed("Malformed Authorization header; use 'Bearer <key>'.")
+        try:
+            raw = auth[1].decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise exceptions.AuthenticationFailed("Invalid API key.") from exc
+        key = ApiKey.objects.filter(key_hash=hash_api_key(raw), is_active=True).first()
+        if key is None:
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+        return ApiPrincipal(api_key_id=key.pk, name=key.name, scopes=tuple(key.scopes or ())), key
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "vocelio_webhooks.api.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer"}
+
+
+_DRF_CODES = {
+    exceptions.ValidationError: "VALIDATION_ERROR",
+    exceptions.ParseError: "INVALID_REQUEST_BODY",
+    exceptions.NotAuthenticated: "UNAUTHENTICATED",
+    exceptions.AuthenticationFailed: "UNAUTHENTICATED",
+    exceptions.PermissionDenied: "FORBIDDEN",
+    exceptions.NotFound: "NOT_FOUND",
+    exceptions.MethodNotAllowed: "METHOD_NOT_ALLOWED",
+    exceptions.NotAcceptable: "NOT_ACCEPTABLE",
+    exceptions.UnsupportedMediaType: "UNSUPPORTED_MEDIA_TYPE",
+    exceptions.Throttled: "RATE_LIMITED",
+}
+
+
+def error_body(code: str, message: str, details: dict | None = None) -> dict:
+    """Build the seed's error document."""
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def exception_handler(exc, context):
+    """DRF exception handler: domain ``ServiceError``s and DRF errors → seed error format.
+
+    Unknown exceptions are logged and answered with a 500 ``INTERNAL_ERROR`` (no traceback leaks).
+    """
+    if isinstance(exc, ServiceError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if isinstance(exc, exceptions.APIException):
+        code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "API_ERROR")
+        headers = {}
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            headers["Retry-After"] = str(int(exc.wait) + 1)
+        if isinstance(exc, exceptions.ValidationError):
+            detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            message = "The request is invalid: " + _first_message(detail)
+            return Response(error_body(code, message, {"fields": detail}), status=exc.status_code)
+        if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+            response = Response(error_body(code, str(exc.detail)), status=status.HTTP_401_UNAUTHORIZED)
+            response["WWW-Authenticate"] = 'Bearer realm="api"'
+            return response
+        return Response(error_body(code, str(exc.detail)), status=exc.status_code, headers=headers)
+    logger.exception("Unhandled API error in %s", context.get("view").__class__.__name__)
+    return Response(error_body("INTERNAL_ERROR", "An internal error occurred."), status=500)
+
+
+def _first_message(detail) -> str:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            inner = _first_message(value)
+            return f"{key}: {inner}" if key != "non_field_errors" else inner
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+def json_404(request, exception=None):
+    """Django ``handler404`` in the seed's error format."""
+    return JsonResponse(error_body("NOT_FOUND", "No such route."), status=404)
+
+
+def json_500(request):
+    """Django ``handler500`` in the seed's error format."""
+    return JsonResponse(error_body("INTERNAL_ERROR", "An internal error occurred."), status=500)

@@ -1,0 +1,67 @@
+"""Encryption at rest for endpoint secrets and credentials (cryptography's Fernet / MultiFernet).
+
+Keys come from ``WEBHOOK_ENCRYPTION_KEYS`` (comma-separated Fernet keys, newest first: the first
+encrypts, all decrypt, which is how keys are rotated). When unset, one key is derived from
+``SECRET_KEY`` with HKDF-SHA256 so development works without set-up.
+"""
+import base64
+from functools import lru_cache
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.conf import settings
+from django.db import models
+
+_PREFIX = "fernet:"
+
+
+@lru_cache(maxsize=4)
+def _fernet(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
+    if keys:
+        return MultiFernet([Fernet(k.encode()) for k in keys])
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"vocelio-webhooks-secrets").derive(
+        secret_key.encode()
+    )
+    return MultiFernet([Fernet(base64.urlsafe_b64encode(derived))])
+
+
+def fernet() -> MultiFernet:
+    """Return the MultiFernet built from the current settings."""
+    return _fernet(tuple(settings.WEBHOOK_ENCRYPTION_KEYS), settings.SECRET_KEY)
+
+
+def encrypt(plaintext: str) -> str:
+    """Encrypt ``plaintext`` → ``"fernet:<token>"``."""
+    return _PREFIX + fernet().encrypt(plaintext.encode("utf-8")).decode("ascii")
+
+
+def decrypt(stored: str) -> str:
+    """Decrypt a value made by :func:`encrypt`. Raises ``cryptography.fernet.InvalidToken`` when
+    no configured key opens it."""
+    if not stored.startswith(_PREFIX):
+        raise InvalidToken("value is not encrypted")
+    return fernet().decrypt(stored[len(_PREFIX):].encode("ascii")).decode("utf-8")
+
+
+def mask(value: str | None) -> str:
+    """Mask a secret for display: keeps a recognisable head (``whsec_ab…``) and nothing else."""
+    if not value:
+        return ""
+    head = value[:8] if len(value) > 16 else value[:3]
+    return f"{head}…"
+
+
+class EncryptedTextField(models.TextField):
+    """A text column whose value is Fernet-encrypted in the database and plain in Python."""
+
+    def from_db_value(self, value, expression, connection):
+        if value is None or value == "":
+            return value
+        return decrypt(value)
+
+    def get_prep_value(self, value):
+        value = super().get_prep_value(value)
+        if value is None or value == "":
+            return value
+        return encrypt(value)
