@@ -38,6 +38,12 @@ def pytest_sessionstart(session):
         pytest.exit(f"VOCELIO_REQUIRE_SERVICES=1 but Redis is unreachable: {exc}", returncode=3)
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """Remove this run's runtime folder (kept when tests failed, for the worker log)."""
+    if exitstatus == 0 and Path(settings.VAR_DIR).name.startswith("run-"):
+        shutil.rmtree(settings.VAR_DIR, ignore_errors=True)
+
+
 # --- receiver -------------------------------------------------------------------------------
 @dataclass
 class ReceivedRequest:
@@ -121,6 +127,9 @@ def _handler_for(receiver: Receiver):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             receiver.record(ReceivedRequest(self.command, self.path, dict(self.headers.items()), body, time.time()))
+            hang = receiver.hang_seconds.get(self.path.split("?")[0])
+            if hang:
+                time.sleep(hang)
             status, headers, payload = receiver.next_answer(self.path.split("?")[0])
             payload = payload if isinstance(payload, bytes) else str(payload).encode()
             self.send_response(status)
@@ -225,8 +234,18 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
 
 @pytest.fixture
 def worker(celery_worker_process, transactional_db):
-    """Use in delivery tests: a live worker plus committed (transactional) database access."""
-    return celery_worker_process
+    """Use in delivery tests: a live worker plus committed (transactional) database access.
+
+    At teardown it waits until no delivery is in flight, so the worker's last write cannot
+    collide with the database flush between tests.
+    """
+    yield celery_worker_process
+    from deliveries.models import Delivery
+
+    deadline = time.time() + 30
+    while Delivery.objects.filter(status=Delivery.Status.IN_FLIGHT).exists() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.2)  # the worker commits the attempt and the delivery together; let it finish
 
 
 # --- data and API -------------------------------------------------------------------------

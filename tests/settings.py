@@ -5,7 +5,9 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
-os.environ.setdefault("VOCELIO_VAR_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test"))
+# One folder per test run (SQLite file, embedded broker), inherited by the worker subprocess,
+# so two runs on one machine never share a database or a queue.
+os.environ.setdefault("VOCELIO_VAR_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test" / f"run-{os.getpid()}"))
 os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")
 os.environ.setdefault("WEBHOOK_SWEEP_GRACE_SECONDS", "2")
 
