@@ -1,8 +1,9 @@
 """Retry policy arithmetic: pure functions, no ORM.
 
-Rules (Standard Webhooks, "Delivery success and failure"; the seed's "Retry Configuration";
-STYLE.md rule 13): 2xx succeeds; a status in the policy's ``retry_on_status_codes`` and every
-timeout or connection error retries; anything else (3xx, other 4xx, 5xx not listed) fails at once.
+Rules (Standard Webhooks, "Delivery success and failure"; the seed's "Retry Configuration" and
+"Error Handling" table — "HTTP 5xx Errors: Retry"; STYLE.md rule 13): 2xx succeeds; every 5xx,
+every status in the policy's ``retry_on_status_codes`` and every timeout or connection error
+retries; anything else (3xx, 4xx not listed) fails at once.
 """
 import email.utils
 import random
@@ -28,7 +29,7 @@ def classify(*, status_code: int | None, error_class: str = "", policy: dict) ->
         return FAILED if error_class in NON_RETRYABLE_ERRORS else RETRY
     if 200 <= status_code < 300:
         return SUCCEEDED
-    if status_code in policy["retry_on_status_codes"]:
+    if status_code >= 500 or status_code in policy["retry_on_status_codes"]:
         return RETRY
     return FAILED
 

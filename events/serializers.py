@@ -1,7 +1,13 @@
 """API shapes for events and event types."""
+import re
+
 from rest_framework import serializers
 
 from events.models import Environment, Event, EventType
+
+# The seed's shape (``category.action``): any other name could only be matched by the ``*``
+# subscription and could not be addressed at ``/event-types/{name}``.
+EVENT_TYPE_NAME_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 
 
 class EventTypeSerializer(serializers.ModelSerializer):
@@ -9,6 +15,19 @@ class EventTypeSerializer(serializers.ModelSerializer):
         model = EventType
         fields = ["name", "category", "description", "sample_data", "created_at"]
         read_only_fields = ["created_at"]
+
+    def validate_name(self, value: str) -> str:
+        if not EVENT_TYPE_NAME_RE.match(value):
+            raise serializers.ValidationError(
+                "Use a lowercase dotted name such as 'billing.invoice_paid' (letters, digits and '_')."
+            )
+        return value
+
+    def validate_sample_data(self, value):
+        # It stands in for an event's ``data``, which publishing requires to be an object.
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
 
 
 class EventSerializer(serializers.ModelSerializer):
