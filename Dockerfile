@@ -13,7 +13,7 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 # Only the application is copied (no .env, .venv, var/ or .git from the build context).
-COPY manage.py ./
+COPY manage.py gunicorn.conf.py ./
 COPY vocelio_webhooks ./vocelio_webhooks
 COPY events ./events
 COPY endpoints ./endpoints
@@ -28,4 +28,4 @@ RUN useradd --system --uid 10001 --no-create-home --home-dir /app app \
 USER app
 
 EXPOSE 8019
-CMD ["gunicorn", "vocelio_webhooks.wsgi", "--bind", "0.0.0.0:8019", "--workers", "2", "--threads", "4", "--access-logfile", "-"]
+CMD ["gunicorn", "vocelio_webhooks.wsgi", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8019", "--workers", "2", "--threads", "4"]

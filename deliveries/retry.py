@@ -15,7 +15,7 @@ FAILED = "failed"
 
 
 # Failures of ours, not the receiver's: sending the same request again cannot help.
-NON_RETRYABLE_ERRORS = frozenset({"blocked_destination", "invalid_request", "signing_error"})
+NON_RETRYABLE_ERRORS = frozenset({"blocked_destination", "invalid_request", "signing_error", "template_error"})
 
 
 def classify(*, status_code: int | None, error_class: str = "", policy: dict) -> str:

@@ -82,6 +82,99 @@ def encode_body(envelope: dict) -> bytes:
     return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+class TransformationFailed(Exception):
+    """The endpoint's payload or header template could not be rendered for this event; the
+    message says where (line, column, JSON path) and why. No request is sent."""
+
+
+@dataclass(frozen=True)
+class ResolvedTransformation:
+    """A template ready to render: ``form`` is ``"json"`` (``body`` a JSON structure) or
+    ``"text"`` (``body`` a string sent with ``content_type``)."""
+
+    form: str
+    body: object
+    content_type: str
+    header_templates: dict[str, str]
+
+
+def resolve_transformation(*, spec: dict) -> ResolvedTransformation:
+    """Turn one selected template spec (``endpoints.models.select_transformation``) into what to
+    render: an inline JSON template, an inline text ``body``, or a named ``PayloadTemplate``
+    (its current version, or ``template_version`` when pinned). Raises ``TransformationFailed``
+    when a named template or version no longer exists."""
+    from templates_app.models import PayloadTemplate
+
+    template = spec.get("template")
+    if isinstance(template, str):
+        named = PayloadTemplate.objects.select_related("current_version").filter(name=template).first()
+        if named is None:
+            raise TransformationFailed(f"Template {template!r} does not exist.")
+        version = named.current_version
+        if spec.get("template_version") is not None:
+            version = named.versions.filter(number=spec["template_version"]).first()
+        if version is None:
+            raise TransformationFailed(f"Template {template!r} has no version {spec.get('template_version')}.")
+        return ResolvedTransformation(
+            form=version.form, body=version.body, content_type=version.content_type or "application/json",
+            header_templates=dict(version.header_templates or {}),
+        )
+    if template is not None:
+        return ResolvedTransformation(form="json", body=template, content_type="application/json", header_templates={})
+    return ResolvedTransformation(
+        form="text", body=spec["body"], content_type=spec.get("content_type") or "text/plain; charset=utf-8",
+        header_templates={},
+    )
+
+
+def _templated(value: str) -> bool:
+    return "{{" in value or "{%" in value
+
+
+def render_payload(*, endpoint: WebhookEndpoint, envelope: dict) -> tuple[bytes, str, dict[str, str]]:
+    """Body bytes, content type and custom headers for one event at one endpoint.
+
+    Without a transformation the body is the standard envelope as compact JSON. With one, it is
+    the rendered JSON template (compact JSON) or text template (sent as is, with its
+    ``content_type``). Custom header values (and a named template's header templates) that
+    contain Jinja2 are rendered with the same context. Raises ``TransformationFailed``.
+    """
+    from endpoints.models import select_transformation
+    from templates_app import rendering
+
+    spec = select_transformation(endpoint.transformation, envelope["event_type"])
+    headers = dict(endpoint.custom_headers or {})
+    if spec is None and not any(_templated(v) for v in headers.values()):
+        return encode_body(envelope), "application/json", headers
+    context = rendering.build_context(envelope)
+    try:
+        if spec is None:
+            body, content_type = encode_body(envelope), "application/json"
+        else:
+            resolved = resolve_transformation(spec=spec)
+            headers = {**resolved.header_templates, **headers}
+            if resolved.form == "json":
+                body = encode_body(rendering.render_json_template(resolved.body, context))
+                content_type = "application/json"
+            else:
+                body = rendering.render_text_template(resolved.body, context).encode("utf-8")
+                content_type = resolved.content_type
+        if any(_templated(v) for v in headers.values()):
+            headers = rendering.render_headers(headers, context)
+            for name, value in headers.items():
+                if not value.isascii():
+                    raise TransformationFailed(f"Header {name!r} rendered to non-ASCII text, which HTTP cannot carry.")
+    except rendering.TemplateRenderError as exc:
+        where = ", ".join(
+            part for part in (
+                f"path {exc.path}" if exc.path else "", f"line {exc.line}" if exc.line else "",
+                f"column {exc.column}" if exc.column else "",
+            ) if part
+        )
+        raise TransformationFailed(f"Template error{' at ' + where if where else ''}: {exc.message}") from exc
+    return body, content_type, headers
+
+
 def build_request(
     *, endpoint: WebhookEndpoint, event: Event, delivery_public_id: str, attempt_number: int, url: str | None = None
 ) -> WebhookRequest:
@@ -89,11 +182,14 @@ def build_request(
 
     Headers: ``Content-Type``, ``User-Agent``, ``X-Vocelio-Event-Type``, ``-Event-Id``,
     ``-Delivery-Id``, ``-Timestamp`` (Unix seconds of this attempt), ``-Attempt``, then the
-    endpoint's custom headers, then the signature headers (``endpoints.signing``). GET requests
-    carry no body; their signature covers the empty body. Raises ``ValueError`` when the endpoint's
-    signature method lacks its secret.
+    endpoint's custom headers (rendered when templated), then the signature headers
+    (``endpoints.signing``), computed over the exact body sent (transformed or not). GET requests
+    carry no body; their signature covers the empty body. Raises ``ValueError`` when the
+    endpoint's signature method lacks its secret and ``TransformationFailed`` when a template
+    cannot be rendered.
     """
-    body = encode_body(build_envelope(event=event, retry_count=attempt_number - 1))
+    envelope = build_envelope(event=event, retry_count=attempt_number - 1)
+    body, content_type, custom_headers = render_payload(endpoint=endpoint, envelope=envelope)
     send_body = None if endpoint.http_method == WebhookEndpoint.HttpMethod.GET else body
     now = int(time.time())
     headers = {
@@ -105,8 +201,8 @@ def build_request(
         f"{HEADER_PREFIX}Attempt": str(attempt_number),
     }
     if send_body is not None:
-        headers["Content-Type"] = "application/json"
-    headers.update(endpoint.custom_headers or {})
+        headers["Content-Type"] = content_type
+    headers.update(custom_headers)
     headers.update(
         signing.signature_headers(
             method=endpoint.signature_method,
@@ -142,6 +238,8 @@ def send_request(*, request: WebhookRequest, endpoint: WebhookEndpoint) -> sende
     trouble: a blocked destination is a ``SendResult`` with ``error_class="blocked_destination"``."""
     try:
         network.check_destination(request.url, allowed_ip_ranges=endpoint.allowed_ip_ranges)
+    except network.UnresolvableHost as exc:
+        return sender.SendResult(status_code=None, error_class="dns_error", error_message=str(exc))
     except network.BlockedDestination as exc:
         return sender.SendResult(status_code=None, error_class="blocked_destination", error_message=str(exc))
     return sender.send(
@@ -207,11 +305,22 @@ def attempt_delivery(*, delivery_id: int) -> AttemptOutcome:
             endpoint=endpoint, event=delivery.event, delivery_public_id=delivery.public_id,
             attempt_number=attempt_number,
         )
+    except TransformationFailed as exc:
+        request = WebhookRequest(method=endpoint.http_method, url=endpoint.url, headers={}, body=None)
+        result = sender.SendResult(status_code=None, error_class="template_error", error_message=str(exc))
     except ValueError as exc:
         request = WebhookRequest(method=endpoint.http_method, url=endpoint.url, headers={}, body=None)
         result = sender.SendResult(status_code=None, error_class="signing_error", error_message=str(exc))
+    except Exception as exc:  # noqa: BLE001 — a bug must end as a recorded attempt, not a stuck claim
+        logger.exception("Building delivery %s failed", delivery.pk)
+        request = WebhookRequest(method=endpoint.http_method, url=endpoint.url, headers={}, body=None)
+        result = sender.SendResult(status_code=None, error_class="internal_error", error_message=type(exc).__name__)
     else:
-        result = send_request(request=request, endpoint=endpoint)
+        try:
+            result = send_request(request=request, endpoint=endpoint)
+        except Exception as exc:  # noqa: BLE001 — same: record it; the retry policy bounds repeats
+            logger.exception("Sending delivery %s failed", delivery.pk)
+            result = sender.SendResult(status_code=None, error_class="internal_error", error_message=type(exc).__name__)
     return record_attempt(
         delivery=delivery, endpoint=endpoint, request=request, result=result,
         attempt_number=attempt_number, started_at=started_at,
@@ -415,11 +524,18 @@ def send_test(*, endpoint: WebhookEndpoint, event_type: EventType, data: dict | 
         request = build_request(
             endpoint=endpoint, event=event, delivery_public_id=f"dlv_test_{secrets.token_hex(6)}", attempt_number=1
         )
+    except TransformationFailed as exc:
+        request = WebhookRequest(method=endpoint.http_method, url=endpoint.url, headers={}, body=None)
+        result = sender.SendResult(status_code=None, error_class="template_error", error_message=str(exc))
     except ValueError as exc:
         request = WebhookRequest(method=endpoint.http_method, url=endpoint.url, headers={}, body=None)
         result = sender.SendResult(status_code=None, error_class="signing_error", error_message=str(exc))
     else:
-        result = send_request(request=request, endpoint=endpoint)
+        try:
+            result = send_request(request=request, endpoint=endpoint)
+        except Exception as exc:  # noqa: BLE001 — answer the caller with the error class, not a 500
+            logger.exception("Test send failed")
+            result = sender.SendResult(status_code=None, error_class="internal_error", error_message=type(exc).__name__)
     success = result.status_code is not None and 200 <= result.status_code < 300
     masked = WebhookRequest(method=request.method, url=request.url, headers=mask_headers(request.headers), body=request.body)
     return TestSendResult(success=success, request=masked, result=result, event_id=event.event_id)

@@ -106,7 +106,7 @@ class UnsavedEndpointTestView(APIView):
         endpoint = WebhookEndpoint(**data)
         if endpoint.signature_method in SECRET_METHODS and not endpoint.secret:
             raise ValidationFailed(
-                f"signature_method {endpoint.signature_method!r} needs a 'secret' for a test of an unsaved endpoint.",
+                f"signature_method '{str(endpoint.signature_method)}' needs a 'secret' for a test of an unsaved endpoint.",
                 details={"fields": {"secret": ["Required for this signature_method."]}},
             )
         validate_endpoint(endpoint)

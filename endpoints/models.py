@@ -93,6 +93,14 @@ def validate_webhook_url(value: str) -> None:
         raise ValidationError("URL scheme must be http or https.")
     if not parts.hostname:
         raise ValidationError("URL must include a host.")
+    if parts.port == 0:
+        raise ValidationError("URL port must be between 1 and 65535.")
+    try:
+        ipaddress_or_name = parts.hostname.strip("[]")
+        if not any(ch == ":" for ch in ipaddress_or_name):
+            ipaddress_or_name.encode("idna")  # each label 1-63 characters, valid IDNA
+    except UnicodeError as exc:
+        raise ValidationError("URL host is not a valid host name (each dot-separated label is 1-63 characters).") from exc
     if parts.username or parts.password:
         raise ValidationError("URL must not contain credentials; use custom_headers or signature_method.")
     if parts.fragment:
@@ -117,6 +125,8 @@ def validate_custom_headers(value: Any) -> None:
             raise ValidationError(f"Header {name!r} must have a string value.")
         if any(ord(ch) < 32 and ch != "\t" or ord(ch) == 127 for ch in header_value):
             raise ValidationError(f"Header {name!r} contains CR, LF or another control character.")
+        if not header_value.isascii():
+            raise ValidationError(f"Header {name!r} must be ASCII (HTTP header values cannot carry other characters).")
         if len(header_value) > 8192:
             raise ValidationError(f"Header {name!r} is longer than 8192 characters.")
 
@@ -141,6 +151,79 @@ def validate_ip_ranges(value: Any) -> None:
             ipaddress.ip_network(item, strict=False)
         except (TypeError, ValueError) as exc:
             raise ValidationError(f"Invalid IP range {item!r}.") from exc
+
+
+TRANSFORMATION_TEMPLATE_KEYS = frozenset({"template", "template_version", "body", "content_type"})
+TRANSFORMATION_KEYS = TRANSFORMATION_TEMPLATE_KEYS | {"enabled", "event_templates"}
+
+
+def _validate_template_choice(spec: Any, where: str) -> None:
+    if not isinstance(spec, dict):
+        raise ValidationError(f"{where} must be an object.")
+    unknown = set(spec) - TRANSFORMATION_TEMPLATE_KEYS - ({"enabled", "event_templates"} if where == "transformation" else set())
+    if unknown:
+        raise ValidationError(f"Unknown {where} keys: {', '.join(sorted(map(str, unknown)))}.")
+    template, body = spec.get("template"), spec.get("body")
+    if (template is None) == (body is None):
+        raise ValidationError(f"{where} needs exactly one of 'template' (a JSON template or a template name) or 'body' (a text template).")
+    if template is not None and not isinstance(template, (dict, list, str)):
+        raise ValidationError(f"{where}.template must be a JSON object or list (inline) or a template name.")
+    if isinstance(template, str) and not template:
+        raise ValidationError(f"{where}.template must not be empty.")
+    if "template_version" in spec and (not isinstance(template, str) or isinstance(spec["template_version"], bool)
+                                       or not isinstance(spec["template_version"], int) or spec["template_version"] < 1):
+        raise ValidationError(f"{where}.template_version pins a named template: a version number >= 1.")
+    if body is not None and not isinstance(body, str):
+        raise ValidationError(f"{where}.body must be a string (a text template).")
+    content_type = spec.get("content_type")
+    if content_type is not None and (not isinstance(content_type, str) or not content_type
+                                     or any(ord(ch) < 32 for ch in content_type) or len(content_type) > 200):
+        raise ValidationError(f"{where}.content_type must be a media type such as 'application/xml'.")
+
+
+def validate_transformation(value: Any) -> None:
+    """Shape of ``WebhookEndpoint.transformation`` (the seed's "Payload Transformation", extended):
+
+    ``{"enabled": true, "template": <inline JSON template> | "<template name>",
+    "template_version": N (pins a named template), "body": "<text template>",
+    "content_type": "application/xml" (for ``body``), "event_templates": {"lead.created": {…}}}``
+    — exactly one of ``template``/``body`` per level; ``event_templates`` maps an event type to its
+    own ``template``/``body`` and the top level is the default. ``null`` means no transformation.
+    Template syntax and template names are checked by ``endpoints.services.validate_endpoint``.
+    """
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise ValidationError("transformation must be an object or null.")
+    if "enabled" in value and not isinstance(value["enabled"], bool):
+        raise ValidationError("transformation.enabled must be true or false.")
+    event_templates = value.get("event_templates", {})
+    if not isinstance(event_templates, dict):
+        raise ValidationError("transformation.event_templates must map event types to templates.")
+    if "template" in value or "body" in value or not event_templates:
+        _validate_template_choice(value, "transformation")
+    else:
+        unknown = set(value) - TRANSFORMATION_KEYS
+        if unknown:
+            raise ValidationError(f"Unknown transformation keys: {', '.join(sorted(map(str, unknown)))}.")
+    for event_type, spec in event_templates.items():
+        if not EVENT_PATTERN_RE.match(str(event_type)) or "*" in str(event_type):
+            raise ValidationError(f"transformation.event_templates key {event_type!r} must be an event type.")
+        _validate_template_choice(spec, f"transformation.event_templates.{event_type}")
+
+
+def select_transformation(value: dict | None, event_type: str) -> dict | None:
+    """The template spec that applies to ``event_type``: its ``event_templates`` entry, else the
+    top-level one; ``None`` when there is no transformation, it is disabled, or only other event
+    types have templates."""
+    if not value or value.get("enabled", True) is False:
+        return None
+    specific = (value.get("event_templates") or {}).get(event_type)
+    if specific is not None:
+        return specific
+    if value.get("template") is not None or value.get("body") is not None:
+        return value
+    return None
 
 
 def _default_timeout() -> int:
@@ -191,9 +274,9 @@ class WebhookEndpoint(models.Model):
     allowed_ip_ranges = models.JSONField(default=list, blank=True, validators=[validate_ip_ranges])
     verify_ssl = models.BooleanField(default=True)
     owner_email = models.EmailField(blank=True)
-    # Filled in by issue 3 (payload filters and transformations); stored now so the API shape is stable.
+    # Payload filters (endpoints.filters) and the payload transformation (templates_app).
     filters = models.JSONField(null=True, blank=True)
-    transformation = models.JSONField(null=True, blank=True)
+    transformation = models.JSONField(null=True, blank=True, validators=[validate_transformation])
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -213,7 +296,12 @@ class WebhookEndpoint(models.Model):
         if self.rate_limit_per_minute is not None and self.rate_limit_per_minute < 1:
             errors["rate_limit_per_minute"] = "Must be at least 1, or null for no limit."
         method = self.signature_method
-        if method == self.SignatureMethod.STANDARD_WEBHOOKS and self.secret:
+        if self.secret and (len(self.secret) < 16 or len(self.secret) > 500 or not self.secret.isascii()
+                            or any(ch.isspace() or ord(ch) < 32 for ch in self.secret) or "…" in self.secret
+                            or "***" in self.secret):
+            errors["secret"] = ("A secret is 16 to 500 printable ASCII characters without spaces "
+                                "(omit it to get one generated).")
+        if method == self.SignatureMethod.STANDARD_WEBHOOKS and self.secret and "secret" not in errors:
             from endpoints.signing import parse_standard_secret
 
             try:

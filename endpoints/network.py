@@ -19,11 +19,15 @@ class BlockedDestination(Exception):
     resolved address (so the API cannot be used to map internal networks)."""
 
 
+class UnresolvableHost(BlockedDestination):
+    """The host name does not resolve (now): a DNS failure, retried like a connection error."""
+
+
 def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise BlockedDestination(f"Host {host!r} could not be resolved.") from exc
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UnresolvableHost(f"Host {host!r} could not be resolved.") from exc
     result = []
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%", 1)[0])

@@ -10,7 +10,7 @@ SENSITIVE_HEADER_WORDS = ("authorization", "api-key", "apikey", "secret", "token
 
 def mask_custom_headers(headers: dict[str, str]) -> dict[str, str]:
     """Custom headers for display: credential-looking headers (``Authorization``,
-    ``X-Api-Key``, ``*token*`` …) keep only a recognisable head."""
+    ``X-Api-Key``, ``*token*`` …) keep only their last 4 characters (``***1234``)."""
     return {
         name: mask(value) if any(word in name.lower() for word in SENSITIVE_HEADER_WORDS) else value
         for name, value in (headers or {}).items()
@@ -30,12 +30,15 @@ class EndpointSerializer(serializers.ModelSerializer):
             "owner_email", "filters", "transformation", "created_at", "updated_at",
         ]
         read_only_fields = ["id", "status_reason", "created_at", "updated_at"]
+        extra_kwargs = {"timeout_seconds": {"min_value": 1}}
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
+        # The secret is shown in full only when the service generated or issued it (create,
+        # rotate); the api_key is always the caller's own and always masked.
         if not self.context.get("reveal_secret"):
             data["secret"] = mask(instance.secret)
-            data["api_key"] = mask(instance.api_key)
+        data["api_key"] = mask(instance.api_key)
         data["custom_headers"] = mask_custom_headers(instance.custom_headers)
         return data
 
@@ -45,3 +48,23 @@ class EndpointStatusSerializer(serializers.Serializer):
 
     status = serializers.ChoiceField(choices=WebhookEndpoint.Status.choices)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+class FilterTestSerializer(serializers.Serializer):
+    """``POST /endpoints/{id}/filters/test`` body: a sample event in the seed's envelope shape."""
+
+    event_type = serializers.CharField(max_length=100)
+    data = serializers.JSONField(required=False, default=dict)
+    metadata = serializers.JSONField(required=False, default=dict)
+    event_id = serializers.CharField(required=False, default="evt_sample", max_length=255)
+    timestamp = serializers.CharField(required=False, default="2025-08-05T17:30:00Z", max_length=64)
+
+    def validate(self, attrs):
+        for name in ("data", "metadata"):
+            if not isinstance(attrs.get(name), dict):
+                raise serializers.ValidationError({name: ["Must be a JSON object."]})
+        return attrs
+
+    def envelope(self) -> dict:
+        data = self.validated_data
+        return {key: data[key] for key in ("event_type", "event_id", "timestamp", "data", "metadata")}

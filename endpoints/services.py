@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from endpoints import network
+from endpoints.filters import FilterValidationError, validate_filters
 from endpoints.models import WebhookEndpoint, normalize_retry_policy
 from endpoints.signing import generate_secret
 from vocelio_webhooks.crypto import mask
@@ -23,6 +24,15 @@ def validate_endpoint(endpoint: WebhookEndpoint) -> None:
         raise ValidationFailed(
             "The endpoint configuration is invalid.", details={"fields": exc.message_dict}
         ) from exc
+    try:
+        validate_filters(endpoint.filters)
+    except FilterValidationError as exc:
+        raise ValidationFailed(
+            f"Invalid filter at {exc.location}: {exc.message}",
+            details={"location": exc.location, "fields": {"filters": [f"{exc.location}: {exc.message}"]}},
+            code="INVALID_FILTER",
+        ) from exc
+    _validate_templates(endpoint)
     for field in ("url", "failover_url"):
         value = getattr(endpoint, field)
         if not value:
@@ -33,6 +43,51 @@ def validate_endpoint(endpoint: WebhookEndpoint) -> None:
             network.check_destination(value, allowed_ip_ranges=endpoint.allowed_ip_ranges, resolve=False)
         except network.BlockedDestination as exc:
             raise ValidationFailed(str(exc), details={"fields": {field: [str(exc)]}}, code="URL_NOT_ALLOWED") from exc
+
+
+def _template_error(exc, where: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"{where}: {exc.message}",
+        details={"location": where, "line": exc.line, "column": exc.column, "path": exc.path},
+        code="TEMPLATE_SYNTAX_ERROR",
+    )
+
+
+def _validate_templates(endpoint: WebhookEndpoint) -> None:
+    """Jinja2 syntax of inline templates and templated header values, and existence of named
+    templates (and pinned versions), so a bad template is a 400 at save, not a failed delivery."""
+    from templates_app import rendering
+    from templates_app.models import PayloadTemplate, TemplateVersion
+
+    for name, value in (endpoint.custom_headers or {}).items():
+        if "{{" in value or "{%" in value:
+            try:
+                rendering.validate_template(value)
+            except rendering.TemplateRenderError as exc:
+                raise _template_error(exc, f"custom_headers.{name}") from exc
+    spec = endpoint.transformation or {}
+    specs = [("transformation", spec)] + [
+        (f"transformation.event_templates.{event_type}", sub) for event_type, sub in (spec.get("event_templates") or {}).items()
+    ]
+    for where, item in specs:
+        template, body = item.get("template"), item.get("body")
+        if isinstance(template, str):
+            named = PayloadTemplate.objects.filter(name=template).first()
+            if named is None:
+                raise ValidationFailed(f"{where}.template: no template named {template!r}.",
+                                       details={"location": where, "template": template}, code="UNKNOWN_TEMPLATE")
+            version = item.get("template_version")
+            if version is not None and not TemplateVersion.objects.filter(template=named, number=version).exists():
+                raise ValidationFailed(f"{where}.template_version: template {template!r} has no version {version}.",
+                                       details={"location": where, "template": template, "version": version},
+                                       code="UNKNOWN_TEMPLATE")
+            continue
+        for source in (template, body):
+            if source is not None:
+                try:
+                    rendering.validate_template(source)
+                except rendering.TemplateRenderError as exc:
+                    raise _template_error(exc, where) from exc
 
 
 @transaction.atomic
@@ -55,7 +110,7 @@ def create_endpoint(*, data: dict[str, Any]) -> WebhookEndpoint:
 def update_endpoint(*, endpoint: WebhookEndpoint, data: dict[str, Any]) -> WebhookEndpoint:
     """Apply ``data`` (full or partial) to ``endpoint``.
 
-    Write-only secrets: a value equal to the masked form shown by the API (``whsec_ab…``) or an
+    Write-only secrets: a value equal to the masked form shown by the API (``whsec_***Ab9=``) or an
     empty string for ``secret`` leaves the stored secret unchanged.
     """
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)

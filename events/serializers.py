@@ -44,18 +44,37 @@ class EventSerializer(serializers.ModelSerializer):
         return getattr(event, "delivery_total", None) or event.deliveries.count()
 
 
+MAX_JSON_DEPTH = 64  # levels of nesting in data/metadata; deeper documents are refused (400)
+
+
+def _depth(value, level: int = 0) -> int:
+    if level > MAX_JSON_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
 class PublishInputSerializer(serializers.Serializer):
     """``POST /events/publish`` body: the seed's ``event_type`` + ``payload`` (or ``data``)."""
 
     event_type = serializers.CharField(max_length=100)
     payload = serializers.JSONField(required=False)
     data = serializers.JSONField(required=False)
-    event_id = serializers.CharField(max_length=255, required=False)
+    event_id = serializers.RegexField(
+        r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}$", max_length=255, required=False,
+        error_messages={"invalid": "Use 1-255 characters: letters, digits, '_', '.', ':' or '-' (not first)."},
+    )
     timestamp = serializers.DateTimeField(required=False)
     metadata = serializers.JSONField(required=False)
     environment = serializers.ChoiceField(choices=Environment.choices, required=False)
 
     def validate(self, attrs):
+        for name in ("payload", "data", "metadata"):
+            if name in attrs and _depth(attrs[name]) > MAX_JSON_DEPTH:
+                raise serializers.ValidationError({name: [f"Nested deeper than {MAX_JSON_DEPTH} levels."]})
         if "payload" in attrs and "data" in attrs and attrs["payload"] != attrs["data"]:
             raise serializers.ValidationError({"data": ["Send either 'payload' or 'data', not both."]})
         body = attrs.pop("payload", None)
@@ -82,4 +101,5 @@ class PublishOutputSerializer(serializers.Serializer):
     environment = serializers.CharField()
     duplicate = serializers.BooleanField()
     matched_endpoints = serializers.IntegerField()
+    filtered_out = serializers.IntegerField()
     deliveries = PublishedDeliverySerializer(many=True)

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from deliveries import services as delivery_services
 from deliveries.models import Delivery
-from endpoints.filters import event_type_matches
+from endpoints.filters import evaluate_filters, event_type_matches
 from endpoints.models import WebhookEndpoint
 from events.models import Environment, Event, EventType
 from vocelio_webhooks.errors import ValidationFailed
@@ -28,6 +28,7 @@ class PublishResult:
     created: bool
     deliveries: list[Delivery] = field(default_factory=list)
     matched_endpoints: int = 0
+    filtered_out: int = 0
 
 
 def generate_event_id() -> str:
@@ -47,9 +48,10 @@ def publish(
     """Publish an event (``POST /events/publish``).
 
     In one transaction: the ``Event`` row (idempotent on ``event_id``) and one ``pending``
-    ``Delivery`` per endpoint of the same environment whose ``events`` patterns match and whose
-    status is ``active`` or ``paused`` (a paused endpoint's deliveries wait; a disabled endpoint
-    gets none). Wake-ups are enqueued after commit; if the broker is down they are logged and the
+    ``Delivery`` per endpoint of the same environment whose ``events`` patterns match, whose
+    payload ``filters`` match (``endpoints.filters.evaluate_filters``; a filtered-out endpoint gets
+    no delivery and is counted in ``filtered_out``) and whose status is ``active`` or ``paused``
+    (a paused endpoint's deliveries wait; a disabled endpoint gets none). Wake-ups are enqueued after commit; if the broker is down they are logged and the
     sweep sends them. ``timestamp`` defaults to now and ``environment`` to
     ``WEBHOOK_DEFAULT_ENVIRONMENT``. Raises ``ValidationFailed`` (400) for an unknown event type,
     environment or malformed ``event_id``.
@@ -81,14 +83,16 @@ def publish(
                 event_id=event_id, event_type=type_row, timestamp=timestamp or timezone.now(),
                 data=data, metadata=metadata or {}, environment=environment,
             )
-            endpoints = [
+            subscribed = [
                 endpoint
                 for endpoint in WebhookEndpoint.objects.filter(
                     environment=environment,
                     status__in=[WebhookEndpoint.Status.ACTIVE, WebhookEndpoint.Status.PAUSED],
-                ).only("id", "events", "status")
+                ).only("id", "events", "status", "filters")
                 if event_type_matches(endpoint.events, type_row.name)
             ]
+            envelope = filter_envelope(event)
+            endpoints = [e for e in subscribed if evaluate_filters(e.filters, envelope).matched]
             now = timezone.now()
             deliveries = Delivery.objects.bulk_create(
                 [Delivery(event=event, endpoint=endpoint, next_attempt_at=now) for endpoint in endpoints]
@@ -102,7 +106,21 @@ def publish(
         if existing is None:
             raise
         return _duplicate(existing)
-    return PublishResult(event=event, created=True, deliveries=deliveries, matched_endpoints=len(endpoints))
+    return PublishResult(
+        event=event, created=True, deliveries=deliveries, matched_endpoints=len(endpoints),
+        filtered_out=len(subscribed) - len(endpoints),
+    )
+
+
+def filter_envelope(event: Event) -> dict[str, Any]:
+    """The event as payload filters see it: the seed's envelope fields, ``timestamp`` as ISO-8601."""
+    return {
+        "event_type": event.event_type.name,
+        "event_id": event.event_id,
+        "timestamp": delivery_services.format_timestamp(event.timestamp),
+        "data": event.data,
+        "metadata": event.metadata,
+    }
 
 
 def _duplicate(event: Event) -> PublishResult:

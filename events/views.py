@@ -25,6 +25,7 @@ class PublishView(APIView):
             "environment": result.event.environment,
             "duplicate": not result.created,
             "matched_endpoints": result.matched_endpoints,
+            "filtered_out": result.filtered_out,
             "deliveries": [{"id": d.pk, "endpoint_id": d.endpoint_id, "status": d.status} for d in result.deliveries],
         }
         return Response(body, status=status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK)

@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class TemplatesAppConfig(AppConfig):
-    """Payload templates (issue 3 fills this app in)."""
+    """Payload templates: versioned Jinja2 templates and sandboxed rendering."""
 
     name = "templates_app"
     verbose_name = "Templates"

@@ -4,10 +4,13 @@ import logging
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.conf import settings
 from django.http import Http404, JsonResponse
 from django.utils import timezone
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
@@ -91,6 +94,11 @@ def exception_handler(exc, context):
     """
     if isinstance(exc, ServiceError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_body("PAYLOAD_TOO_LARGE", "The request body is larger than the service accepts.",
+                                   {"max_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE}), status=413)
+    if isinstance(exc, RecursionError):
+        return Response(error_body("INVALID_REQUEST_BODY", "The JSON body is nested too deeply."), status=400)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -123,6 +131,27 @@ def _first_message(detail) -> str:
     if isinstance(detail, list) and detail:
         return _first_message(detail[0])
     return str(detail)
+
+
+class Pagination(LimitOffsetPagination):
+    """``?limit=&offset=`` pagination; ``limit`` is capped at 500 and out-of-range numbers are
+    clamped, so no query string can make the database overflow."""
+
+    max_limit = 500
+    max_offset = 2**62
+
+    def get_offset(self, request) -> int:
+        return min(super().get_offset(request), self.max_offset)
+
+
+def json_400(request, exception=None):
+    """Django ``handler400`` (e.g. a disallowed Host header) in the seed's error format."""
+    return JsonResponse(error_body("BAD_REQUEST", "Bad request."), status=400)
+
+
+def json_403(request, exception=None):
+    """Django ``handler403`` in the seed's error format."""
+    return JsonResponse(error_body("FORBIDDEN", "Forbidden."), status=403)
 
 
 def json_404(request, exception=None):

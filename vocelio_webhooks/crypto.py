@@ -46,13 +46,13 @@ def decrypt(stored: str) -> str:
 
 def mask(value: str | None) -> str:
     """Mask a secret for display, as Stripe shows keys: the well-known ``whsec_`` prefix if any,
-    and the last 4 characters only for values of 20 characters or more (``whsec_…Xk9=``).
+    and the last 4 characters only for values of 20 characters or more (``whsec_***Xk9=``).
     Everything else is hidden, so a mask never gives away a useful part of a secret."""
     if not value:
         return ""
     prefix = "whsec_" if value.startswith("whsec_") else ""
     tail = value[-4:] if len(value) >= 20 else ""
-    return f"{prefix}…{tail}"
+    return f"{prefix}***{tail}"
 
 
 class EncryptedTextField(models.TextField):

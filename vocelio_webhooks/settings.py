@@ -61,6 +61,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "vocelio_webhooks.urls"
 APPEND_SLASH = False  # API paths are the seed's, without trailing slashes
+# Largest request body the API accepts (bytes); bigger ones get 413 PAYLOAD_TOO_LARGE.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("WEBHOOK_MAX_REQUEST_BODY_BYTES", default=2621440)
 WSGI_APPLICATION = "vocelio_webhooks.wsgi.application"
 
 TEMPLATES = [
@@ -128,7 +130,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["vocelio_webhooks.api.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "vocelio_webhooks.api.Pagination",
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "vocelio_webhooks.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -205,6 +208,9 @@ WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", defa
 WEBHOOK_USER_AGENT = env.str("WEBHOOK_USER_AGENT", default="Vocelio-Webhooks/1.0")
 WEBHOOK_SOURCE_SERVICE = env.str("WEBHOOK_SOURCE_SERVICE", default="vocelio_webhooks")
 WEBHOOK_PAYLOAD_VERSION = env.str("WEBHOOK_PAYLOAD_VERSION", default="1.0")
+# Template rendering limits (templates_app.rendering): wall time per render and output size.
+WEBHOOK_TEMPLATE_RENDER_TIMEOUT_MS = env.int("WEBHOOK_TEMPLATE_RENDER_TIMEOUT_MS", default=1000)
+WEBHOOK_TEMPLATE_OUTPUT_LIMIT_BYTES = env.int("WEBHOOK_TEMPLATE_OUTPUT_LIMIT_BYTES", default=262144)
 # Fernet keys (comma-separated, newest first) for secrets at rest; derived from SECRET_KEY when unset.
 WEBHOOK_ENCRYPTION_KEYS = env.list("WEBHOOK_ENCRYPTION_KEYS", default=[])
 

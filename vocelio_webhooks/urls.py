@@ -1,10 +1,13 @@
 """Root URLs: the REST API at the seed's paths (no ``/api`` prefix, as the seed lists them),
 OpenAPI schema and Swagger UI at ``/docs``, the admin at ``/admin/``, liveness at ``/health``."""
 from django.contrib import admin
-from django.http import JsonResponse
 from django.urls import include, path
+from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
+from rest_framework.views import APIView
 
 from deliveries.views import DeliveryRetryView, DeliveryViewSet, EndpointTestView, UnsavedEndpointTestView
 from endpoints.views import EndpointViewSet
@@ -17,22 +20,31 @@ router.register("events", EventViewSet, basename="event")
 router.register("event-types", EventTypeViewSet, basename="event-type")
 
 
-def health(request):
-    """Liveness: the web process answers."""
-    return JsonResponse({"status": "ok"})
+class HealthView(APIView):
+    """``GET /health``: liveness, no authentication (load balancers and orchestrators call it)."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: dict})
+    def get(self, request):
+        return Response({"status": "ok"})
 
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("health", health, name="health"),
+    path("health", HealthView.as_view(), name="health"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("events/publish", PublishView.as_view(), name="event-publish"),
     path("endpoints/test", UnsavedEndpointTestView.as_view(), name="endpoint-test-unsaved"),
     path("endpoints/<int:pk>/test", EndpointTestView.as_view(), name="endpoint-test"),
     path("deliveries/retry/<int:pk>", DeliveryRetryView.as_view(), name="delivery-retry"),
+    path("", include("templates_app.urls")),
     path("", include(router.urls)),
 ]
 
+handler400 = "vocelio_webhooks.api.json_400"
+handler403 = "vocelio_webhooks.api.json_403"
 handler404 = "vocelio_webhooks.api.json_404"
 handler500 = "vocelio_webhooks.api.json_500"

@@ -384,3 +384,19 @@ def test_unsaved_endpoint_test_sends_to_given_url(api, receiver, worker):
     assert body["success"] is False and body["status_code"] == 503
     request = receiver.wait_for(1, path="/unsaved")[0]
     assert seed_verify_signature(request.body.decode(), request.header("X-Vocelio-Signature"), "salesforce_webhook_secret")
+
+
+def test_unexpected_send_error_is_recorded_not_left_in_flight(api, receiver, worker):
+    # given: a header that cannot be encoded, stored behind validation's back (as by an old release)
+    from endpoints.models import WebhookEndpoint
+
+    endpoint = create_endpoint(api, receiver, retry_policy={**FAST_POLICY, "max_attempts": 1})
+    WebhookEndpoint.objects.filter(pk=endpoint["id"]).update(custom_headers={"X-Emoji": "😀"})
+
+    # when
+    published = publish(api)
+
+    # then
+    detail = delivery_when(api, published["deliveries"][0]["id"], "dead_lettered")
+    assert detail["attempts"][0]["error_class"] == "internal_error"
+    assert receiver.for_path("/hook") == []

@@ -1,0 +1,137 @@
+"""Bad input found by trying to break the service: each case answers in the seed's error format
+with the right status and writes nothing, or is recorded as a failed attempt instead of a crash."""
+import json
+
+import pytest
+
+from deliveries import services as delivery_services
+from endpoints.models import WebhookEndpoint
+from events.models import Event
+
+
+def _error(response, status_code: int, code: str) -> dict:
+    assert response.status_code == status_code, response.content
+    body = response.json()
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    return body["error"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("custom_headers", {"X-A": "😀"}),
+        ("url", "http://" + "a" * 64 + ".example.com/hook"),
+        ("url", "http://127.0.0.1:0/hook"),
+    ],
+)
+def test_endpoint_create_refuses_unsendable_configuration(api, field, value):
+    # given
+    body = {"name": "bad", "url": "https://example.com/hook", "events": ["lead.*"], field: value}
+
+    # when
+    response = api.post("/endpoints", body, format="json")
+
+    # then
+    error = _error(response, 400, "VALIDATION_ERROR")
+    assert field in error["details"]["fields"]
+    assert WebhookEndpoint.objects.count() == 0
+
+
+def test_publish_body_over_the_limit_is_413(api, settings):
+    # given
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    body = {"event_type": "lead.created", "data": {"blob": "x" * 20_000}}
+
+    # when
+    response = api.post("/events/publish", body, format="json")
+
+    # then
+    _error(response, 413, "PAYLOAD_TOO_LARGE")
+    assert Event.objects.count() == 0
+
+
+@pytest.mark.parametrize("depth", [65, 1000])
+def test_publish_deeply_nested_data_is_400(api, depth):
+    # given
+    raw = '{"event_type": "lead.created", "data": {"a": ' + "[" * depth + "]" * depth + "}}"
+
+    # when
+    response = api.post("/events/publish", raw, content_type="application/json")
+
+    # then
+    assert response.status_code == 400, response.content
+    assert Event.objects.count() == 0
+
+
+def test_publish_form_encoded_body_is_415(api):
+    # given / when
+    response = api.post("/events/publish", "event_type=lead.created", content_type="application/x-www-form-urlencoded")
+
+    # then
+    _error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert Event.objects.count() == 0
+
+
+def test_publish_invalid_event_id_names_the_field(api):
+    # given / when
+    response = api.post("/events/publish", {"event_type": "lead.created", "event_id": "evt 1"}, format="json")
+
+    # then
+    error = _error(response, 400, "VALIDATION_ERROR")
+    assert "event_id" in error["details"]["fields"]
+
+
+@pytest.mark.parametrize("query", ["limit=99999999999999999999999", "offset=99999999999999999999999", "limit=-5"])
+def test_list_with_out_of_range_pagination_does_not_crash(api, query):
+    # given / when
+    response = api.get(f"/deliveries?{query}")
+
+    # then
+    assert response.status_code == 200, response.content
+    assert response.json()["results"] == []
+
+
+def test_list_limit_is_capped(api):
+    # given
+    for n in range(3):
+        api.post("/endpoints", {"name": f"e{n}", "url": "https://example.com/h", "events": ["*"]}, format="json")
+
+    # when
+    response = api.get("/endpoints?limit=1000000")
+
+    # then
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 3
+
+
+def test_health_wrong_method_is_json_405(client):
+    # given / when
+    response = client.post("/health")
+
+    # then
+    _error(response, 405, "METHOD_NOT_ALLOWED")
+
+
+def test_disallowed_host_is_json_400(client):
+    # given / when
+    response = client.get("/health", HTTP_HOST="evil.example")
+
+    # then
+    assert response.status_code == 400
+    assert json.loads(response.content)["error"]["code"] == "BAD_REQUEST"
+
+
+def test_send_request_to_unresolvable_host_is_a_retryable_dns_error(db):
+    # given
+    endpoint = WebhookEndpoint(name="x", url="http://no-such-host.invalid/hook", events=["*"])
+    request = delivery_services.WebhookRequest(method="POST", url=endpoint.url, headers={}, body=b"{}")
+
+    # when
+    result = delivery_services.send_request(request=request, endpoint=endpoint)
+
+    # then
+    from deliveries import retry
+
+    assert result.error_class == "dns_error"
+    assert retry.classify(status_code=None, error_class=result.error_class, policy=endpoint.effective_retry_policy) == "retry"
