@@ -1,9 +1,12 @@
 """Template API as a client sees it: the seed's routes, versions and rollback, the test route with
 the event type's sample data, and 400s in the seed's error format. No worker, no outbound HTTP."""
-import pytest
 from rest_framework.test import APIClient
 
-from tests.templates_app.seed_examples import SALESFORCE_OUTPUT, SALESFORCE_TEMPLATE, SLACK_TEMPLATE
+from tests.templates_app.seed_examples import (
+    SALESFORCE_OUTPUT,
+    SALESFORCE_TEMPLATE,
+    SLACK_TEMPLATE,
+)
 
 # Until the root URLs include ``templates_app.urls``.
 

@@ -1,45 +1,35 @@
-"""Writes and side effects for deliveries: build the request, claim, send, record, schedule.
+"""Attempts: claim a due delivery, send it, record the attempt and the next state, schedule
+the retry; manual retry, cancel and test sends.
 
-The steps are separate functions (``claim`` → ``build_request`` → ``sender.send`` →
+The steps are separate functions (``_claim`` → ``build_request`` → ``send_request`` →
 ``record_attempt``) so a later batch worker can claim many, send concurrently and record in bulk
 without changing the state machine (DESIGN.md, "Scale").
 """
 import functools
 import hashlib
-import json
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from deliveries import retry, sender
 from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.services.building import (
+    TransformationFailed,
+    WebhookRequest,
+    build_request,
+    mask_headers,
+)
 from deliveries.tasks import deliver as deliver_task
-from endpoints import network, signing
+from endpoints import network
 from endpoints.models import WebhookEndpoint, normalize_retry_policy
 from events.models import Event, EventType
 from vocelio_webhooks.errors import Conflict
 
 logger = logging.getLogger(__name__)
-
-HEADER_PREFIX = "X-Vocelio-"
-SENSITIVE_HEADER_WORDS = ("authorization", "api-key", "apikey", "secret", "token", "password", "cookie")
-
-
-@dataclass(frozen=True)
-class WebhookRequest:
-    """One ready-to-send request: ``body`` is the exact bytes sent and signed (``None`` for GET)."""
-
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes | None
 
 
 @dataclass(frozen=True)
@@ -49,188 +39,6 @@ class AttemptOutcome:
 
     status: str
     attempt: DeliveryAttempt | None = None
-
-
-def format_timestamp(value: datetime) -> str:
-    """ISO-8601 in UTC with a ``Z`` suffix, as in the seed's payloads (``2025-08-05T17:30:00Z``)."""
-    value = value.astimezone(dt_timezone.utc) if timezone.is_aware(value) else value
-    text = value.replace(tzinfo=None).isoformat(timespec="microseconds" if value.microsecond else "seconds")
-    return text + "Z"
-
-
-def build_envelope(*, event: Event, retry_count: int) -> dict:
-    """The seed's "Standard Payload Format": ``event_type``, ``event_id``, ``timestamp``, ``data``
-    and ``metadata`` (``source_service`` and ``version`` default to ours unless the publisher set
-    them; ``retry_count`` is the number of earlier attempts of this delivery)."""
-    metadata = {
-        "source_service": settings.WEBHOOK_SOURCE_SERVICE,
-        "version": settings.WEBHOOK_PAYLOAD_VERSION,
-        **(event.metadata or {}),
-        "retry_count": retry_count,
-    }
-    return {
-        "event_type": event.event_type.name,
-        "event_id": event.event_id,
-        "timestamp": format_timestamp(event.timestamp),
-        "data": event.data,
-        "metadata": metadata,
-    }
-
-
-def encode_body(envelope: dict) -> bytes:
-    """Compact UTF-8 JSON: the bytes that are signed are the bytes that are sent."""
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-class TransformationFailed(Exception):
-    """The endpoint's payload or header template could not be rendered for this event; the
-    message says where (line, column, JSON path) and why. No request is sent."""
-
-
-@dataclass(frozen=True)
-class ResolvedTransformation:
-    """A template ready to render: ``form`` is ``"json"`` (``body`` a JSON structure) or
-    ``"text"`` (``body`` a string sent with ``content_type``)."""
-
-    form: str
-    body: object
-    content_type: str
-    header_templates: dict[str, str]
-
-
-def resolve_transformation(*, spec: dict) -> ResolvedTransformation:
-    """Turn one selected template spec (``endpoints.models.select_transformation``) into what to
-    render: an inline JSON template, an inline text ``body``, or a named ``PayloadTemplate``
-    (its current version, or ``template_version`` when pinned). Raises ``TransformationFailed``
-    when a named template or version no longer exists."""
-    from templates_app.models import PayloadTemplate
-
-    template = spec.get("template")
-    if isinstance(template, str):
-        named = PayloadTemplate.objects.select_related("current_version").filter(name=template).first()
-        if named is None:
-            raise TransformationFailed(f"Template {template!r} does not exist.")
-        version = named.current_version
-        if spec.get("template_version") is not None:
-            version = named.versions.filter(number=spec["template_version"]).first()
-        if version is None:
-            raise TransformationFailed(f"Template {template!r} has no version {spec.get('template_version')}.")
-        return ResolvedTransformation(
-            form=version.form, body=version.body, content_type=version.content_type or "application/json",
-            header_templates=dict(version.header_templates or {}),
-        )
-    if template is not None:
-        return ResolvedTransformation(form="json", body=template, content_type="application/json", header_templates={})
-    return ResolvedTransformation(
-        form="text", body=spec["body"], content_type=spec.get("content_type") or "text/plain; charset=utf-8",
-        header_templates={},
-    )
-
-
-def _templated(value: str) -> bool:
-    return "{{" in value or "{%" in value
-
-
-def render_payload(*, endpoint: WebhookEndpoint, envelope: dict) -> tuple[bytes, str, dict[str, str]]:
-    """Body bytes, content type and custom headers for one event at one endpoint.
-
-    Without a transformation the body is the standard envelope as compact JSON. With one, it is
-    the rendered JSON template (compact JSON) or text template (sent as is, with its
-    ``content_type``). Custom header values (and a named template's header templates) that
-    contain Jinja2 are rendered with the same context. Raises ``TransformationFailed``.
-    """
-    from endpoints.models import select_transformation
-    from templates_app import rendering
-
-    spec = select_transformation(endpoint.transformation, envelope["event_type"])
-    headers = dict(endpoint.custom_headers or {})
-    if spec is None and not any(_templated(v) for v in headers.values()):
-        return encode_body(envelope), "application/json", headers
-    context = rendering.build_context(envelope)
-    try:
-        if spec is None:
-            body, content_type = encode_body(envelope), "application/json"
-        else:
-            resolved = resolve_transformation(spec=spec)
-            headers = {**resolved.header_templates, **headers}
-            if resolved.form == "json":
-                body = encode_body(rendering.render_json_template(resolved.body, context))
-                content_type = "application/json"
-            else:
-                body = rendering.render_text_template(resolved.body, context).encode("utf-8")
-                content_type = resolved.content_type
-        if any(_templated(v) for v in headers.values()):
-            headers = rendering.render_headers(headers, context)
-            for name, value in headers.items():
-                if not value.isascii():
-                    raise TransformationFailed(f"Header {name!r} rendered to non-ASCII text, which HTTP cannot carry.")
-    except rendering.TemplateRenderError as exc:
-        where = ", ".join(
-            part for part in (
-                f"path {exc.path}" if exc.path else "", f"line {exc.line}" if exc.line else "",
-                f"column {exc.column}" if exc.column else "",
-            ) if part
-        )
-        raise TransformationFailed(f"Template error{' at ' + where if where else ''}: {exc.message}") from exc
-    return body, content_type, headers
-
-
-def build_request(
-    *, endpoint: WebhookEndpoint, event: Event, delivery_public_id: str, attempt_number: int, url: str | None = None
-) -> WebhookRequest:
-    """Build the signed request for one attempt.
-
-    Headers: ``Content-Type``, ``User-Agent``, ``X-Vocelio-Event-Type``, ``-Event-Id``,
-    ``-Delivery-Id``, ``-Timestamp`` (Unix seconds of this attempt), ``-Attempt``, then the
-    endpoint's custom headers (rendered when templated), then the signature headers
-    (``endpoints.signing``), computed over the exact body sent (transformed or not). GET requests
-    carry no body; their signature covers the empty body. Raises ``ValueError`` when the
-    endpoint's signature method lacks its secret and ``TransformationFailed`` when a template
-    cannot be rendered.
-    """
-    envelope = build_envelope(event=event, retry_count=attempt_number - 1)
-    body, content_type, custom_headers = render_payload(endpoint=endpoint, envelope=envelope)
-    send_body = None if endpoint.http_method == WebhookEndpoint.HttpMethod.GET else body
-    now = int(time.time())
-    headers = {
-        "User-Agent": settings.WEBHOOK_USER_AGENT,
-        f"{HEADER_PREFIX}Event-Type": event.event_type.name,
-        f"{HEADER_PREFIX}Event-Id": event.event_id,
-        f"{HEADER_PREFIX}Delivery-Id": delivery_public_id,
-        f"{HEADER_PREFIX}Timestamp": str(now),
-        f"{HEADER_PREFIX}Attempt": str(attempt_number),
-    }
-    if send_body is not None:
-        headers["Content-Type"] = content_type
-    headers.update(custom_headers)
-    headers.update(
-        signing.signature_headers(
-            method=endpoint.signature_method,
-            secrets_=[endpoint.secret],
-            api_key=endpoint.api_key,
-            msg_id=event.event_id,
-            delivery_id=delivery_public_id,
-            event_id=event.event_id,
-            event_type=event.event_type.name,
-            timestamp=now,
-            body=send_body or b"",
-            jwt_ttl_seconds=settings.WEBHOOK_JWT_TTL_SECONDS,
-        )
-    )
-    return WebhookRequest(method=endpoint.http_method, url=url or endpoint.url, headers=headers, body=send_body)
-
-
-def mask_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Copy of ``headers`` with credentials masked (``Authorization: Bearer ***``), for storage."""
-    masked = {}
-    for name, value in headers.items():
-        lowered = name.lower()
-        if any(word in lowered for word in SENSITIVE_HEADER_WORDS):
-            scheme = value.split(" ", 1)[0] if " " in value else ""
-            masked[name] = f"{scheme} ***".strip()
-        else:
-            masked[name] = value
-    return masked
 
 
 def send_request(*, request: WebhookRequest, endpoint: WebhookEndpoint) -> sender.SendResult:
@@ -448,54 +256,6 @@ def cancel(*, delivery: Delivery, reason: str) -> Delivery:
     delivery.refresh_from_db()
     return delivery
 
-
-@dataclass(frozen=True)
-class SweepResult:
-    """Counts from one sweep: ``recovered`` abandoned claims, ``cancelled`` orphans,
-    ``enqueued`` due deliveries."""
-
-    recovered: int
-    cancelled: int
-    enqueued: int
-
-
-def sweep_due_deliveries() -> SweepResult:
-    """The beat sweep (every ``WEBHOOK_SWEEP_INTERVAL_SECONDS``): the safety net that makes the
-    database, not the broker, the source of truth.
-
-    1. ``in_flight`` deliveries whose claim expired (the worker died mid-attempt) become due again.
-    2. Waiting deliveries of deleted endpoints are cancelled.
-    3. Due deliveries of active endpoints that are overdue by more than
-       ``WEBHOOK_SWEEP_GRACE_SECONDS`` (their wake-up was lost, or was never sent because the delay
-       was too long for a countdown, or their endpoint was paused) are enqueued, oldest first, at
-       most ``WEBHOOK_SWEEP_BATCH_SIZE`` per sweep; their ``next_attempt_at`` is set to now so the
-       next sweep does not enqueue them again before the grace period has passed.
-    """
-    now = timezone.now()
-    recovered = 0
-    for status_value, condition in ((Delivery.Status.RETRYING, Q(attempt_count__gt=0)),
-                                    (Delivery.Status.PENDING, Q(attempt_count=0))):
-        recovered += Delivery.objects.filter(
-            condition, status=Delivery.Status.IN_FLIGHT, claimed_until__lt=now
-        ).update(status=status_value, next_attempt_at=now, claimed_until=None, updated_at=now)
-    cancelled = Delivery.objects.filter(status__in=Delivery.DUE_STATUSES, endpoint__isnull=True).update(
-        status=Delivery.Status.CANCELLED, last_error="Endpoint deleted.", completed_at=now,
-        next_attempt_at=None, updated_at=now,
-    )
-    cutoff = now - timedelta(seconds=settings.WEBHOOK_SWEEP_GRACE_SECONDS)
-    due_ids = list(
-        Delivery.objects.filter(
-            status__in=Delivery.DUE_STATUSES, next_attempt_at__lte=cutoff,
-            endpoint__status=WebhookEndpoint.Status.ACTIVE,
-        ).order_by("next_attempt_at").values_list("pk", flat=True)[: settings.WEBHOOK_SWEEP_BATCH_SIZE]
-    )
-    if due_ids:
-        Delivery.objects.filter(pk__in=due_ids, status__in=Delivery.DUE_STATUSES).update(next_attempt_at=now)
-        for delivery_id in due_ids:
-            _enqueue(delivery_id)
-    if recovered or cancelled or due_ids:
-        logger.info("sweep: recovered=%s cancelled=%s enqueued=%s", recovered, cancelled, len(due_ids))
-    return SweepResult(recovered=recovered, cancelled=cancelled, enqueued=len(due_ids))
 
 
 @dataclass(frozen=True)

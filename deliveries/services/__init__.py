@@ -1,0 +1,33 @@
+"""Writes and side effects for deliveries (HackSoft's services package: ``services/__init__``
+re-exports, so callers keep ``from deliveries import services as delivery_services``).
+
+* ``building`` — the envelope, transformation, headers and signature of one request;
+* ``attempts`` — claim, send, record, schedule the retry; manual retry, cancel, test sends;
+* ``sweep`` — the beat sweep that re-enqueues what the broker lost.
+"""
+from deliveries.services.attempts import (  # noqa: F401
+    AttemptOutcome,
+    TestSendResult,
+    _enqueue,
+    attempt_delivery,
+    cancel,
+    enqueue_on_commit,
+    record_attempt,
+    retry_now,
+    send_request,
+    send_test,
+)
+from deliveries.services.building import (  # noqa: F401
+    HEADER_PREFIX,
+    ResolvedTransformation,
+    TransformationFailed,
+    WebhookRequest,
+    build_envelope,
+    build_request,
+    encode_body,
+    format_timestamp,
+    mask_headers,
+    render_payload,
+    resolve_transformation,
+)
+from deliveries.services.sweep import SweepResult, sweep_due_deliveries  # noqa: F401

@@ -1,0 +1,64 @@
+"""The beat sweep: the safety net that makes the database, not the broker, the source of truth."""
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from deliveries.models import Delivery
+from deliveries.services.attempts import _enqueue
+from endpoints.models import WebhookEndpoint
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Counts from one sweep: ``recovered`` abandoned claims, ``cancelled`` orphans,
+    ``enqueued`` due deliveries."""
+
+    recovered: int
+    cancelled: int
+    enqueued: int
+
+
+def sweep_due_deliveries() -> SweepResult:
+    """The beat sweep (every ``WEBHOOK_SWEEP_INTERVAL_SECONDS``): the safety net that makes the
+    database, not the broker, the source of truth.
+
+    1. ``in_flight`` deliveries whose claim expired (the worker died mid-attempt) become due again.
+    2. Waiting deliveries of deleted endpoints are cancelled.
+    3. Due deliveries of active endpoints that are overdue by more than
+       ``WEBHOOK_SWEEP_GRACE_SECONDS`` (their wake-up was lost, or was never sent because the delay
+       was too long for a countdown, or their endpoint was paused) are enqueued, oldest first, at
+       most ``WEBHOOK_SWEEP_BATCH_SIZE`` per sweep; their ``next_attempt_at`` is set to now so the
+       next sweep does not enqueue them again before the grace period has passed.
+    """
+    now = timezone.now()
+    recovered = 0
+    for status_value, condition in ((Delivery.Status.RETRYING, Q(attempt_count__gt=0)),
+                                    (Delivery.Status.PENDING, Q(attempt_count=0))):
+        recovered += Delivery.objects.filter(
+            condition, status=Delivery.Status.IN_FLIGHT, claimed_until__lt=now
+        ).update(status=status_value, next_attempt_at=now, claimed_until=None, updated_at=now)
+    cancelled = Delivery.objects.filter(status__in=Delivery.DUE_STATUSES, endpoint__isnull=True).update(
+        status=Delivery.Status.CANCELLED, last_error="Endpoint deleted.", completed_at=now,
+        next_attempt_at=None, updated_at=now,
+    )
+    cutoff = now - timedelta(seconds=settings.WEBHOOK_SWEEP_GRACE_SECONDS)
+    due_ids = list(
+        Delivery.objects.filter(
+            status__in=Delivery.DUE_STATUSES, next_attempt_at__lte=cutoff,
+            endpoint__status=WebhookEndpoint.Status.ACTIVE,
+        ).order_by("next_attempt_at").values_list("pk", flat=True)[: settings.WEBHOOK_SWEEP_BATCH_SIZE]
+    )
+    if due_ids:
+        Delivery.objects.filter(pk__in=due_ids, status__in=Delivery.DUE_STATUSES).update(next_attempt_at=now)
+        for delivery_id in due_ids:
+            _enqueue(delivery_id)
+    if recovered or cancelled or due_ids:
+        logger.info("sweep: recovered=%s cancelled=%s enqueued=%s", recovered, cancelled, len(due_ids))
+    return SweepResult(recovered=recovered, cancelled=cancelled, enqueued=len(due_ids))
+
