@@ -264,6 +264,9 @@ class WebhookEndpoint(models.Model):
         max_length=20, choices=SignatureMethod.choices, default=SignatureMethod.HMAC_SHA256
     )
     api_key = EncryptedTextField(blank=True)
+    # Secret rotation: the previous secret keeps signing (second signature) until it expires.
+    previous_secret = EncryptedTextField(blank=True)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     retry_policy = models.JSONField(default=default_retry_policy, validators=[validate_retry_policy])
     timeout_seconds = models.PositiveIntegerField(default=_default_timeout)
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
@@ -273,6 +276,8 @@ class WebhookEndpoint(models.Model):
     failover_url = models.CharField(max_length=2048, blank=True, validators=[validate_webhook_url])
     allowed_ip_ranges = models.JSONField(default=list, blank=True, validators=[validate_ip_ranges])
     verify_ssl = models.BooleanField(default=True)
+    # PEM bundle of CA certificates to trust for this endpoint instead of the system store.
+    ca_bundle = models.TextField(blank=True)
     owner_email = models.EmailField(blank=True)
     # Payload filters (endpoints.filters) and the payload transformation (templates_app).
     filters = models.JSONField(null=True, blank=True)
