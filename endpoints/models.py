@@ -12,14 +12,14 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from events.models import Environment
-from vocelio_webhooks.crypto import EncryptedTextField
+from vocelio_webhooks.crypto import EncryptedJSONField, EncryptedTextField
 
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
 EVENT_PATTERN_RE = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$")
 # Headers we set ourselves; letting custom headers replace them would break signing or framing.
 RESERVED_HEADERS = frozenset(
     {"content-length", "host", "transfer-encoding", "connection", "webhook-id", "webhook-timestamp",
-     "webhook-signature", "x-vocelio-signature"}
+     "webhook-signature", "x-vocelio-signature", "x-vocelio-signature-previous", "x-vocelio-jwt-previous"}
 )
 
 
@@ -258,7 +258,8 @@ class WebhookEndpoint(models.Model):
     url = models.CharField(max_length=2048, validators=[validate_webhook_url])
     http_method = models.CharField(max_length=6, choices=HttpMethod.choices, default=HttpMethod.POST)
     events = models.JSONField(default=list, validators=[validate_event_patterns])
-    custom_headers = models.JSONField(default=dict, blank=True, validators=[validate_custom_headers])
+    # Encrypted at rest: custom headers often carry credentials (Authorization: Bearer …).
+    custom_headers = EncryptedJSONField(default=dict, blank=True, validators=[validate_custom_headers])
     secret = EncryptedTextField(blank=True)
     signature_method = models.CharField(
         max_length=20, choices=SignatureMethod.choices, default=SignatureMethod.HMAC_SHA256
@@ -321,6 +322,17 @@ class WebhookEndpoint(models.Model):
             errors["custom_headers"] = "signature_method 'jwt' sends Authorization: Bearer <jwt>; remove the custom Authorization header."
         if errors:
             raise ValidationError(errors)
+
+    def signing_secrets(self, *, now=None) -> list[str]:
+        """Secrets that sign a delivery now, newest first: the current one, plus the previous one
+        while its rotation overlap lasts."""
+        from django.utils import timezone
+
+        secrets_ = [self.secret] if self.secret else []
+        now = now or timezone.now()
+        if self.previous_secret and self.previous_secret_expires_at and self.previous_secret_expires_at > now:
+            secrets_.append(self.previous_secret)
+        return secrets_
 
     @property
     def effective_retry_policy(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 create response, which shows the full secret once."""
 from rest_framework import serializers
 
-from endpoints.models import WebhookEndpoint
+from endpoints.models import WebhookEndpoint, validate_custom_headers
 from vocelio_webhooks.crypto import mask
 
 SENSITIVE_HEADER_WORDS = ("authorization", "api-key", "apikey", "secret", "token", "password", "cookie")
@@ -20,6 +20,7 @@ def mask_custom_headers(headers: dict[str, str]) -> dict[str, str]:
 class EndpointSerializer(serializers.ModelSerializer):
     secret = serializers.CharField(required=False, allow_blank=True, max_length=500, trim_whitespace=False)
     api_key = serializers.CharField(required=False, allow_blank=True, max_length=500, trim_whitespace=False)
+    custom_headers = serializers.JSONField(required=False, validators=[validate_custom_headers])
 
     class Meta:
         model = WebhookEndpoint
@@ -68,3 +69,10 @@ class FilterTestSerializer(serializers.Serializer):
     def envelope(self) -> dict:
         data = self.validated_data
         return {key: data[key] for key in ("event_type", "event_id", "timestamp", "data", "metadata")}
+
+
+class RotateSecretSerializer(serializers.Serializer):
+    """``POST /endpoints/{id}/rotate-secret`` body (all optional)."""
+
+    secret = serializers.CharField(required=False, max_length=500, trim_whitespace=False)
+    overlap_seconds = serializers.IntegerField(required=False, min_value=0, max_value=7 * 86400)

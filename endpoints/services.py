@@ -2,8 +2,12 @@
 raises ``vocelio_webhooks.errors.ValidationFailed`` with per-field details on bad input."""
 from typing import Any
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from endpoints import network
 from endpoints.filters import FilterValidationError, validate_filters
@@ -160,3 +164,36 @@ def delete_endpoint(*, endpoint: WebhookEndpoint) -> None:
     """Delete an endpoint. Its deliveries and attempts stay as history (endpoint set to null);
     those not yet final are cancelled by the next sweep or attempt."""
     endpoint.delete()
+
+
+@transaction.atomic
+def rotate_secret(*, endpoint: WebhookEndpoint, new_secret: str | None = None,
+                  overlap_seconds: int | None = None) -> WebhookEndpoint:
+    """Issue a new signing secret (``new_secret`` or a generated ``whsec_…``) and keep the
+    current one valid for ``overlap_seconds`` (default ``WEBHOOK_SECRET_ROTATION_OVERLAP_SECONDS``,
+    24 h; at most 7 days — Svix's defaults): until then every delivery carries a signature from
+    each (``endpoints.signing.signature_headers``). ``overlap_seconds=0`` drops the old secret at
+    once. Raises ``ValidationFailed`` for a bad secret or overlap, or when the endpoint's
+    signature method uses no secret. The caller shows the new secret once.
+    """
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    if endpoint.signature_method not in SECRET_METHODS:
+        raise ValidationFailed(
+            f"signature_method '{endpoint.signature_method}' uses no secret to rotate.",
+            details={"signature_method": endpoint.signature_method}, code="NOTHING_TO_ROTATE",
+        )
+    overlap = settings.WEBHOOK_SECRET_ROTATION_OVERLAP_SECONDS if overlap_seconds is None else overlap_seconds
+    if not 0 <= overlap <= 7 * 86400:
+        raise ValidationFailed("overlap_seconds must be between 0 and 604800 (7 days).",
+                               details={"fields": {"overlap_seconds": ["Between 0 and 604800."]}})
+    old = endpoint.secret
+    endpoint.secret = new_secret or generate_secret()
+    if overlap and old:
+        endpoint.previous_secret = old
+        endpoint.previous_secret_expires_at = timezone.now() + timedelta(seconds=overlap)
+    else:
+        endpoint.previous_secret = ""
+        endpoint.previous_secret_expires_at = None
+    validate_endpoint(endpoint)
+    endpoint.save()
+    return endpoint

@@ -24,6 +24,9 @@ import secrets
 import jwt
 
 SIGNATURE_HEADER = "X-Vocelio-Signature"
+# During a secret rotation's overlap: the signature (or JWT) made with the previous secret.
+PREVIOUS_SIGNATURE_HEADER = "X-Vocelio-Signature-Previous"
+PREVIOUS_JWT_HEADER = "X-Vocelio-Jwt-Previous"
 STANDARD_SECRET_PREFIX = "whsec_"
 JWT_ISSUER = "vocelio-webhooks"
 
@@ -112,10 +115,12 @@ def signature_headers(
         return {"X-API-Key": api_key}
     if not secrets_ or not secrets_[0]:
         raise ValueError(f"signature_method {method!r} needs a secret")
-    if method == "hmac_sha256":
-        return {SIGNATURE_HEADER: sign_hmac(secret=secrets_[0], body=body, algorithm="sha256")}
-    if method == "hmac_sha1":
-        return {SIGNATURE_HEADER: sign_hmac(secret=secrets_[0], body=body, algorithm="sha1")}
+    if method in ("hmac_sha256", "hmac_sha1"):
+        algorithm = "sha256" if method == "hmac_sha256" else "sha1"
+        headers = {SIGNATURE_HEADER: sign_hmac(secret=secrets_[0], body=body, algorithm=algorithm)}
+        if len(secrets_) > 1:
+            headers[PREVIOUS_SIGNATURE_HEADER] = sign_hmac(secret=secrets_[1], body=body, algorithm=algorithm)
+        return headers
     if method == "standard_webhooks":
         return {
             "webhook-id": msg_id,
@@ -123,9 +128,13 @@ def signature_headers(
             "webhook-signature": sign_standard(secrets_=secrets_, msg_id=msg_id, timestamp=timestamp, body=body),
         }
     if method == "jwt":
-        token = make_jwt(
-            secret=secrets_[0], delivery_id=delivery_id, event_id=event_id, event_type=event_type,
-            body=body, issued_at=timestamp, ttl_seconds=jwt_ttl_seconds,
-        )
-        return {"Authorization": f"Bearer {token}"}
+        tokens = [
+            make_jwt(secret=secret, delivery_id=delivery_id, event_id=event_id, event_type=event_type,
+                     body=body, issued_at=timestamp, ttl_seconds=jwt_ttl_seconds)
+            for secret in secrets_[:2]
+        ]
+        headers = {"Authorization": f"Bearer {tokens[0]}"}
+        if len(tokens) > 1:
+            headers[PREVIOUS_JWT_HEADER] = tokens[1]
+        return headers
     raise ValueError(f"unknown signature_method {method!r}")

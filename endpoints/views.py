@@ -9,7 +9,9 @@ from endpoints import services as endpoint_services
 from endpoints.filtersets import EndpointFilterSet
 from endpoints.models import WebhookEndpoint
 from endpoints.filters import evaluate_filters, event_type_matches
-from endpoints.serializers import EndpointSerializer, EndpointStatusSerializer, FilterTestSerializer
+from endpoints.serializers import (
+    EndpointSerializer, EndpointStatusSerializer, FilterTestSerializer, RotateSecretSerializer,
+)
 
 
 class EndpointViewSet(viewsets.ModelViewSet):
@@ -53,6 +55,21 @@ class EndpointViewSet(viewsets.ModelViewSet):
             reason=serializer.validated_data["reason"],
         )
         return Response(EndpointSerializer(endpoint).data)
+
+    @extend_schema(request=RotateSecretSerializer, responses=EndpointSerializer)
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request, pk=None):
+        """``POST /endpoints/{id}/rotate-secret``: a new secret, shown in full in this response
+        only; the old one keeps signing (second signature) for ``overlap_seconds`` (default 24 h)."""
+        serializer = RotateSecretSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        endpoint = endpoint_services.rotate_secret(
+            endpoint=self.get_object(), new_secret=serializer.validated_data.get("secret"),
+            overlap_seconds=serializer.validated_data.get("overlap_seconds"),
+        )
+        body = EndpointSerializer(endpoint, context={"reveal_secret": True}).data
+        body["previous_secret_expires_at"] = endpoint.previous_secret_expires_at
+        return Response(body)
 
     @extend_schema(request=FilterTestSerializer, responses=None)
     @action(detail=True, methods=["post"], url_path="filters/test")

@@ -5,12 +5,14 @@ encrypts, all decrypt, which is how keys are rotated). When unset, one key is de
 ``SECRET_KEY`` with HKDF-SHA256 so development works without set-up.
 """
 import base64
+import json
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 _PREFIX = "fernet:"
@@ -68,3 +70,39 @@ class EncryptedTextField(models.TextField):
         if value is None or value == "":
             return value
         return encrypt(value)
+
+
+class EncryptedJSONField(models.TextField):
+    """A JSON value (e.g. custom headers holding credentials) stored Fernet-encrypted.
+
+    Rows written before the column was encrypted hold plain JSON; they are read as such and
+    encrypted on their next save (or by ``manage.py rotate_encryption_keys``).
+    """
+
+    def from_db_value(self, value, expression, connection):
+        if value is None or value == "":
+            return value
+        if value.startswith(_PREFIX):
+            return json.loads(decrypt(value))
+        return json.loads(value)
+
+    def to_python(self, value):
+        if isinstance(value, str) and value:
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise ValidationError("Enter valid JSON.") from exc
+        return value
+
+    def get_prep_value(self, value):
+        if value is None:
+            return value
+        return encrypt(json.dumps(value, separators=(",", ":")))
+
+    def value_to_string(self, obj):
+        return json.dumps(self.value_from_object(obj))
+
+    def formfield(self, **kwargs):
+        from django import forms
+
+        return super().formfield(**{"form_class": forms.JSONField, **kwargs})

@@ -185,7 +185,7 @@ def build_request(
     headers.update(
         signing.signature_headers(
             method=endpoint.signature_method,
-            secrets_=[endpoint.secret],
+            secrets_=endpoint.signing_secrets(),
             api_key=endpoint.api_key,
             msg_id=event.event_id,
             delivery_id=delivery_public_id,
