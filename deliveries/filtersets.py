@@ -2,6 +2,7 @@
 import django_filters
 
 from deliveries.models import Delivery
+from deliveries.services.replay import event_type_q
 
 
 class DeliveryFilterSet(django_filters.FilterSet):
@@ -13,4 +14,23 @@ class DeliveryFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = Delivery
-        fields = ["status", "endpoint", "event_type", "event_id", "created_after", "created_before"]
+        fields = ["status", "endpoint", "event_type", "event_id", "created_after", "created_before", "is_replay"]
+
+
+class DeadLetterFilterSet(django_filters.FilterSet):
+    """``GET /deliveries/dead-letters``: ``endpoint``, ``event_type`` (exact, ``lead.*`` or
+    ``*``), ``created_after``/``created_before`` and ``updated_after``/``updated_before``
+    (ISO-8601; ``*_after`` inclusive, ``*_before`` exclusive)."""
+
+    event_type = django_filters.CharFilter(method="filter_event_type")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    updated_after = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_before = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="lt")
+
+    class Meta:
+        model = Delivery
+        fields = ["endpoint", "event_type", "created_after", "created_before", "updated_after", "updated_before"]
+
+    def filter_event_type(self, queryset, name, value):
+        return queryset.filter(event_type_q(value, "event__event_type__name"))

@@ -40,6 +40,11 @@ class Delivery(models.Model):
     last_status_code = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # Replays (deliveries.services.replay) are new rows; the original delivery and its attempts stay.
+    is_replay = models.BooleanField(default=False)
+    replay_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="replays"
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

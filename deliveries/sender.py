@@ -1,27 +1,37 @@
 """The HTTP sender: one request, one ``SendResult``; it never raises for network trouble
 (Saleor's ``WebhookResponse`` pattern).
 
-Connections are pooled per worker thread in a ``requests.Session``. Every call has an explicit
-``(connect, read)`` timeout, never follows redirects (a 3xx is an answer, classified as a failure
-unless the retry policy lists it) and reads at most ``WEBHOOK_RESPONSE_BODY_LIMIT_BYTES`` of the
-response body.
+Connections are pooled per worker thread in a ``requests.Session`` whose adapter is
+``endpoints.network.GuardedHTTPAdapter``: every connection is made to an address the SSRF guard
+checked after resolving the name. Every call has an explicit ``(connect, read)`` timeout and a
+total deadline (``timeout_seconds`` covers connect, send, response headers and body), never
+follows redirects (a 3xx is an answer, classified as a failure unless the retry policy lists it)
+and keeps at most ``WEBHOOK_RESPONSE_BODY_LIMIT_BYTES`` of the response body — counted after
+decompression, which is done here with a bounded output so a gzip bomb cannot fill memory.
 """
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import requests
+import urllib3
 from django.conf import settings
-from requests.adapters import HTTPAdapter
+
+from endpoints import network
 
 _local = threading.local()
+_CHUNK_BYTES = 8192
+# Only encodings decoded below with a bounded output are offered to receivers.
+ACCEPT_ENCODING = "gzip, deflate"
 
 
 @dataclass(frozen=True)
 class SendResult:
-    """What happened to one request. ``status_code`` is ``None`` when no response arrived;
-    ``error_class`` then names the failure (``timeout``, ``connection_error``, ``ssl_error``,
-    ``blocked_destination``, ``invalid_request``). ``duration_ms`` is wall time in milliseconds."""
+    """What happened to one request. ``status_code`` is ``None`` when no complete response
+    arrived; ``error_class`` then names the failure (``timeout``, ``connection_error``,
+    ``ssl_error``, ``dns_error``, ``blocked_destination``, ``invalid_request``). ``duration_ms``
+    is wall time in milliseconds."""
 
     status_code: int | None
     headers: dict[str, str] = field(default_factory=dict)
@@ -36,56 +46,140 @@ def _session() -> requests.Session:
     if session is None:
         session = requests.Session()
         session.trust_env = False  # never send webhooks through an ambient HTTP(S)_PROXY
-        adapter = HTTPAdapter(pool_connections=20, pool_maxsize=20, max_retries=0)
+        session.headers["Accept-Encoding"] = ACCEPT_ENCODING
+        adapter = network.GuardedHTTPAdapter(pool_connections=20, pool_maxsize=20, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         _local.session = session
     return session
 
 
-def _read_capped(response: requests.Response, limit: int) -> str:
-    chunks, size = [], 0
-    for chunk in response.iter_content(chunk_size=8192, decode_unicode=False):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
-    raw = b"".join(chunks)[:limit]
-    return raw.decode(response.encoding or "utf-8", errors="replace")
+class _Decoder:
+    """Incremental ``Content-Encoding`` decoder whose output per call is bounded. ``gzip`` and
+    ``deflate`` (zlib-wrapped or raw) are decoded; ``identity`` and encodings we did not offer
+    are passed through as received."""
+
+    def __init__(self, content_encoding: str):
+        encoding = content_encoding.strip().lower()
+        gzip_wbits = 16 + zlib.MAX_WBITS
+        self._wbits = {"gzip": gzip_wbits, "x-gzip": gzip_wbits, "deflate": zlib.MAX_WBITS}.get(encoding)
+        self._inflater = zlib.decompressobj(self._wbits) if self._wbits else None
+        self._started = False
+
+    def decode(self, data: bytes, max_length: int) -> bytes:
+        if self._inflater is None:
+            return data[:max_length]
+        try:
+            out = self._inflater.decompress(data, max_length)
+        except zlib.error:
+            if self._started or self._wbits != zlib.MAX_WBITS:
+                raise
+            # "deflate" sent as a raw stream, without the zlib wrapper (seen in the wild).
+            self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            out = self._inflater.decompress(data, max_length)
+        self._started = True
+        if self._inflater.eof and self._inflater.unused_data and len(out) < max_length:
+            # A multi-member gzip body: decode the next member with what is left of the room.
+            rest = self._inflater.unused_data
+            self._inflater = zlib.decompressobj(self._wbits)
+            out += self.decode(rest, max_length - len(out))
+        return out
+
+
+def _read_body(response: requests.Response, limit: int) -> tuple[bytes, bool]:
+    """Read and decode at most ``limit`` bytes of body. Returns ``(body, complete)``; complete is
+    ``False`` when the body was longer than the limit (the rest is never read)."""
+    decoder = _Decoder(response.headers.get("Content-Encoding", ""))
+    body = bytearray()
+    while True:
+        chunk = response.raw.read(_CHUNK_BYTES, decode_content=False)
+        if not chunk:
+            return bytes(body), True
+        try:
+            body += decoder.decode(chunk, limit + 1 - len(body))
+        except zlib.error:
+            return bytes(body), False  # undecodable: keep what was decoded, stop reading
+        if len(body) > limit:
+            return bytes(body[:limit]), False
+
+
+def _text(raw: bytes, encoding: str | None) -> str:
+    try:
+        return raw.decode(encoding or "utf-8", errors="replace")
+    except LookupError:  # an unknown charset name in Content-Type
+        return raw.decode("utf-8", errors="replace")
+
+
+def _failure(error_class: str, exc: BaseException | str, started: float) -> SendResult:
+    return SendResult(
+        status_code=None, duration_ms=int((time.monotonic() - started) * 1000), error_class=error_class,
+        error_message=str(exc)[:1000],
+    )
 
 
 def send(
-    *, method: str, url: str, headers: dict[str, str], body: bytes | None, timeout_seconds: float, verify: bool
+    *,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    timeout_seconds: float,
+    verify: bool = True,
+    ca_bundle: str = "",
+    policy: network.DestinationPolicy | None = None,
 ) -> SendResult:
     """Send one request and return a ``SendResult``.
 
-    ``timeout_seconds`` is the endpoint's timeout (read timeout; the connect timeout is the smaller
-    of it and ``WEBHOOK_CONNECT_TIMEOUT_SECONDS``). ``body`` ``None`` sends no body.
+    ``timeout_seconds`` is the total deadline of the attempt (connect + send + response headers
+    + body); the connect step alone is also capped by ``WEBHOOK_CONNECT_TIMEOUT_SECONDS``.
+    ``body`` ``None`` sends no body. ``verify`` checks the TLS certificate against ``ca_bundle``
+    (PEM text) when given, else the default store. ``policy`` is the SSRF rule for this request
+    (``endpoints.network.destination_policy``; default: the settings' rule without an IP
+    allow-list). A refused address is ``error_class="blocked_destination"`` and nothing is sent.
     """
-    connect_timeout = min(float(timeout_seconds), settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS)
+    total = float(timeout_seconds)
+    connect_timeout = min(total, settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS)
     started = time.monotonic()
-
-    def elapsed() -> int:
-        return int((time.monotonic() - started) * 1000)
-
+    session = _session()
     try:
-        with _session().request(
-            method, url, headers=headers, data=body, timeout=(connect_timeout, float(timeout_seconds)),
-            allow_redirects=False, verify=verify, stream=True,
-        ) as response:
-            text = _read_capped(response, settings.WEBHOOK_RESPONSE_BODY_LIMIT_BYTES)
-            return SendResult(
-                status_code=response.status_code, headers=dict(response.headers), body=text, duration_ms=elapsed()
-            )
-    except requests.exceptions.SSLError as exc:
-        return SendResult(status_code=None, duration_ms=elapsed(), error_class="ssl_error", error_message=str(exc)[:1000])
-    except requests.exceptions.Timeout as exc:
-        return SendResult(status_code=None, duration_ms=elapsed(), error_class="timeout", error_message=str(exc)[:1000])
-    except requests.exceptions.ConnectionError as exc:
-        return SendResult(
-            status_code=None, duration_ms=elapsed(), error_class="connection_error", error_message=str(exc)[:1000]
-        )
+        prepared = session.prepare_request(requests.Request(method, url, headers=headers, data=body))
     except requests.exceptions.RequestException as exc:
-        return SendResult(
-            status_code=None, duration_ms=elapsed(), error_class="invalid_request", error_message=str(exc)[:1000]
-        )
+        return _failure("invalid_request", exc, started)
+    prepared.vocelio_options = network.OutboundOptions(policy=policy, ca_bundle=ca_bundle if verify else "")
+
+    with network.attempt_deadline(total) as deadline:
+        try:
+            response = session.send(
+                prepared, stream=True, timeout=(connect_timeout, total), verify=verify, allow_redirects=False,
+                proxies={},
+            )
+        except network.UnresolvableHost as exc:
+            return _failure("dns_error", exc, started)
+        except network.BlockedDestination as exc:
+            return _failure("blocked_destination", exc, started)
+        except requests.exceptions.RequestException as exc:
+            if deadline.expired or isinstance(exc, requests.exceptions.Timeout):
+                return _failure("timeout", exc, started)
+            if isinstance(exc, requests.exceptions.SSLError):
+                return _failure("ssl_error", exc, started)
+            if isinstance(exc, requests.exceptions.ConnectionError):
+                return _failure("connection_error", exc, started)
+            return _failure("invalid_request", exc, started)
+
+        with response:
+            try:
+                raw, complete = _read_body(response, settings.WEBHOOK_RESPONSE_BODY_LIMIT_BYTES)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if deadline.expired or isinstance(exc, (urllib3.exceptions.TimeoutError, TimeoutError)):
+                    return _failure("timeout", f"HTTP {response.status_code} answered, but the body did not "
+                                               f"arrive within {total:g} s.", started)
+                return _failure("connection_error", exc, started)
+            if not complete:
+                response.raw.close()  # do not drain (or pool) a connection with unread body left
+            if deadline.expired:
+                return _failure("timeout", f"HTTP {response.status_code} answered, but the body did not arrive "
+                                           f"within {total:g} s.", started)
+            return SendResult(
+                status_code=response.status_code, headers=dict(response.headers), body=_text(raw, response.encoding),
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )

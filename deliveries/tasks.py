@@ -28,3 +28,12 @@ def sweep_due_deliveries() -> None:
     from deliveries import services as delivery_services
 
     delivery_services.sweep_due_deliveries()
+
+
+@shared_task(ignore_result=True)
+def purge_expired_data() -> None:
+    """Periodic (beat, every ``WEBHOOK_RETENTION_INTERVAL_SECONDS``): delete or blank what is older
+    than the ``WEBHOOK_RETENTION_*`` periods, in batches (``deliveries.services.purge_expired_data``)."""
+    from deliveries import services as delivery_services
+
+    delivery_services.purge_expired_data()

@@ -2,6 +2,9 @@ from django import forms
 from django.contrib import admin
 
 from endpoints.models import WebhookEndpoint
+from endpoints.serializers import mask_custom_headers
+from vocelio_webhooks.admin import AuditedAdminMixin
+from vocelio_webhooks.audit import is_secret_field
 from vocelio_webhooks.crypto import mask
 
 
@@ -26,7 +29,10 @@ class EndpointAdminForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Support staff (view permission only) see the endpoint read-only with every secret field
+    replaced by its mask; only users with the change permission get the form."""
+
     form = EndpointAdminForm
     list_display = ("name", "url", "environment", "status", "signature_method", "secret_hint", "updated_at")
     list_filter = ("status", "environment", "signature_method", "http_method")
@@ -36,3 +42,16 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     @admin.display(description="secret")
     def secret_hint(self, obj: WebhookEndpoint) -> str:
         return mask(obj.secret)
+
+    @admin.display(description="custom headers")
+    def custom_headers_masked(self, obj: WebhookEndpoint) -> dict:
+        return mask_custom_headers(obj.custom_headers)
+
+    def get_fields(self, request, obj=None):
+        # The previous secret still signs during a rotation's overlap: never shown, only rotated.
+        fields = [f for f in super().get_fields(request, obj) if f != "previous_secret"]
+        if obj is not None and not self.has_change_permission(request, obj):
+            secret_fields = {f.name for f in WebhookEndpoint._meta.concrete_fields if is_secret_field(f)}
+            secret_fields.add("custom_headers")
+            return [f for f in fields if f not in secret_fields] + ["secret_hint", "custom_headers_masked"]
+        return fields

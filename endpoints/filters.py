@@ -41,7 +41,8 @@ Semantics
   ``^`` and ``$``) in time linear in the string's length: no pattern can backtrack
   catastrophically. RE2 syntax is Python's without backreferences and lookaround (refused when
   the endpoint is saved). Patterns are limited to 256 characters; only strings of at most 10,000
-  characters are searched (longer strings do not match).
+  characters are searched (longer strings do not match). A pattern may compile to at most 1,000 RE2
+  instructions and a filter may hold at most 10 regex conditions, which bounds one event's filter cost.
 """
 import json
 import math
@@ -77,6 +78,10 @@ MAX_DEPTH = 5
 MAX_CONDITIONS = 50
 MAX_FIELD_PATH_LENGTH = 256
 MAX_PATTERN_LENGTH = 256
+# RE2 runs in O(program size × text length): these two caps bound the cost of one event's
+# filters to a few tens of milliseconds, whatever the patterns.
+MAX_REGEX_PROGRAM_SIZE = 1000
+MAX_REGEX_CONDITIONS = 10
 MAX_REGEX_SUBJECT_LENGTH = 10_000
 
 
@@ -117,7 +122,7 @@ def validate_filters(spec) -> None:
     if spec is None or spec == []:
         return
     node, location = _root(spec)
-    _validate_node(node, location, depth=0, counter=[0])
+    _validate_node(node, location, depth=0, counter=[0, 0])
 
 
 def evaluate_filters(spec, event: dict) -> FilterResult:
@@ -175,6 +180,10 @@ def _validate_node(node, location: str, *, depth: int, counter: list[int]) -> No
         counter[0] += 1
         if counter[0] > MAX_CONDITIONS:
             raise FilterValidationError(where, f"at most {MAX_CONDITIONS} conditions in total")
+        if node.get("operator") == "regex":
+            counter[1] += 1
+            if counter[1] > MAX_REGEX_CONDITIONS:
+                raise FilterValidationError(where, f"at most {MAX_REGEX_CONDITIONS} regex conditions in total")
         _validate_condition(node, where)
     else:
         raise FilterValidationError(where, 'expected a condition object or an {"all": [...]} / {"any": [...]} group')
@@ -380,8 +389,11 @@ def _compiled(pattern: str, fold: bool):
 def _regex_problem(pattern: str) -> str | None:
     """Why ``pattern`` is refused (RE2 cannot compile it), or ``None``."""
     try:
-        _compiled(pattern, False)
-    except re2.error as exc:
+        compiled = _compiled(pattern, False)
+    except (re2.error, UnicodeError) as exc:
         detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         return f"invalid regex: {detail} (RE2 syntax: no backreferences or lookaround)"
+    if compiled.programsize > MAX_REGEX_PROGRAM_SIZE:
+        return (f"regex too complex (RE2 program size {compiled.programsize} > {MAX_REGEX_PROGRAM_SIZE}); "
+                "use smaller repetition counts")
     return None

@@ -12,7 +12,9 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from events.models import Environment
+from templates_app.rendering import is_reserved_header
 from vocelio_webhooks.crypto import EncryptedJSONField, EncryptedTextField
+from vocelio_webhooks.fields import OrderedJSONField
 
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
 EVENT_PATTERN_RE = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$")
@@ -119,7 +121,7 @@ def validate_custom_headers(value: Any) -> None:
     for name, header_value in value.items():
         if not HEADER_NAME_RE.match(name):
             raise ValidationError(f"Invalid header name {name!r}.")
-        if name.lower() in RESERVED_HEADERS:
+        if name.lower() in RESERVED_HEADERS or is_reserved_header(name):
             raise ValidationError(f"Header {name!r} is set by the service and cannot be overridden.")
         if not isinstance(header_value, str):
             raise ValidationError(f"Header {name!r} must have a string value.")
@@ -151,6 +153,56 @@ def validate_ip_ranges(value: Any) -> None:
             ipaddress.ip_network(item, strict=False)
         except (TypeError, ValueError) as exc:
             raise ValidationError(f"Invalid IP range {item!r}.") from exc
+
+
+CA_BUNDLE_MAX_CHARS = 262144
+PEM_LABEL_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
+
+
+def validate_ca_bundle(value: Any) -> None:
+    """PEM text of one or more X.509 certificates (``-----BEGIN CERTIFICATE-----`` blocks) that an
+    endpoint trusts instead of the default store, at most 256 KiB. Each block must parse as a
+    certificate (``cryptography``) and the whole must load into an ``ssl`` context; any other
+    PEM block (a private key pasted by mistake) is refused."""
+    import ssl
+
+    from cryptography import x509
+
+    if not isinstance(value, str) or len(value) > CA_BUNDLE_MAX_CHARS:
+        raise ValidationError(f"ca_bundle must be PEM text of at most {CA_BUNDLE_MAX_CHARS} characters.")
+    labels = PEM_LABEL_RE.findall(value)
+    if not labels:
+        raise ValidationError("ca_bundle must be PEM text: one or more '-----BEGIN CERTIFICATE-----' blocks.")
+    others = sorted(set(labels) - {"CERTIFICATE"})
+    if others:
+        raise ValidationError(
+            f"ca_bundle may only hold CERTIFICATE blocks, not {', '.join(others)}; never send a private key here."
+        )
+    try:
+        certificates = x509.load_pem_x509_certificates(value.encode("ascii"))
+        ssl.create_default_context(cadata=value)
+    except (ValueError, UnicodeEncodeError, ssl.SSLError) as exc:
+        raise ValidationError(f"ca_bundle does not parse as PEM certificates: {exc}") from exc
+    if len(certificates) != len(labels):
+        raise ValidationError("ca_bundle has a CERTIFICATE block that does not parse as a certificate.")
+
+
+def validate_production_transport(*, url: str, field: str) -> dict[str, str]:
+    """Errors (field → message) for a production endpoint's ``url``/``failover_url``: ``https``
+    is required unless the destination is an internal receiver the deployment opened
+    (``WEBHOOK_ALLOW_PRIVATE_NETWORKS`` / ``WEBHOOK_ALLOWED_PRIVATE_CIDRS``) or
+    ``WEBHOOK_ALLOW_HTTP_IN_PRODUCTION`` is on (``endpoints.network.plain_http_allowed_in_production``)."""
+    from endpoints import network
+
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:
+        return {}  # the field validator reports the malformed URL
+    if scheme != "http" or network.plain_http_allowed_in_production(url):
+        return {}
+    return {field: ("Production endpoints need an https URL; plain http is only for internal receivers "
+                    "opened by WEBHOOK_ALLOW_PRIVATE_NETWORKS / WEBHOOK_ALLOWED_PRIVATE_CIDRS, or with "
+                    "WEBHOOK_ALLOW_HTTP_IN_PRODUCTION=true.")}
 
 
 TRANSFORMATION_TEMPLATE_KEYS = frozenset({"template", "template_version", "body", "content_type"})
@@ -282,7 +334,7 @@ class WebhookEndpoint(models.Model):
     owner_email = models.EmailField(blank=True)
     # Payload filters (endpoints.filters) and the payload transformation (templates_app).
     filters = models.JSONField(null=True, blank=True)
-    transformation = models.JSONField(null=True, blank=True, validators=[validate_transformation])
+    transformation = OrderedJSONField(null=True, blank=True, validators=[validate_transformation])
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -295,8 +347,22 @@ class WebhookEndpoint(models.Model):
 
     def clean(self) -> None:
         """Cross-field rules: timeout bounds, secrets the signature method needs, JWT vs a custom
-        ``Authorization`` header."""
+        ``Authorization`` header, and TLS (issue 5): a ``ca_bundle`` must be PEM certificates;
+        production endpoints always verify certificates and use ``https`` unless the destination
+        is an internal receiver the deployment opened (``validate_production_transport``)."""
         errors: dict[str, str] = {}
+        if self.ca_bundle:
+            try:
+                validate_ca_bundle(self.ca_bundle)
+            except ValidationError as exc:
+                errors["ca_bundle"] = exc.messages[0]
+        if self.environment == Environment.PRODUCTION:
+            if not self.verify_ssl:
+                errors["verify_ssl"] = ("Production endpoints always verify TLS certificates; trust a private CA "
+                                        "with ca_bundle instead, or use a development or staging endpoint.")
+            for field in ("url", "failover_url"):
+                if getattr(self, field):
+                    errors.update(validate_production_transport(url=getattr(self, field), field=field))
         if not 1 <= (self.timeout_seconds or 0) <= settings.WEBHOOK_MAX_TIMEOUT_SECONDS:
             errors["timeout_seconds"] = f"Must be between 1 and {settings.WEBHOOK_MAX_TIMEOUT_SECONDS} seconds."
         if self.rate_limit_per_minute is not None and self.rate_limit_per_minute < 1:
@@ -338,3 +404,44 @@ class WebhookEndpoint(models.Model):
     def effective_retry_policy(self) -> dict[str, Any]:
         """The retry policy with the seed's defaults filled in."""
         return normalize_retry_policy(self.retry_policy)
+
+
+class EndpointHealth(models.Model):
+    """Shared health state of one endpoint (circuit breaker, failure streak), read and written by
+    every worker process: the rules are in ``endpoints.health``."""
+
+    class CircuitState(models.TextChoices):
+        CLOSED = "closed"
+        OPEN = "open"
+        HALF_OPEN = "half_open"
+
+    endpoint = models.OneToOneField(WebhookEndpoint, on_delete=models.CASCADE, primary_key=True, related_name="health")
+    circuit_state = models.CharField(max_length=10, choices=CircuitState.choices, default=CircuitState.CLOSED)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    reopen_count = models.PositiveIntegerField(default=0)
+    next_probe_at = models.DateTimeField(null=True, blank=True)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    # Set when the service disabled the endpoint itself: the periodic probe may re-enable it.
+    auto_disabled_at = models.DateTimeField(null=True, blank=True)
+    last_owner_alert_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "endpoint health"
+
+    def __str__(self) -> str:
+        return f"{self.endpoint_id}: {self.circuit_state}"
+
+
+class RateLimitWindow(models.Model):
+    """Requests sent to one endpoint in one minute, counted atomically across workers
+    (``rate_limit_per_minute``). Old windows are deleted by the sweep."""
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="+")
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["endpoint", "window_start"], name="ratelimit_unique_window")]

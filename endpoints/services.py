@@ -1,8 +1,8 @@
 """Writes for webhook endpoints. Each service validates the whole row (``full_clean``) and
 raises ``vocelio_webhooks.errors.ValidationFailed`` with per-field details on bad input."""
-from typing import Any
-
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -197,3 +197,160 @@ def rotate_secret(*, endpoint: WebhookEndpoint, new_secret: str | None = None,
     validate_endpoint(endpoint)
     endpoint.save()
     return endpoint
+
+
+# --- health: circuit breaker, rate limit, auto-disable -------------------------------------------
+def _circuit_config():
+    from endpoints import health
+
+    return health.CircuitConfig(
+        failure_threshold=settings.WEBHOOK_CIRCUIT_FAILURE_THRESHOLD,
+        cooldown_seconds=settings.WEBHOOK_CIRCUIT_COOLDOWN_SECONDS,
+        max_cooldown_seconds=settings.WEBHOOK_CIRCUIT_MAX_COOLDOWN_SECONDS,
+        probe_deadline_seconds=settings.WEBHOOK_MAX_TIMEOUT_SECONDS + settings.WEBHOOK_CLAIM_MARGIN_SECONDS,
+    )
+
+
+def _as_value(row):
+    from endpoints import health
+
+    return health.Health(
+        circuit_state=row.circuit_state, consecutive_failures=row.consecutive_failures,
+        reopen_count=row.reopen_count, next_probe_at=row.next_probe_at, failing_since=row.failing_since,
+    )
+
+
+def check_circuit(*, endpoint_id: int):
+    """May an attempt go to this endpoint's primary URL now? Returns an ``endpoints.health.Gate``.
+
+    Closed circuit: one indexed read, no write. Open circuit past its cool-down: the caller becomes
+    the one half-open trial only if its conditional UPDATE wins (so exactly one trial is sent
+    whatever the number of workers); everyone else waits until ``retry_at``.
+    """
+    from endpoints import health
+    from endpoints.models import EndpointHealth
+
+    now = timezone.now()
+    row = EndpointHealth.objects.filter(pk=endpoint_id).first()
+    if row is None:
+        return health.Gate("send")
+    verdict = health.gate(_as_value(row), now=now)
+    if verdict.decision != "probe":
+        return verdict
+    probing = health.start_probe(_as_value(row), now=now, config=_circuit_config())
+    won = EndpointHealth.objects.filter(
+        pk=endpoint_id, circuit_state=row.circuit_state, next_probe_at=row.next_probe_at,
+    ).update(circuit_state=probing.circuit_state, next_probe_at=probing.next_probe_at, updated_at=now)
+    return verdict if won else health.Gate("wait", retry_at=probing.next_probe_at)
+
+
+@dataclass(frozen=True)
+class HealthChange:
+    """What one attempt did to an endpoint's health: ``opened``/``closed`` the circuit, and whether
+    the endpoint was ``disabled`` (auto-disable or 410)."""
+
+    opened: bool = False
+    closed: bool = False
+    disabled: bool = False
+
+
+def record_health(*, endpoint_id: int, status_code: int | None, error_class: str) -> HealthChange:
+    """Apply one attempt's outcome to the endpoint's shared health (row-locked), and disable the
+    endpoint on ``410 Gone`` or after ``WEBHOOK_AUTO_DISABLE_AFTER_SECONDS`` of uninterrupted
+    failure. A success on a healthy endpoint writes nothing."""
+    from endpoints import health
+    from endpoints.models import EndpointHealth
+
+    now = timezone.now()
+    if status_code == 410:
+        disabled = disable_automatically(endpoint_id=endpoint_id, reason="The receiver answered 410 Gone.")
+        return HealthChange(disabled=disabled)
+    verdict = health.counts_for_health(status_code=status_code, error_class=error_class)
+    if verdict is None:
+        return HealthChange()
+    if verdict and not EndpointHealth.objects.filter(pk=endpoint_id).exclude(
+        circuit_state=EndpointHealth.CircuitState.CLOSED, consecutive_failures=0
+    ).exists():
+        return HealthChange()
+    with transaction.atomic():
+        row, _ = EndpointHealth.objects.select_for_update().get_or_create(pk=endpoint_id)
+        before = _as_value(row)
+        after = health.record(before, success=verdict, now=now, config=_circuit_config())
+        row.circuit_state, row.consecutive_failures, row.reopen_count = (
+            after.circuit_state, after.consecutive_failures, after.reopen_count)
+        row.next_probe_at, row.failing_since = after.next_probe_at, after.failing_since
+        if verdict:
+            row.last_success_at = now
+        else:
+            row.last_failure_at = now
+        row.save()
+    change = HealthChange(opened=before.circuit_state != health.OPEN and after.circuit_state == health.OPEN,
+                          closed=before.circuit_state != health.CLOSED and after.circuit_state == health.CLOSED)
+    if not verdict and health.should_auto_disable(after, now=now,
+                                                  disable_after_seconds=settings.WEBHOOK_AUTO_DISABLE_AFTER_SECONDS):
+        since = after.failing_since.isoformat() if after.failing_since else ""
+        disabled = disable_automatically(endpoint_id=endpoint_id, reason=f"Failing without a success since {since}.")
+        return HealthChange(opened=change.opened, disabled=disabled)
+    return change
+
+
+def disable_automatically(*, endpoint_id: int, reason: str) -> bool:
+    """Disable an active or paused endpoint on the service's own initiative; the periodic probe
+    may re-enable it. Returns True when this call changed the status."""
+    from endpoints.models import EndpointHealth
+
+    now = timezone.now()
+    with transaction.atomic():
+        changed = WebhookEndpoint.objects.filter(
+            pk=endpoint_id, status__in=[WebhookEndpoint.Status.ACTIVE, WebhookEndpoint.Status.PAUSED]
+        ).update(status=WebhookEndpoint.Status.DISABLED, status_reason=f"Automatically disabled: {reason}"[:500],
+                 updated_at=now)
+        if changed:
+            EndpointHealth.objects.update_or_create(pk=endpoint_id, defaults={"auto_disabled_at": now})
+    return bool(changed)
+
+
+def reenable_automatically(*, endpoint_id: int) -> bool:
+    """Re-enable an endpoint the service disabled (after a successful probe); clears its health.
+    Endpoints disabled by a person are never re-enabled. Returns True when the status changed."""
+    from endpoints.models import EndpointHealth
+
+    with transaction.atomic():
+        if not EndpointHealth.objects.filter(pk=endpoint_id, auto_disabled_at__isnull=False).exists():
+            return False
+        changed = WebhookEndpoint.objects.filter(pk=endpoint_id, status=WebhookEndpoint.Status.DISABLED).update(
+            status=WebhookEndpoint.Status.ACTIVE, status_reason="Re-enabled automatically: the probe succeeded.",
+            updated_at=timezone.now())
+        EndpointHealth.objects.filter(pk=endpoint_id).update(
+            auto_disabled_at=None, circuit_state=EndpointHealth.CircuitState.CLOSED, consecutive_failures=0,
+            reopen_count=0, next_probe_at=None, failing_since=None)
+    return bool(changed)
+
+
+def take_rate_limit_slot(*, endpoint_id: int, limit_per_minute: int | None):
+    """Take one send slot of ``rate_limit_per_minute`` in the current minute, atomically across
+    workers (a conditional ``UPDATE … SET count = count + 1 WHERE count < limit``). Returns
+    ``None`` when a slot was taken (or there is no limit), else the time the next minute starts."""
+    from django.db import IntegrityError
+    from django.db.models import F
+
+    from endpoints.models import RateLimitWindow
+
+    if not limit_per_minute:
+        return None
+    now = timezone.now()
+    window = now.replace(second=0, microsecond=0)
+    for _ in range(2):
+        taken = RateLimitWindow.objects.filter(
+            endpoint_id=endpoint_id, window_start=window, count__lt=limit_per_minute
+        ).update(count=F("count") + 1)
+        if taken:
+            return None
+        if RateLimitWindow.objects.filter(endpoint_id=endpoint_id, window_start=window).exists():
+            return window + timedelta(minutes=1)
+        try:
+            with transaction.atomic():
+                RateLimitWindow.objects.create(endpoint_id=endpoint_id, window_start=window, count=0)
+        except IntegrityError:
+            pass  # another worker created it; take the slot in the next loop
+    return window + timedelta(minutes=1)

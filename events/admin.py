@@ -1,17 +1,18 @@
 from django.contrib import admin
 
 from events.models import Event, EventType
+from vocelio_webhooks.admin import AuditedAdminMixin
 
 
 @admin.register(EventType)
-class EventTypeAdmin(admin.ModelAdmin):
+class EventTypeAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("name", "category", "description")
     list_filter = ("category",)
     search_fields = ("name", "description")
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(AuditedAdminMixin, admin.ModelAdmin):
     """Events are immutable published facts: read-only here."""
 
     list_display = ("event_id", "event_type", "environment", "timestamp", "received_at")

@@ -1,6 +1,8 @@
 """The event type catalog and published events."""
 from django.db import models
 
+from vocelio_webhooks.fields import OrderedJSONField
+
 
 class Environment(models.TextChoices):
     """Deployment environments: an event only reaches endpoints of its own environment."""
@@ -17,7 +19,9 @@ class EventType(models.Model):
     name = models.CharField(max_length=100, unique=True)
     category = models.CharField(max_length=50, db_index=True)
     description = models.CharField(max_length=300, blank=True)
-    sample_data = models.JSONField(default=dict, blank=True)
+    sample_data = OrderedJSONField(default=dict, blank=True)
+    # High-priority types go to the ``priority`` queue, which workers serve before the others.
+    is_high_priority = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -35,8 +39,8 @@ class Event(models.Model):
     event_id = models.CharField(max_length=255, unique=True)
     event_type = models.ForeignKey(EventType, on_delete=models.PROTECT, related_name="events")
     timestamp = models.DateTimeField()
-    data = models.JSONField(default=dict)
-    metadata = models.JSONField(default=dict, blank=True)
+    data = OrderedJSONField(default=dict)
+    metadata = OrderedJSONField(default=dict, blank=True)
     environment = models.CharField(max_length=20, choices=Environment.choices, db_index=True)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

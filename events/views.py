@@ -8,11 +8,16 @@ from events import services as event_services
 from events.filtersets import EventFilterSet
 from events.models import Event, EventType
 from events.serializers import EventSerializer, EventTypeSerializer, PublishInputSerializer, PublishOutputSerializer
+from vocelio_webhooks import services as audit_services
+from vocelio_webhooks.permissions import HasScope, PublishEnvironmentAllowed
 
 
 class PublishView(APIView):
     """``POST /events/publish``: 202 with the new event and its deliveries; 200 with the first
     publication's when the ``event_id`` was published before (nothing new is created)."""
+
+    permission_classes = [HasScope, PublishEnvironmentAllowed]
+    required_scopes = ["events:publish"]
 
     @extend_schema(request=PublishInputSerializer, responses={202: PublishOutputSerializer, 200: PublishOutputSerializer})
     def post(self, request):
@@ -38,6 +43,7 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     queryset = Event.objects.select_related("event_type")
     serializer_class = EventSerializer
     filterset_class = EventFilterSet
+    required_scopes = ["deliveries:retry"]
     lookup_field = "event_id"
     lookup_value_regex = r"[A-Za-z0-9_.:\-]+"
 
@@ -53,3 +59,7 @@ class EventTypeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
     lookup_field = "name"
     lookup_value_regex = r"[a-z0-9_.]+"
     pagination_class = None
+    required_scopes = ["events:publish"]
+
+    def perform_create(self, serializer):
+        audit_services.record_audit(request=self.request, action="create", obj=serializer.save())

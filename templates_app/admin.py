@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from templates_app.models import PayloadTemplate, TemplateVersion
+from vocelio_webhooks.admin import AuditedAdminMixin
 
 
 class TemplateVersionInline(admin.TabularInline):
@@ -23,7 +24,7 @@ class TemplateVersionInline(admin.TabularInline):
 
 
 @admin.register(PayloadTemplate)
-class PayloadTemplateAdmin(admin.ModelAdmin):
+class PayloadTemplateAdmin(AuditedAdminMixin, admin.ModelAdmin):
     """Read-only: templates change through the API (``PUT /templates/{id}``, rollback), which
     checks syntax and records a version."""
 

@@ -2,6 +2,8 @@
 from django.core.validators import RegexValidator
 from django.db import models
 
+from vocelio_webhooks.fields import OrderedJSONField
+
 TEMPLATE_NAME_RE = r"^[a-z][a-z0-9_-]{0,99}$"
 
 
@@ -40,9 +42,9 @@ class TemplateVersion(models.Model):
     number = models.PositiveIntegerField()
     form = models.CharField(max_length=10, choices=Form.choices)
     # A dict or list whose string leaves are Jinja2 (json form), or one Jinja2 string (text form).
-    body = models.JSONField()
+    body = OrderedJSONField()
     content_type = models.CharField(max_length=255)
-    header_templates = models.JSONField(default=dict, blank=True)
+    header_templates = OrderedJSONField(default=dict, blank=True)
     author = models.CharField(max_length=200)
     note = models.CharField(max_length=500, blank=True)
     restored_from = models.PositiveIntegerField(null=True, blank=True)

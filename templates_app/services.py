@@ -95,7 +95,7 @@ def update_template(
     ``application/json``; text: required). ``description`` is not versioned. Raises
     ``ValidationFailed`` as ``create_template``.
     """
-    template = PayloadTemplate.objects.select_for_update().select_related("current_version").get(pk=template.pk)
+    template = PayloadTemplate.objects.select_for_update(of=("self",)).select_related("current_version").get(pk=template.pk)
     if description is not _UNSET:
         template.description = description
         _full_clean(template)
@@ -124,7 +124,7 @@ def rollback(*, template: PayloadTemplate, version_number: int, author: str, not
     Raises ``NotFound`` for an unknown version and ``ValidationFailed`` when it is already current
     or no longer passes the syntax check.
     """
-    template = PayloadTemplate.objects.select_for_update().select_related("current_version").get(pk=template.pk)
+    template = PayloadTemplate.objects.select_for_update(of=("self",)).select_related("current_version").get(pk=template.pk)
     source = _version_of(template, version_number)
     if template.current_version_id == source.pk:
         raise ValidationFailed(f"Version {version_number} is already the current version.",
@@ -232,6 +232,8 @@ def _validated_content(*, form: str, body: Any, content_type: str | None, header
     for name, value in header_templates.items():
         if not rendering.HEADER_NAME_RE.match(name):
             _invalid("header_templates", f"{name!r} is not a valid HTTP header name.")
+        if rendering.is_reserved_header(name):
+            _invalid("header_templates", f"{name!r} is set by the service and cannot be templated.")
         if not isinstance(value, str):
             _invalid("header_templates", f"The value of {name!r} must be a string.")
     size = len(json.dumps([body, header_templates], ensure_ascii=False).encode("utf-8"))

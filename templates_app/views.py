@@ -17,6 +17,9 @@ from templates_app.serializers import (
     TemplateUpdateSerializer,
     TemplateVersionSerializer,
 )
+from vocelio_webhooks import services as audit_services
+from vocelio_webhooks.audit import snapshot
+from vocelio_webhooks.permissions import AllEnvironmentsForWrites, HasScope
 
 _ID_OR_NAME = OpenApiParameter("id", str, OpenApiParameter.PATH, description="Template id or name.")
 
@@ -30,6 +33,8 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     serializer_class = TemplateSerializer
     filterset_fields = ["name"]
     lookup_value_regex = r"[A-Za-z0-9_-]+"
+    permission_classes = [HasScope, AllEnvironmentsForWrites]
+    required_scopes = ["endpoints:manage"]
 
     def get_object(self) -> PayloadTemplate:
         key = self.kwargs[self.lookup_field]
@@ -42,6 +47,7 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         serializer = TemplateCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         template = template_services.create_template(**serializer.validated_data, author=str(request.user))
+        audit_services.record_audit(request=request, action="create", obj=template)
         return Response(TemplateSerializer(template).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=TemplateUpdateSerializer, responses=TemplateSerializer, parameters=[_ID_OR_NAME])
@@ -50,7 +56,9 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         serializer = TemplateUpdateSerializer(template, data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
         fields = {key: value for key, value in serializer.validated_data.items() if key != "name"}
+        before = snapshot(template)
         template = template_services.update_template(template=template, **fields, author=str(request.user))
+        audit_services.record_audit(request=request, action="update", obj=template, before=before)
         return Response(TemplateSerializer(template).data)
 
     @extend_schema(request=TemplateUpdateSerializer, responses=TemplateSerializer, parameters=[_ID_OR_NAME])
@@ -69,10 +77,12 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def rollback(self, request, pk=None):
         serializer = RollbackInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        before = snapshot(self.get_object())
         template = template_services.rollback(
             template=self.get_object(), version_number=serializer.validated_data["version"],
             author=str(request.user), note=serializer.validated_data.get("note", ""),
         )
+        audit_services.record_audit(request=request, action="update", obj=template, before=before)
         return Response(TemplateSerializer(template).data)
 
     @extend_schema(request=TemplateTestInputSerializer, responses=TemplateTestOutputSerializer,

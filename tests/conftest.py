@@ -264,9 +264,10 @@ def event_types(db):
 
 @pytest.fixture
 def api_key(db) -> str:
+    """A full-access key (scope ``*``, every environment, no expiry)."""
     from vocelio_webhooks import services as key_services
 
-    return key_services.create_api_key(name="tests").raw_key
+    return key_services.create_api_key(name="tests", scopes=["*"]).raw_key
 
 
 @pytest.fixture

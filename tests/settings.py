@@ -1,6 +1,6 @@
-"""Test settings: the real settings with a throwaway SECRET_KEY, loopback receivers allowed
-(tests of the SSRF guard intercept name resolution instead of switching it off), and runtime
-files in ``VOCELIO_VAR_DIR`` (default ``var/test``)."""
+"""Test settings: the real settings with a throwaway SECRET_KEY, the SSRF guard on with only
+127.0.0.1 (the test receiver) opened — tests of the guard intercept name resolution instead of
+switching it off — and runtime files in ``VOCELIO_VAR_DIR`` (default ``var/test``)."""
 import os
 from pathlib import Path
 
@@ -8,7 +8,11 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
 # One folder per test run (SQLite file, embedded broker), inherited by the worker subprocess,
 # so two runs on one machine never share a database or a queue.
 os.environ.setdefault("VOCELIO_VAR_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test" / f"run-{os.getpid()}"))
-os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")
+# The SSRF guard stays on: only the test receiver's address (127.0.0.1) is opened. Set, not
+# defaulted, so a developer's .env (`make env` writes WEBHOOK_ALLOW_PRIVATE_NETWORKS=true) cannot
+# switch the guard off under the tests; the worker subprocess inherits both.
+os.environ["WEBHOOK_ALLOW_PRIVATE_NETWORKS"] = "false"
+os.environ["WEBHOOK_ALLOWED_PRIVATE_CIDRS"] = "127.0.0.1/32"
 os.environ.setdefault("WEBHOOK_SWEEP_GRACE_SECONDS", "2")
 
 from vocelio_webhooks.settings import *  # noqa: E402,F401,F403

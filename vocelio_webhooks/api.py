@@ -27,6 +27,8 @@ class ApiPrincipal:
     api_key_id: int
     name: str
     scopes: tuple[str, ...]
+    environments: tuple[str, ...] = ()  # empty: every environment
+    prefix: str = ""
 
     is_authenticated = True
     is_anonymous = False
@@ -36,7 +38,9 @@ class ApiPrincipal:
 
 
 class ApiKeyAuthentication(BaseAuthentication):
-    """``Authorization: Bearer <key>``. Keys are compared by SHA-256 hash; inactive keys fail."""
+    """``Authorization: Bearer <key>``. Keys are compared by SHA-256 hash; inactive, revoked and
+    expired keys fail with 401. What the key may do is checked afterwards by
+    ``vocelio_webhooks.permissions.HasScope``."""
 
     keyword = b"bearer"
 
@@ -50,11 +54,19 @@ class ApiKeyAuthentication(BaseAuthentication):
             raw = auth[1].decode("ascii")
         except UnicodeDecodeError as exc:
             raise exceptions.AuthenticationFailed("Invalid API key.") from exc
-        key = ApiKey.objects.filter(key_hash=hash_api_key(raw), is_active=True).first()
+        key = ApiKey.objects.filter(key_hash=hash_api_key(raw)).first()
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
+        if key.revoked_at is not None or not key.is_active:
+            raise exceptions.AuthenticationFailed("This API key was revoked.")
+        if key.is_expired:
+            raise exceptions.AuthenticationFailed("This API key has expired.")
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
-        return ApiPrincipal(api_key_id=key.pk, name=key.name, scopes=tuple(key.scopes or ())), key
+        principal = ApiPrincipal(
+            api_key_id=key.pk, name=key.name, scopes=tuple(key.scopes or ()),
+            environments=tuple(key.environments or ()), prefix=key.prefix,
+        )
+        return principal, key
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'

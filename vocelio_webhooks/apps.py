@@ -6,3 +6,13 @@ class VocelioWebhooksConfig(AppConfig):
 
     name = "vocelio_webhooks"
     verbose_name = "API access"
+
+    def ready(self) -> None:
+        # Our JSON-in-text fields are JSON in the API, not strings.
+        from rest_framework import serializers
+
+        from vocelio_webhooks.crypto import EncryptedJSONField
+        from vocelio_webhooks.fields import OrderedJSONField
+
+        serializers.ModelSerializer.serializer_field_mapping[OrderedJSONField] = serializers.JSONField
+        serializers.ModelSerializer.serializer_field_mapping[EncryptedJSONField] = serializers.JSONField

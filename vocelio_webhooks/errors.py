@@ -35,3 +35,10 @@ class Conflict(ServiceError):
 class ServiceUnavailable(ServiceError):
     code = "SERVICE_UNAVAILABLE"
     http_status = 503
+
+
+class Forbidden(ServiceError):
+    """The caller is known but may not do this (missing scope, another environment)."""
+
+    code = "FORBIDDEN"
+    http_status = 403

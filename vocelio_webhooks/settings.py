@@ -27,6 +27,33 @@ else:
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=["http://127.0.0.1:8019", "http://localhost:8019"])
 
+# --- Security (README "Security") -------------------------------------------------------------
+# Headers that are safe over plain http are always on. What only makes sense behind TLS (secure
+# cookies, HTTPS redirect, HSTS) follows DJANGO_HTTPS, off by default because `make run` serves
+# http://127.0.0.1:8019; production behind TLS sets DJANGO_HTTPS=true, and then
+# `manage.py check --deploy` passes without warnings.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env.int("DJANGO_SESSION_COOKIE_AGE_SECONDS", default=8 * 3600)
+DJANGO_HTTPS = env.bool("DJANGO_HTTPS", default=False)
+SECURE_SSL_REDIRECT = DJANGO_HTTPS
+SESSION_COOKIE_SECURE = DJANGO_HTTPS
+CSRF_COOKIE_SECURE = DJANGO_HTTPS
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31536000) if DJANGO_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=True)
+# Load balancers probe /health over plain http; it answers there instead of redirecting.
+SECURE_REDIRECT_EXEMPT = [r"^health$"]
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips it from clients), let
+# Django see the request as https; without it SECURE_SSL_REDIRECT would loop.
+if env.bool("DJANGO_TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -117,26 +144,71 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# Logs: one root handler, JSON lines unless DEBUG (``plain`` for people at a terminal). Its filter
+# masks emails, phone numbers, credentials and the personal-data fields below in every record
+# (vocelio_webhooks/logs.py); the Celery worker and beat use this same configuration.
+WEBHOOK_LOG_FORMAT = env.str("WEBHOOK_LOG_FORMAT", default="plain" if DEBUG else "json")
+if WEBHOOK_LOG_FORMAT not in ("json", "plain"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"WEBHOOK_LOG_FORMAT must be 'json' or 'plain', not {WEBHOOK_LOG_FORMAT!r}.")
+WEBHOOK_LOG_MASK_FIELDS = env.list(
+    "WEBHOOK_LOG_MASK_FIELDS",
+    default=["email", "phone", "phone_number", "mobile", "name", "first_name", "last_name", "full_name"],
+)
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "filters": {"mask_personal_data": {"()": "vocelio_webhooks.logs.MaskPersonalDataFilter",
+                                       "fields": WEBHOOK_LOG_MASK_FIELDS}},
+    "formatters": {
+        "plain": {"()": "vocelio_webhooks.logs.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "vocelio_webhooks.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": WEBHOOK_LOG_FORMAT,
+                             "filters": ["mask_personal_data"]}},
+    # Django's defaults give "django" and "django.server" handlers of their own that would print
+    # unmasked; send them through the root handler instead.
+    "loggers": {
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+        "django.server": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["vocelio_webhooks.api.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # Scopes per key and view (vocelio_webhooks/permissions.py); environment limits narrow every
+    # queryset before the query-string filters run.
+    "DEFAULT_PERMISSION_CLASSES": ["vocelio_webhooks.permissions.HasScope"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "vocelio_webhooks.permissions.KeyEnvironmentFilter",
+        "django_filters.rest_framework.DjangoFilterBackend",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": ["vocelio_webhooks.throttling.ApiKeyRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "vocelio_webhooks.api.Pagination",
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["vocelio_webhooks.parsers.StrictJSONParser"],
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "vocelio_webhooks.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
+# Requests per API key per minute (0 = unlimited): publishing (scope events:publish) has its own,
+# higher budget; everything else shares WEBHOOK_API_RATE_PER_MINUTE. Over budget: 429 + Retry-After.
+WEBHOOK_API_RATE_PER_MINUTE = env.int("WEBHOOK_API_RATE_PER_MINUTE", default=600)
+WEBHOOK_PUBLISH_RATE_PER_MINUTE = env.int("WEBHOOK_PUBLISH_RATE_PER_MINUTE", default=6000)
+
+# The throttle counters live in the cache, shared by every web process: Redis when REDIS_URL is
+# set, else the database table `vocelio_cache` (created by migration vocelio_webhooks 0004).
+if env.str("REDIS_URL", default=""):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": env.str("REDIS_URL"), "KEY_PREFIX": "vocelio"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "vocelio_cache",
+                          "OPTIONS": {"MAX_ENTRIES": 100000}}}
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Vocelio Webhooks API",
     "DESCRIPTION": "Publish call-center events and deliver them as signed, retried webhooks.",
@@ -149,6 +221,11 @@ SPECTACULAR_SETTINGS = {
         "securitySchemes": {"ApiKey": {"type": "http", "scheme": "bearer"}},
     },
     "SECURITY": [{"ApiKey": []}],
+    # Two models have a `status` with different choices; name their enums (check --deploy warns otherwise).
+    "ENUM_NAME_OVERRIDES": {
+        "EndpointStatusEnum": "endpoints.models.WebhookEndpoint.Status",
+        "DeliveryStatusEnum": "deliveries.models.Delivery.Status",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -205,7 +282,27 @@ WEBHOOK_SWEEP_BATCH_SIZE = env.int("WEBHOOK_SWEEP_BATCH_SIZE", default=1000)
 WEBHOOK_CLAIM_MARGIN_SECONDS = env.int("WEBHOOK_CLAIM_MARGIN_SECONDS", default=30)
 WEBHOOK_JWT_TTL_SECONDS = env.int("WEBHOOK_JWT_TTL_SECONDS", default=300)
 WEBHOOK_SECRET_ROTATION_OVERLAP_SECONDS = env.int("WEBHOOK_SECRET_ROTATION_OVERLAP_SECONDS", default=86400)
+# Endpoint health (endpoints.health): circuit breaker, auto-disable, owner alerts, probe.
+WEBHOOK_CIRCUIT_FAILURE_THRESHOLD = env.int("WEBHOOK_CIRCUIT_FAILURE_THRESHOLD", default=5)
+WEBHOOK_CIRCUIT_COOLDOWN_SECONDS = env.float("WEBHOOK_CIRCUIT_COOLDOWN_SECONDS", default=30.0)
+WEBHOOK_CIRCUIT_MAX_COOLDOWN_SECONDS = env.float("WEBHOOK_CIRCUIT_MAX_COOLDOWN_SECONDS", default=600.0)
+WEBHOOK_AUTO_DISABLE_AFTER_SECONDS = env.float("WEBHOOK_AUTO_DISABLE_AFTER_SECONDS", default=5 * 86400)
+WEBHOOK_PROBE_INTERVAL_SECONDS = env.float("WEBHOOK_PROBE_INTERVAL_SECONDS", default=60.0)
+WEBHOOK_OWNER_ALERT_INTERVAL_SECONDS = env.float("WEBHOOK_OWNER_ALERT_INTERVAL_SECONDS", default=3600.0)
+WEBHOOK_ENDPOINT_MAX_IN_FLIGHT = env.int("WEBHOOK_ENDPOINT_MAX_IN_FLIGHT", default=2)
+WEBHOOK_BUSY_RETRY_SECONDS = env.float("WEBHOOK_BUSY_RETRY_SECONDS", default=1.0)
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
+# SSRF guard (endpoints.network): CIDRs deliveries may reach even though they are not public, and
+# whether production endpoints may use plain http to public addresses.
+from ipaddress import ip_network as _ip_network  # noqa: E402 — a typo must stop start-up, not every delivery
+
+WEBHOOK_ALLOWED_PRIVATE_CIDRS = env.list("WEBHOOK_ALLOWED_PRIVATE_CIDRS", default=[])
+for _cidr in WEBHOOK_ALLOWED_PRIVATE_CIDRS:
+    try:
+        _ip_network(_cidr, strict=False)
+    except ValueError as _exc:
+        raise ValueError(f"WEBHOOK_ALLOWED_PRIVATE_CIDRS: {_exc}") from _exc
+WEBHOOK_ALLOW_HTTP_IN_PRODUCTION = env.bool("WEBHOOK_ALLOW_HTTP_IN_PRODUCTION", default=False)
 WEBHOOK_USER_AGENT = env.str("WEBHOOK_USER_AGENT", default="Vocelio-Webhooks/1.0")
 WEBHOOK_SOURCE_SERVICE = env.str("WEBHOOK_SOURCE_SERVICE", default="vocelio_webhooks")
 WEBHOOK_PAYLOAD_VERSION = env.str("WEBHOOK_PAYLOAD_VERSION", default="1.0")
@@ -217,9 +314,25 @@ WEBHOOK_ENCRYPTION_KEYS = env.list("WEBHOOK_ENCRYPTION_KEYS", default=[])
 
 CELERY_TASK_SOFT_TIME_LIMIT = WEBHOOK_MAX_TIMEOUT_SECONDS + 30
 CELERY_TASK_TIME_LIMIT = WEBHOOK_MAX_TIMEOUT_SECONDS + 60
+# Retention (deliveries/services/retention.py): ages in days; deliveries that are not final and
+# their attempts are never purged. Successful attempts' bodies are blanked sooner than the rows go.
+WEBHOOK_RETENTION_EVENTS_DAYS = env.int("WEBHOOK_RETENTION_EVENTS_DAYS", default=30)
+WEBHOOK_RETENTION_DELIVERIES_DAYS = env.int("WEBHOOK_RETENTION_DELIVERIES_DAYS", default=30)
+WEBHOOK_RETENTION_ATTEMPTS_DAYS = env.int("WEBHOOK_RETENTION_ATTEMPTS_DAYS", default=30)
+WEBHOOK_RETENTION_SUCCESSFUL_BODIES_DAYS = env.int("WEBHOOK_RETENTION_SUCCESSFUL_BODIES_DAYS", default=7)
+WEBHOOK_RETENTION_BATCH_SIZE = env.int("WEBHOOK_RETENTION_BATCH_SIZE", default=1000)
+WEBHOOK_RETENTION_INTERVAL_SECONDS = env.float("WEBHOOK_RETENTION_INTERVAL_SECONDS", default=3600.0)
+# A purge run starts no new batch after this long (below Celery's soft time limit); the next run goes on.
+WEBHOOK_RETENTION_MAX_SECONDS_PER_RUN = env.float("WEBHOOK_RETENTION_MAX_SECONDS_PER_RUN", default=60.0)
+
 CELERY_BEAT_SCHEDULE = {
     "sweep_due_deliveries": {
         "task": "deliveries.tasks.sweep_due_deliveries",
         "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS,
+    },
+    "purge_expired_data": {
+        "task": "deliveries.tasks.purge_expired_data",
+        "schedule": WEBHOOK_RETENTION_INTERVAL_SECONDS,
+        "options": {"queue": "maintenance"},
     },
 }

@@ -10,14 +10,20 @@ from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
 from deliveries.views import DeliveryRetryView, DeliveryViewSet, EndpointTestView, UnsavedEndpointTestView
+from deliveries.views import (
+    BulkDiscardView, BulkRetryView, DeadLetterListView, DeliveryDiscardView, EndpointReplayView, EventReplayView,
+)
 from endpoints.views import EndpointViewSet
 from events.views import EventTypeViewSet, EventViewSet, PublishView
+from events.privacy_views import EraseSubjectView
+from vocelio_webhooks.views import AuditLogViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("endpoints", EndpointViewSet, basename="endpoint")
 router.register("deliveries", DeliveryViewSet, basename="delivery")
 router.register("events", EventViewSet, basename="event")
 router.register("event-types", EventTypeViewSet, basename="event-type")
+router.register("audit-log", AuditLogViewSet, basename="audit-log")
 
 
 class HealthView(APIView):
@@ -37,9 +43,16 @@ urlpatterns = [
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("events/publish", PublishView.as_view(), name="event-publish"),
+    path("privacy/erase", EraseSubjectView.as_view(), name="privacy-erase"),
     path("endpoints/test", UnsavedEndpointTestView.as_view(), name="endpoint-test-unsaved"),
     path("endpoints/<int:pk>/test", EndpointTestView.as_view(), name="endpoint-test"),
     path("deliveries/retry/<int:pk>", DeliveryRetryView.as_view(), name="delivery-retry"),
+    path("deliveries/retry", BulkRetryView.as_view(), name="delivery-bulk-retry"),
+    path("deliveries/dead-letters", DeadLetterListView.as_view(), name="delivery-dead-letters"),
+    path("deliveries/discard", BulkDiscardView.as_view(), name="delivery-bulk-discard"),
+    path("deliveries/<int:pk>/discard", DeliveryDiscardView.as_view(), name="delivery-discard"),
+    path("events/<str:event_id>/replay", EventReplayView.as_view(), name="event-replay"),
+    path("endpoints/<int:pk>/replay", EndpointReplayView.as_view(), name="endpoint-replay"),
     path("", include("templates_app.urls")),
     path("", include(router.urls)),
 ]

@@ -31,3 +31,9 @@ from deliveries.services.building import (  # noqa: F401
     resolve_transformation,
 )
 from deliveries.services.sweep import SweepResult, sweep_due_deliveries  # noqa: F401
+from deliveries.services.replay import (  # noqa: F401
+    MAX_BULK, Acceptance, BulkResult, DeliverySelection, ReplayPlan, ReplayResult, ReplayTarget, bulk_discard,
+    bulk_retry, candidate_events, create_replays, discard, discard_many, endpoint_accepts, plan_replay,
+    replay_deliveries, replay_endpoint, replay_event, retry_many, select_deliveries,
+)
+from deliveries.services.retention import PurgeResult, purge_expired_data  # noqa: F401

@@ -42,17 +42,26 @@ class AttemptOutcome:
 
 
 def send_request(*, request: WebhookRequest, endpoint: WebhookEndpoint) -> sender.SendResult:
-    """Check the destination (SSRF guard, IP allow-list), then send. Never raises for network
-    trouble: a blocked destination is a ``SendResult`` with ``error_class="blocked_destination"``."""
-    try:
-        network.check_destination(request.url, allowed_ip_ranges=endpoint.allowed_ip_ranges)
-    except network.UnresolvableHost as exc:
-        return sender.SendResult(status_code=None, error_class="dns_error", error_message=str(exc))
-    except network.BlockedDestination as exc:
-        return sender.SendResult(status_code=None, error_class="blocked_destination", error_message=str(exc))
+    """Send ``request`` for ``endpoint`` (saved or not) and return a ``sender.SendResult``; never
+    raises for network trouble.
+
+    The connection goes only to an address the SSRF guard accepts for this endpoint
+    (``endpoints.network``: public addresses, those the deployment opened, within the endpoint's
+    ``allowed_ip_ranges``; plain http in production only to opened ones), checked after DNS
+    resolution at connect time; a refused one is ``error_class="blocked_destination"``. TLS is
+    verified against the endpoint's ``ca_bundle`` when set; ``verify_ssl=False`` is honoured only
+    outside production. ``timeout_seconds`` is the attempt's total deadline.
+    """
+    from events.models import Environment
+
+    production = endpoint.environment == Environment.PRODUCTION
     return sender.send(
         method=request.method, url=request.url, headers=request.headers, body=request.body,
-        timeout_seconds=endpoint.timeout_seconds, verify=endpoint.verify_ssl,
+        timeout_seconds=endpoint.timeout_seconds, verify=endpoint.verify_ssl or production,
+        ca_bundle=endpoint.ca_bundle,
+        policy=network.destination_policy(
+            url=request.url, allowed_ip_ranges=endpoint.allowed_ip_ranges, production=production
+        ),
     )
 
 
@@ -111,7 +120,7 @@ def attempt_delivery(*, delivery_id: int) -> AttemptOutcome:
     try:
         request = build_request(
             endpoint=endpoint, event=delivery.event, delivery_public_id=delivery.public_id,
-            attempt_number=attempt_number,
+            attempt_number=attempt_number, is_replay=delivery.is_replay,
         )
     except TransformationFailed as exc:
         request = WebhookRequest(method=endpoint.http_method, url=endpoint.url, headers={}, body=None)

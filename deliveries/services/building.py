@@ -143,6 +143,13 @@ def render_payload(*, endpoint: WebhookEndpoint, envelope: dict) -> tuple[bytes,
             for name, value in headers.items():
                 if not value.isascii():
                     raise TransformationFailed(f"Header {name!r} rendered to non-ASCII text, which HTTP cannot carry.")
+                if len(value) > rendering.MAX_HEADER_VALUE_LENGTH:
+                    raise TransformationFailed(
+                        f"Header {name!r} rendered to more than {rendering.MAX_HEADER_VALUE_LENGTH} characters.")
+        reserved = sorted(name for name in headers if rendering.is_reserved_header(name))
+        if reserved:
+            # Stored before this rule existed: never let them replace the sender's own headers.
+            raise TransformationFailed(f"Header(s) {', '.join(reserved)} are set by the service and cannot be templated.")
     except rendering.TemplateRenderError as exc:
         where = ", ".join(
             part for part in (
@@ -155,12 +162,14 @@ def render_payload(*, endpoint: WebhookEndpoint, envelope: dict) -> tuple[bytes,
 
 
 def build_request(
-    *, endpoint: WebhookEndpoint, event: Event, delivery_public_id: str, attempt_number: int, url: str | None = None
+    *, endpoint: WebhookEndpoint, event: Event, delivery_public_id: str, attempt_number: int, url: str | None = None,
+    is_replay: bool = False,
 ) -> WebhookRequest:
     """Build the signed request for one attempt.
 
     Headers: ``Content-Type``, ``User-Agent``, ``X-Vocelio-Event-Type``, ``-Event-Id``,
-    ``-Delivery-Id``, ``-Timestamp`` (Unix seconds of this attempt), ``-Attempt``, then the
+    ``-Delivery-Id``, ``-Timestamp`` (Unix seconds of this attempt), ``-Attempt`` (and
+    ``-Replay: true`` for a replayed delivery, ``is_replay``), then the
     endpoint's custom headers (rendered when templated), then the signature headers
     (``endpoints.signing``), computed over the exact body sent (transformed or not). GET requests
     carry no body; their signature covers the empty body. Raises ``ValueError`` when the
@@ -179,6 +188,8 @@ def build_request(
         f"{HEADER_PREFIX}Timestamp": str(now),
         f"{HEADER_PREFIX}Attempt": str(attempt_number),
     }
+    if is_replay:
+        headers[f"{HEADER_PREFIX}Replay"] = "true"
     if send_body is not None:
         headers["Content-Type"] = content_type
     headers.update(custom_headers)

@@ -44,10 +44,25 @@ from templates_app.rendering.sandbox import GuardedSandbox
 
 __all__ = [
     "TemplateRenderError", "build_context", "validate_template", "render_json_template", "render_text_template",
-    "render_headers", "HEADER_NAME_RE", "ENVELOPE_KEYS",
+    "render_headers", "HEADER_NAME_RE", "ENVELOPE_KEYS", "is_reserved_header", "MAX_HEADER_VALUE_LENGTH",
 ]
 
 ENVELOPE_KEYS = ("event_type", "event_id", "timestamp", "data", "metadata")
+# Headers the sender sets itself: framing (a second Content-Length or Transfer-Encoding would make
+# the request ambiguous: request smuggling), routing (Host), content type (set by the template
+# form) and every header receivers rely on for de-duplication and verification.
+_RESERVED_HEADERS = frozenset({
+    "content-length", "content-type", "host", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+    "trailer", "expect", "proxy-authorization", "proxy-connection",
+})
+_RESERVED_PREFIXES = ("x-vocelio-", "webhook-")
+MAX_HEADER_VALUE_LENGTH = 8192
+
+
+def is_reserved_header(name: str) -> bool:
+    """True for a header name that custom or templated headers may not set (case-insensitive)."""
+    lowered = name.lower()
+    return lowered in _RESERVED_HEADERS or lowered.startswith(_RESERVED_PREFIXES)
 # RFC 9110 "token": what an HTTP field name may contain.
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # CR, LF and every other control character, plus Unicode line/paragraph separators.
@@ -175,9 +190,15 @@ class _Compiled:
     line: int
 
 
+_NO_LOADER_NODES = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
+
+
 @functools.lru_cache(maxsize=COMPILED_CACHE_SIZE)
 def _compile(source: str, native: bool) -> _Compiled:
     tree = _ENV.parse(source)
+    for node in tree.find_all(_NO_LOADER_NODES):
+        raise TemplateSyntaxError("include, import and extends are not available: a template is self-contained.",
+                                  node.lineno)
     expression = _single_expression(tree) if native else None
     if expression is None:
         return _Compiled(template=_ENV.from_string(tree), native=False, line=1)

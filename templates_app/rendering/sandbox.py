@@ -174,6 +174,13 @@ class GuardedCodeGenerator(CodeGenerator):
         super().visit_For(node, frame)
 
 
+class _StrictUndefined(StrictUndefined):
+    """Also fails when printed inside a container: ``{{ [data.nope] }}`` must not send
+    ``[Undefined]`` (StrictUndefined alone only fails on ``str()``, not on ``repr()``)."""
+
+    __repr__ = StrictUndefined._fail_with_undefined_error
+
+
 class GuardedSandbox(ImmutableSandboxedEnvironment):
     """``ImmutableSandboxedEnvironment`` + ``StrictUndefined`` + the budget checks above."""
 
@@ -182,8 +189,10 @@ class GuardedSandbox(ImmutableSandboxedEnvironment):
 
     def __init__(self) -> None:
         # A text body is sent as is, so its trailing newline is kept.
-        super().__init__(undefined=StrictUndefined, autoescape=False, finalize=_finalize,
-                         keep_trailing_newline=True)
+        # optimized=False: Jinja's optimizer folds constant expressions while *compiling*,
+        # outside the render budget, so a 500-byte template could take minutes to save.
+        super().__init__(undefined=_StrictUndefined, autoescape=False, finalize=_finalize,
+                         keep_trailing_newline=True, optimized=False)
         self.globals.pop("lipsum", None)  # generates text of any size in one call
         self.globals["now_iso"] = now_iso
         filters = {**self.filters, "tojson": tojson, "format_datetime": format_datetime}

@@ -212,6 +212,7 @@ def test_event_type_matches_exact_prefix_wildcard_and_star(patterns, event_type,
 def test_check_destination_blocks_private_literals_when_private_networks_disallowed(settings, url):
     # given
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+    settings.WEBHOOK_ALLOWED_PRIVATE_CIDRS = []  # the test settings open 127.0.0.1/32
 
     # when / then
     with pytest.raises(network.BlockedDestination, match="private"):
@@ -277,6 +278,7 @@ def test_check_destination_resolve_false_skips_host_names(settings):
 def test_check_destination_resolves_names_and_blocks_loopback(settings):
     # given "localhost" resolves to a loopback address through /etc/hosts, without a network
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+    settings.WEBHOOK_ALLOWED_PRIVATE_CIDRS = []  # the test settings open 127.0.0.1/32
 
     # when / then
     with pytest.raises(network.BlockedDestination) as caught:

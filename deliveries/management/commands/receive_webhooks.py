@@ -61,7 +61,7 @@ class Command(BaseCommand):
                     if name.lower().startswith(("x-vocelio", "webhook-", "x-api-key", "authorization", "content-type")):
                         out.write(f"  {name}: {value}")
                 try:
-                    out.write(json.dumps(json.loads(body), indent=2) if body else "  (no body)")
+                    out.write(json.dumps(json.loads(body), indent=2, ensure_ascii=False) if body else "  (no body)")
                 except ValueError:
                     out.write(body.decode("utf-8", errors="replace"))
                 if secret:

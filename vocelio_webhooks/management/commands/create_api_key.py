@@ -1,7 +1,17 @@
-"""``python manage.py create_api_key NAME``: create an API key and print it once, alone on the last line."""
-from django.core.management.base import BaseCommand
+"""``python manage.py create_api_key NAME [--scopes ...] [--environments ...] [--expires-in-days N]``:
+create an API key and print it once, alone on the last line."""
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from vocelio_webhooks import services as key_services
+from vocelio_webhooks.errors import ValidationFailed
+from vocelio_webhooks.models import Scope
+
+
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 class Command(BaseCommand):
@@ -9,8 +19,35 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("name", help="Who or what the key is for, e.g. 'crm-sync'.")
+        parser.add_argument(
+            "--scopes", type=_csv, default=None,
+            help=f"Comma-separated scopes (default: '*', everything). One of: {', '.join(Scope.values)}; "
+                 "'admin' means '*'.",
+        )
+        parser.add_argument(
+            "--environments", type=_csv, default=None,
+            help="Comma-separated environments the key is limited to (default: all), e.g. 'staging'.",
+        )
+        parser.add_argument("--expires-in-days", type=int, default=None,
+                            help="Days until the key stops working (default: never).")
 
-    def handle(self, *args, name: str, **options):
-        created = key_services.create_api_key(name=name)
-        self.stderr.write(f"Created API key '{name}' (prefix {created.api_key.prefix}). It will not be shown again:")
+    def handle(self, *args, name: str, scopes, environments, expires_in_days, **options):
+        if expires_in_days is not None and expires_in_days < 1:
+            raise CommandError("--expires-in-days must be at least 1.")
+        if scopes is not None and not scopes:
+            raise CommandError("--scopes needs at least one scope.")
+        expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
+        try:
+            created = key_services.create_api_key(
+                name=name, scopes=scopes, environments=environments, expires_at=expires_at,
+                actor=key_services.command_actor("create_api_key"),
+            )
+        except ValidationFailed as exc:
+            raise CommandError(exc.message) from exc
+        key = created.api_key
+        limits = [f"scopes {', '.join(key.scopes)}",
+                  f"environments {', '.join(key.environments) if key.environments else 'all'}",
+                  f"expires {key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at else "never expires"]
+        self.stderr.write(f"Created API key '{name}' (prefix {key.prefix}; {'; '.join(limits)}). "
+                          "It will not be shown again:")
         self.stdout.write(created.raw_key)

@@ -1,0 +1,134 @@
+"""``python manage.py replay_events``: replay published events as new deliveries, for operators.
+
+Each event goes to every endpoint that would receive it if it were published now (environment,
+status active/paused, event types, payload filters), or with ``--endpoint`` to that endpoint
+only. A replay is a new delivery marked as one (``is_replay``, ``X-Vocelio-Replay: true``) with
+the original ``event_id``; earlier deliveries and attempts are not touched. The same services as
+``POST /events/{event_id}/replay`` and ``POST /endpoints/{id}/replay``.
+
+    python manage.py replay_events --endpoint 7 --since 2025-08-05T17:00:00Z --only-failed --dry-run
+    python manage.py replay_events --since 2025-08-05 --event-type 'lead.*' --status dead_lettered
+
+``--since``/``--until`` select events by when we received them (``received_at``; ``--until``
+exclusive; a time without offset is UTC). ``--status`` keeps only (event, endpoint) pairs whose
+latest delivery has that status; ``--only-failed`` only pairs the endpoint has not received and
+is not about to receive. Replays are written in transactions of 500.
+"""
+import sys
+from collections import Counter
+from contextlib import nullcontext
+from datetime import UTC, datetime, time
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import dateparse
+from tqdm import tqdm
+
+from deliveries import services as delivery_services
+from deliveries.models import Delivery
+from endpoints.models import WebhookEndpoint
+
+BATCH_SIZE = 500
+
+
+def parse_when(value: str | None, option: str) -> datetime | None:
+    """``--since``/``--until``: an ISO-8601 date-time or date (midnight); UTC when no offset."""
+    if value is None:
+        return None
+    try:
+        parsed = dateparse.parse_datetime(value)
+        if parsed is None and (day := dateparse.parse_date(value)) is not None:
+            parsed = datetime.combine(day, time())
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise CommandError(f"{option}: {value!r} is not an ISO-8601 date or date-time.")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def progress(command: BaseCommand, *, enabled: bool, total: int, desc: str, unit: str):
+    """A tqdm bar on the command's stderr, drawn only when stderr is a terminal (and not with
+    ``--no-progress``); a no-op context otherwise."""
+    if not enabled:
+        return nullcontext(None)
+    stream = getattr(command.stderr, "_out", sys.stderr)
+    return tqdm(total=total, desc=desc, unit=unit, file=stream, disable=None, leave=True)
+
+
+def add_common_arguments(parser) -> None:
+    parser.add_argument("--endpoint", type=int, help="Endpoint id.")
+    parser.add_argument("--event-type", help="Event type: an exact name, 'lead.*' or '*'.")
+    parser.add_argument("--limit", type=int, help="Act on at most this many deliveries (default: all).")
+    parser.add_argument("--dry-run", action="store_true", help="Count and list what would be done; write nothing.")
+    parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+
+
+def tick(bar, n: int) -> None:
+    """Advance ``bar`` (from ``progress``) by ``n``; nothing when there is no bar."""
+    if bar is not None:
+        bar.update(n)
+
+
+class Command(BaseCommand):
+    help = "Replay events as new deliveries (same event_id, marked as replays) to their matching endpoints."
+
+    def add_arguments(self, parser):
+        add_common_arguments(parser)
+        parser.add_argument("--since", help="Events received at or after this time (ISO-8601).")
+        parser.add_argument("--until", help="Events received before this time (ISO-8601).")
+        parser.add_argument("--event-id", action="append", dest="event_ids", metavar="EVENT_ID",
+                            help="This event (repeatable).")
+        parser.add_argument("--status", action="append", dest="statuses", choices=Delivery.Status.values,
+                            help="Only event/endpoint pairs whose latest delivery has this status (repeatable).")
+        parser.add_argument("--only-failed", action="store_true",
+                            help="Only event/endpoint pairs not received yet and not about to be (no succeeded, "
+                                 "pending, in-flight or retrying delivery).")
+
+    def handle(self, *args, **options):
+        since = parse_when(options["since"], "--since")
+        until = parse_when(options["until"], "--until")
+        if since is None and not options["event_ids"]:
+            raise CommandError("Give --since (and optionally --until) or --event-id.")
+        if since and until and until <= since:
+            raise CommandError("--until must be later than --since.")
+        if options["limit"] is not None and options["limit"] < 1:
+            raise CommandError("--limit must be at least 1.")
+        endpoint = None
+        if options["endpoint"] is not None:
+            endpoint = WebhookEndpoint.objects.filter(pk=options["endpoint"]).first()
+            if endpoint is None:
+                raise CommandError(f"Endpoint {options['endpoint']} does not exist.")
+            if endpoint.status == WebhookEndpoint.Status.DISABLED:
+                raise CommandError(f"Endpoint {endpoint.pk} is disabled; enable it before replaying to it.")
+        show = not options["no_progress"]
+
+        events = delivery_services.candidate_events(
+            since=since, until=until, event_type=options["event_type"], event_ids=options["event_ids"],
+            endpoint=endpoint,
+        )
+        with progress(self, enabled=show, total=events.count(), desc="Scanning events", unit="event") as bar:
+            plan = delivery_services.plan_replay(
+                events=events, endpoint=endpoint, statuses=options["statuses"], only_failed=options["only_failed"],
+                limit=options["limit"], on_progress=lambda n: tick(bar, n),
+            )
+        targets = plan.targets
+        per_endpoint = Counter(t.endpoint_id for t in targets)
+        summary = (f"{len(targets)} delivery(ies) of {len({t.event_pk for t in targets})} event(s) "
+                   f"to {len(per_endpoint)} endpoint(s)")
+        if options["dry_run"]:
+            self.stdout.write(f"Would replay {summary}.")
+            for endpoint_id, count in sorted(per_endpoint.items()):
+                self.stdout.write(f"  endpoint {endpoint_id}: {count}")
+        else:
+            created: list[int] = []
+            with progress(self, enabled=show, total=len(targets), desc="Replaying", unit="delivery") as bar:
+                for start in range(0, len(targets), BATCH_SIZE):
+                    chunk = targets[start:start + BATCH_SIZE]
+                    created.extend(delivery_services.create_replays(targets=chunk))
+                    tick(bar, len(chunk))
+            skipped = len(targets) - len(created)
+            self.stdout.write(self.style.SUCCESS(
+                f"Replayed {len(created)} of {summary}"
+                + (f" ({skipped} skipped: endpoint deleted or disabled meanwhile)" if skipped else "") + "."
+            ))
+        if plan.limit_reached:
+            self.stdout.write(self.style.WARNING(f"Stopped at --limit {options['limit']}; more events match."))

@@ -1,0 +1,73 @@
+"""``python manage.py retry_deliveries``: retry dead-lettered (or failed, or cancelled)
+deliveries in bulk, for operators.
+
+Each selected delivery gets one more attempt now, exactly as ``POST /deliveries/retry`` (the same
+services): new attempts are added, earlier ones are not touched; a delivery that changed state
+since it was selected is skipped.
+
+    python manage.py retry_deliveries --endpoint 7 --since 2025-08-05T17:00:00Z --dry-run
+    python manage.py retry_deliveries --status dead_lettered --status failed --event-type 'call.*'
+
+``--since``/``--until`` select deliveries by creation time (``created_at``; ``--until``
+exclusive; a time without offset is UTC). ``--status`` defaults to ``dead_lettered``.
+Deliveries are retried in transactions of 500.
+"""
+from collections import Counter
+
+from django.core.management.base import BaseCommand, CommandError
+
+from deliveries import services as delivery_services
+from deliveries.management.commands.replay_events import (
+    BATCH_SIZE, add_common_arguments, parse_when, progress, tick,
+)
+from deliveries.models import Delivery
+from deliveries.services.replay import RETRYABLE_STATUSES
+
+STATUS_CHOICES = [str(s) for s in RETRYABLE_STATUSES]
+
+
+class Command(BaseCommand):
+    help = "Retry dead-lettered or failed deliveries (one more attempt each, now)."
+
+    def add_arguments(self, parser):
+        add_common_arguments(parser)
+        parser.add_argument("--since", help="Deliveries created at or after this time (ISO-8601).")
+        parser.add_argument("--until", help="Deliveries created before this time (ISO-8601).")
+        parser.add_argument("--status", action="append", dest="statuses", choices=STATUS_CHOICES,
+                            help="Deliveries in this status (repeatable; default dead_lettered).")
+
+    def handle(self, *args, **options):
+        since = parse_when(options["since"], "--since")
+        until = parse_when(options["until"], "--until")
+        if since and until and until <= since:
+            raise CommandError("--until must be later than --since.")
+        if options["limit"] is not None and options["limit"] < 1:
+            raise CommandError("--limit must be at least 1.")
+        selection = delivery_services.DeliverySelection(
+            statuses=tuple(options["statuses"] or (Delivery.Status.DEAD_LETTERED,)),
+            endpoint_id=options["endpoint"], event_type=options["event_type"],
+            created_after=since, created_before=until,
+        )
+        queryset = delivery_services.select_deliveries(selection=selection, allowed_statuses=RETRYABLE_STATUSES)
+        if options["limit"] is not None:
+            queryset = queryset[: options["limit"]]
+        rows = list(queryset.values_list("pk", "status", "endpoint_id"))
+        ids = [pk for pk, _, _ in rows]
+
+        if options["dry_run"]:
+            self.stdout.write(f"Would retry {len(ids)} delivery(ies).")
+            for (status, endpoint_id), count in sorted(Counter((s, e) for _, s, e in rows).items()):
+                self.stdout.write(f"  endpoint {endpoint_id}, {status}: {count}")
+            return
+        retried = 0
+        with progress(self, enabled=not options["no_progress"], total=len(ids), desc="Retrying",
+                      unit="delivery") as bar:
+            for start in range(0, len(ids), BATCH_SIZE):
+                chunk = ids[start:start + BATCH_SIZE]
+                retried += len(delivery_services.retry_many(delivery_ids=chunk))
+                tick(bar, len(chunk))
+        skipped = len(ids) - retried
+        self.stdout.write(self.style.SUCCESS(
+            f"Retried {retried} of {len(ids)} delivery(ies)"
+            + (f" ({skipped} skipped: their state changed meanwhile)" if skipped else "") + "."
+        ))

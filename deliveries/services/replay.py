@@ -1,0 +1,515 @@
+"""Dead letters and replay (issue 4, "Replay and dead letters").
+
+* Bulk retry and discard of deliveries that ended without success. A retry queues one more
+  attempt of the same delivery (new ``DeliveryAttempt`` rows, earlier ones untouched); a discard
+  ends a dead-lettered or failed delivery as ``cancelled`` with ``last_error = "Discarded by
+  <actor>"``.
+* Replay: a **new** ``Delivery`` of an existing event (same ``event_id``, so receivers
+  de-duplicate as usual), marked ``is_replay`` and linked to the original delivery of that event
+  to that endpoint (``replay_of``, null when the endpoint never had one: it was down and missed
+  the fan-out, or it was created later). The receiver sees ``X-Vocelio-Replay: true``. History is
+  never rewritten.
+
+A replay goes only where the event would go if it were published now: same environment, the
+endpoint ``active`` or ``paused`` (a paused endpoint's replays wait), its event-type patterns and
+payload filters matching (``endpoint_accepts``). That holds for an explicitly named endpoint too:
+filters often decide which partner may see which data, so a replay never overrides them.
+
+The API, the admin and the operators' commands (``replay_events``, ``retry_deliveries``) call
+these same functions; the commands use the ``select``/``plan`` step and the ``*_many`` /
+``create_replays`` step separately, in batches, to show progress.
+"""
+import functools
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from deliveries.models import Delivery
+from deliveries.tasks import deliver as deliver_task
+from endpoints.filters import FilterValidationError, evaluate_filters, event_type_matches
+from endpoints.models import WebhookEndpoint
+from events.models import Event, EventType
+from vocelio_webhooks.errors import Conflict, ValidationFailed
+
+logger = logging.getLogger(__name__)
+
+MAX_BULK = 10_000  # most deliveries one API call may retry, discard or replay
+BATCH_SIZE = 500  # rows per query / per transaction in the commands
+RETRYABLE_STATUSES = (Delivery.Status.DEAD_LETTERED, Delivery.Status.FAILED, Delivery.Status.CANCELLED)
+DISCARDABLE_STATUSES = (Delivery.Status.DEAD_LETTERED, Delivery.Status.FAILED)
+REPLAYABLE_ENDPOINT_STATUSES = (WebhookEndpoint.Status.ACTIVE, WebhookEndpoint.Status.PAUSED)
+# Deliveries that mean "the endpoint has it, or is about to get it" (``only_failed`` skips them).
+_RECEIVED_OR_COMING = frozenset({
+    Delivery.Status.SUCCEEDED, Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT, Delivery.Status.RETRYING,
+})
+
+
+# --- selections -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeliverySelection:
+    """Which deliveries a bulk retry or discard acts on. ``event_type`` is an exact name,
+    ``lead.*`` (prefix) or ``*``; ``created_after`` is inclusive, ``created_before`` exclusive;
+    ``environments`` limits to events of those environments (empty: all)."""
+
+    statuses: tuple[str, ...] = (Delivery.Status.DEAD_LETTERED,)
+    endpoint_id: int | None = None
+    event_type: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    environments: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """``matched``: deliveries the selection found (at most the limit); ``changed``: those
+    retried or discarded (a delivery that changed state meanwhile is skipped); ``delivery_ids``:
+    the changed ones."""
+
+    matched: int
+    changed: int
+    delivery_ids: list[int]
+    dry_run: bool
+
+
+def event_type_q(pattern: str | None, field: str) -> Q:
+    """A ``Q`` on the event-type name at ``field``: exact, ``prefix.*`` or ``*``/empty (all)."""
+    if not pattern or pattern == "*":
+        return Q()
+    if pattern.endswith(".*"):
+        return Q(**{f"{field}__startswith": pattern[:-1]})
+    return Q(**{field: pattern})
+
+
+def select_deliveries(*, selection: DeliverySelection, allowed_statuses: Sequence[str]) -> QuerySet[Delivery]:
+    """Deliveries in ``selection``, oldest first. Deliveries whose endpoint was deleted are left
+    out (they can be neither retried nor replayed). Raises ``ValidationFailed`` when a status
+    is not in ``allowed_statuses``."""
+    statuses = tuple(selection.statuses) or (Delivery.Status.DEAD_LETTERED,)
+    refused = sorted(set(statuses) - set(allowed_statuses))
+    if refused:
+        raise ValidationFailed(
+            f"status must be among {', '.join(allowed_statuses)}; got {', '.join(refused)}.",
+            details={"status": refused, "allowed": list(allowed_statuses)},
+        )
+    queryset = Delivery.objects.filter(status__in=statuses, endpoint__isnull=False)
+    queryset = queryset.filter(event_type_q(selection.event_type, "event__event_type__name"))
+    if selection.endpoint_id is not None:
+        queryset = queryset.filter(endpoint_id=selection.endpoint_id)
+    if selection.created_after is not None:
+        queryset = queryset.filter(created_at__gte=selection.created_after)
+    if selection.created_before is not None:
+        queryset = queryset.filter(created_at__lt=selection.created_before)
+    if selection.environments:
+        queryset = queryset.filter(event__environment__in=selection.environments)
+    return queryset.order_by("id")
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _enqueue_all(delivery_ids: list[int]) -> None:
+    # One broker failure stops the loop: the rest would fail the same way (each try waits for
+    # the publish retry policy), and the sweep enqueues every due delivery anyway.
+    for sent, delivery_id in enumerate(delivery_ids):
+        try:
+            deliver_task.delay(delivery_id)
+        except Exception:  # noqa: BLE001 — any broker error; the database holds the deliveries
+            logger.warning("Could not enqueue %s of %s deliveries; the sweep will pick them up",
+                           len(delivery_ids) - sent, len(delivery_ids), exc_info=True)
+            return
+
+
+def _enqueue_all_on_commit(delivery_ids: list[int]) -> None:
+    if delivery_ids:
+        transaction.on_commit(functools.partial(_enqueue_all, list(delivery_ids)), robust=True)
+
+
+# --- retry ------------------------------------------------------------------------------------
+def retry_many(*, delivery_ids: Sequence[int]) -> list[int]:
+    """Queue one more attempt, now, of each delivery in ``delivery_ids`` that is still
+    ``dead_lettered``, ``failed`` or ``cancelled`` and whose endpoint exists; returns those ids.
+
+    Rows are locked (``select_for_update(skip_locked=True)``: one being retried by someone else
+    at this moment is skipped, not retried twice) and moved to ``retrying`` (``pending`` if it
+    never had an attempt) with ``next_attempt_at = now``; wake-ups are enqueued after commit.
+    As with ``retry_now``, a delivery past its ``max_attempts`` gets exactly one more try.
+    """
+    now = timezone.now()
+    retried: list[int] = []
+    with transaction.atomic():
+        for chunk in _chunks(list(delivery_ids), BATCH_SIZE):
+            ids = list(
+                Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(pk__in=chunk, status__in=RETRYABLE_STATUSES, endpoint__isnull=False)
+                .values_list("pk", flat=True)
+            )
+            for status_value, condition in ((Delivery.Status.RETRYING, Q(attempt_count__gt=0)),
+                                            (Delivery.Status.PENDING, Q(attempt_count=0))):
+                Delivery.objects.filter(condition, pk__in=ids).update(
+                    status=status_value, next_attempt_at=now, completed_at=None, claimed_until=None, updated_at=now,
+                )
+            retried.extend(ids)
+        _enqueue_all_on_commit(retried)
+    return retried
+
+
+def bulk_retry(*, selection: DeliverySelection, dry_run: bool = False, limit: int = MAX_BULK) -> BulkResult:
+    """``POST /deliveries/retry``: retry (``retry_many``) the first ``limit`` (at most
+    ``MAX_BULK``) deliveries of ``selection``, oldest first; statuses allowed:
+    ``RETRYABLE_STATUSES`` (default ``dead_lettered``). ``dry_run`` only counts. Raises
+    ``ValidationFailed`` for another status or a limit out of range."""
+    limit = _check_limit(limit)
+    with transaction.atomic():
+        ids = list(select_deliveries(selection=selection, allowed_statuses=RETRYABLE_STATUSES)
+                   .values_list("pk", flat=True)[:limit])
+        if dry_run:
+            return BulkResult(matched=len(ids), changed=0, delivery_ids=[], dry_run=True)
+        retried = retry_many(delivery_ids=ids)
+    return BulkResult(matched=len(ids), changed=len(retried), delivery_ids=retried, dry_run=False)
+
+
+# --- discard ----------------------------------------------------------------------------------
+def _discard_update(queryset: QuerySet[Delivery], *, actor: str) -> int:
+    now = timezone.now()
+    return queryset.filter(status__in=DISCARDABLE_STATUSES).update(
+        status=Delivery.Status.CANCELLED, last_error=f"Discarded by {actor}"[:2000], completed_at=now,
+        next_attempt_at=None, claimed_until=None, updated_at=now,
+    )
+
+
+def discard(*, delivery: Delivery, actor: str) -> Delivery:
+    """``POST /deliveries/{id}/discard``: end a ``dead_lettered`` or ``failed`` delivery as
+    ``cancelled`` with ``last_error = "Discarded by <actor>"`` (its attempts stay). One
+    conditional UPDATE, so a concurrent retry and discard cannot both win. Raises ``Conflict``
+    (409 ``DELIVERY_NOT_DISCARDABLE``) for any other status."""
+    updated = _discard_update(Delivery.objects.filter(pk=delivery.pk), actor=actor)
+    delivery.refresh_from_db()
+    if not updated:
+        raise Conflict(
+            f"Delivery {delivery.public_id} is {delivery.status}; only dead_lettered or failed deliveries can be discarded.",
+            details={"delivery_id": delivery.pk, "status": delivery.status,
+                     "allowed_statuses": list(DISCARDABLE_STATUSES)},
+            code="DELIVERY_NOT_DISCARDABLE",
+        )
+    return delivery
+
+
+def discard_many(*, delivery_ids: Sequence[int], actor: str) -> list[int]:
+    """Discard (as ``discard``) each delivery in ``delivery_ids`` that is still
+    ``dead_lettered`` or ``failed``; returns the ids discarded. Others are skipped, not refused."""
+    discarded: list[int] = []
+    with transaction.atomic():
+        for chunk in _chunks(list(delivery_ids), BATCH_SIZE):
+            ids = list(
+                Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(pk__in=chunk, status__in=DISCARDABLE_STATUSES).values_list("pk", flat=True)
+            )
+            _discard_update(Delivery.objects.filter(pk__in=ids), actor=actor)
+            discarded.extend(ids)
+    return discarded
+
+
+def bulk_discard(*, selection: DeliverySelection, actor: str, dry_run: bool = False,
+                 limit: int = MAX_BULK) -> BulkResult:
+    """``POST /deliveries/discard``: discard the first ``limit`` (at most ``MAX_BULK``)
+    deliveries of ``selection``; statuses allowed: ``DISCARDABLE_STATUSES`` (default
+    ``dead_lettered``). ``dry_run`` only counts. Raises ``ValidationFailed`` for another status."""
+    limit = _check_limit(limit)
+    with transaction.atomic():
+        ids = list(select_deliveries(selection=selection, allowed_statuses=DISCARDABLE_STATUSES)
+                   .values_list("pk", flat=True)[:limit])
+        if dry_run:
+            return BulkResult(matched=len(ids), changed=0, delivery_ids=[], dry_run=True)
+        discarded = discard_many(delivery_ids=ids, actor=actor)
+    return BulkResult(matched=len(ids), changed=len(discarded), delivery_ids=discarded, dry_run=False)
+
+
+def _check_limit(limit: int | None) -> int:
+    if limit is None:
+        return MAX_BULK
+    if not 1 <= limit <= MAX_BULK:
+        raise ValidationFailed(f"limit must be between 1 and {MAX_BULK}.", details={"limit": limit})
+    return limit
+
+
+# --- replay: matching -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Acceptance:
+    """Whether an endpoint would get an event published now, and if not, why (one sentence)."""
+
+    accepted: bool
+    reason: str
+
+
+def endpoint_accepts(*, endpoint: WebhookEndpoint, event: Event, envelope: dict | None = None) -> Acceptance:
+    """Would ``endpoint`` get ``event`` if it were published now (the rule of
+    ``events.services.publish``)? Same environment, status ``active``/``paused``, an
+    event-type pattern matching, payload filters passing. ``envelope`` is
+    ``events.services.filter_envelope(event)`` when the caller has it already."""
+    if endpoint.environment != event.environment:
+        return Acceptance(False, f"the endpoint is in {endpoint.environment}, the event in {event.environment}")
+    if endpoint.status not in REPLAYABLE_ENDPOINT_STATUSES:
+        return Acceptance(False, f"the endpoint is {endpoint.status}")
+    type_name = event.event_type.name
+    if not event_type_matches(endpoint.events or [], type_name):
+        return Acceptance(False, f"{type_name} is not in the endpoint's events {endpoint.events}")
+    if envelope is None:
+        from events.services import filter_envelope  # events.services imports this package
+
+        envelope = filter_envelope(event)
+    try:
+        result = evaluate_filters(endpoint.filters, envelope)
+    except FilterValidationError as exc:
+        logger.warning("Endpoint %s has invalid filters (%s); treated as not matching", endpoint.pk, exc)
+        return Acceptance(False, f"the endpoint's filters are invalid: {exc}")
+    if not result.matched:
+        return Acceptance(False, f"the endpoint's filters do not match: {result.reason}")
+    return Acceptance(True, "matches")
+
+
+# --- replay: planning -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReplayTarget:
+    """One replay to create: event ``event_pk`` to endpoint ``endpoint_id``; ``replay_of_id``
+    is the original (first non-replay) delivery of that pair, or ``None``."""
+
+    event_pk: int
+    endpoint_id: int
+    replay_of_id: int | None
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    """What a replay would create; ``limit_reached`` says more would have matched."""
+
+    targets: list[ReplayTarget]
+    limit_reached: bool
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """``matched``: replays planned (at most the limit); ``replayed``: deliveries created
+    (0 for a dry run); ``delivery_ids``: the new deliveries, oldest event first."""
+
+    matched: int
+    replayed: int
+    delivery_ids: list[int]
+    dry_run: bool
+    limit_reached: bool
+
+
+def candidate_events(
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    event_type: str | None = None,
+    event_ids: Sequence[str] | None = None,
+    endpoint: WebhookEndpoint | None = None,
+    environments: Sequence[str] = (),
+) -> QuerySet[Event]:
+    """Events a replay looks at, oldest received first: ``received_at`` in ``[since, until)``
+    (our clock, not the publisher's ``timestamp``), ``event_type`` exact/``prefix.*``/``*``,
+    ``event_ids`` (client ids); with ``endpoint``, only its environment and the event types its
+    patterns match (payload filters are checked per event in ``plan_replay``)."""
+    queryset = Event.objects.select_related("event_type").filter(event_type_q(event_type, "event_type__name"))
+    if since is not None:
+        queryset = queryset.filter(received_at__gte=since)
+    if until is not None:
+        queryset = queryset.filter(received_at__lt=until)
+    if event_ids:
+        queryset = queryset.filter(event_id__in=list(event_ids))
+    if environments:
+        queryset = queryset.filter(environment__in=list(environments))
+    if endpoint is not None:
+        names = [name for name in EventType.objects.values_list("name", flat=True)
+                 if event_type_matches(endpoint.events or [], name)]
+        queryset = queryset.filter(environment=endpoint.environment, event_type__name__in=names)
+    return queryset.order_by("received_at", "id")
+
+
+def _batched(queryset: QuerySet, size: int) -> Iterator[list]:
+    batch = []
+    for row in queryset.iterator(chunk_size=size):
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _history(pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], list[dict]]:
+    """Existing deliveries of each (event pk, endpoint id) pair, oldest first."""
+    pairs = list(pairs)
+    if not pairs:
+        return {}
+    rows = (Delivery.objects.filter(event_id__in={e for e, _ in pairs}, endpoint_id__in={p for _, p in pairs})
+            .order_by("id").values("id", "event_id", "endpoint_id", "status", "is_replay"))
+    history: dict[tuple[int, int], list[dict]] = {}
+    for row in rows:
+        history.setdefault((row["event_id"], row["endpoint_id"]), []).append(row)
+    return history
+
+
+def plan_replay(
+    *,
+    events: QuerySet[Event],
+    endpoint: WebhookEndpoint | None = None,
+    statuses: Sequence[str] | None = None,
+    only_failed: bool = False,
+    limit: int | None = MAX_BULK,
+    on_progress: Callable[[int], None] | None = None,
+) -> ReplayPlan:
+    """Which replays ``events`` (``candidate_events``) produce, without writing anything.
+
+    Each event goes to ``endpoint`` or, without one, to every endpoint that accepts it now
+    (``endpoint_accepts``). ``statuses``: keep only pairs whose latest delivery has one of these
+    statuses (pairs never delivered are dropped). ``only_failed``: keep only pairs the endpoint
+    has not received and is not about to receive — no delivery of the pair succeeded or is
+    pending, in flight or retrying (so failed, dead-lettered, discarded and never-sent events).
+    ``limit``: stop after that many replays (``None``: no limit, for the commands).
+    ``on_progress(n)`` is called after each batch of ``n`` events.
+    """
+    from events.services import filter_envelope  # events.services imports this package
+
+    if endpoint is not None:
+        endpoints = [endpoint]
+    else:
+        endpoints = list(WebhookEndpoint.objects.filter(status__in=REPLAYABLE_ENDPOINT_STATUSES)
+                         .only("id", "events", "status", "filters", "environment"))
+    targets: list[ReplayTarget] = []
+    for batch in _batched(events, BATCH_SIZE):
+        pairs = []
+        for event in batch:
+            envelope = filter_envelope(event)
+            pairs.extend((event.pk, candidate.pk) for candidate in endpoints
+                         if endpoint_accepts(endpoint=candidate, event=event, envelope=envelope).accepted)
+        history = _history(pairs)
+        for pair in pairs:
+            rows = history.get(pair, [])
+            if statuses is not None and (not rows or rows[-1]["status"] not in statuses):
+                continue
+            if only_failed and any(row["status"] in _RECEIVED_OR_COMING for row in rows):
+                continue
+            if limit is not None and len(targets) >= limit:
+                return ReplayPlan(targets=targets, limit_reached=True)
+            original = next((row["id"] for row in rows if not row["is_replay"]), None)
+            targets.append(ReplayTarget(event_pk=pair[0], endpoint_id=pair[1], replay_of_id=original))
+        if on_progress is not None:
+            on_progress(len(batch))
+    return ReplayPlan(targets=targets, limit_reached=False)
+
+
+# --- replay: writing --------------------------------------------------------------------------
+def create_replays(*, targets: Sequence[ReplayTarget]) -> list[int]:
+    """Create one ``pending`` replay ``Delivery`` (``is_replay=True``, ``replay_of``) per target
+    in one transaction and enqueue those of active endpoints after commit (a paused endpoint's
+    wait until it is resumed). Targets whose endpoint was deleted or disabled since planning are
+    skipped. Returns the new delivery ids in the order of ``targets``."""
+    if not targets:
+        return []
+    now = timezone.now()
+    with transaction.atomic():
+        statuses = dict(
+            WebhookEndpoint.objects.filter(pk__in={t.endpoint_id for t in targets},
+                                           status__in=REPLAYABLE_ENDPOINT_STATUSES).values_list("pk", "status")
+        )
+        kept = [t for t in targets if t.endpoint_id in statuses]
+        deliveries = Delivery.objects.bulk_create([
+            Delivery(event_id=t.event_pk, endpoint_id=t.endpoint_id, next_attempt_at=now, is_replay=True,
+                     replay_of_id=t.replay_of_id)
+            for t in kept
+        ])
+        _enqueue_all_on_commit([d.pk for d, t in zip(deliveries, kept)
+                                if statuses[t.endpoint_id] == WebhookEndpoint.Status.ACTIVE])
+    return [d.pk for d in deliveries]
+
+
+def _result(plan: ReplayPlan, *, dry_run: bool) -> ReplayResult:
+    if dry_run:
+        return ReplayResult(matched=len(plan.targets), replayed=0, delivery_ids=[], dry_run=True,
+                            limit_reached=plan.limit_reached)
+    ids = create_replays(targets=plan.targets)
+    return ReplayResult(matched=len(plan.targets), replayed=len(ids), delivery_ids=ids, dry_run=False,
+                        limit_reached=plan.limit_reached)
+
+
+def _check_endpoint_accepts(*, endpoint: WebhookEndpoint, event: Event) -> None:
+    if endpoint.status not in REPLAYABLE_ENDPOINT_STATUSES:
+        raise Conflict(f"Endpoint {endpoint.pk} is {endpoint.status}; enable it before replaying to it.",
+                       details={"endpoint_id": endpoint.pk, "status": endpoint.status}, code="ENDPOINT_DISABLED")
+    acceptance = endpoint_accepts(endpoint=endpoint, event=event)
+    if not acceptance.accepted:
+        raise Conflict(
+            f"Endpoint {endpoint.pk} would not receive event {event.event_id}: {acceptance.reason}.",
+            details={"endpoint_id": endpoint.pk, "event_id": event.event_id, "reason": acceptance.reason},
+            code="ENDPOINT_NOT_MATCHING",
+        )
+
+
+def replay_event(*, event: Event, endpoint: WebhookEndpoint | None = None) -> ReplayResult:
+    """``POST /events/{event_id}/replay``: a new delivery of ``event`` to every endpoint that
+    accepts it now (``endpoint_accepts``), or to ``endpoint`` only. Raises ``Conflict`` (409)
+    when the named endpoint is disabled (``ENDPOINT_DISABLED``) or would not receive the event
+    now (``ENDPOINT_NOT_MATCHING``: environment, event type or payload filters)."""
+    if endpoint is not None:
+        _check_endpoint_accepts(endpoint=endpoint, event=event)
+    events = Event.objects.select_related("event_type").filter(pk=event.pk)
+    with transaction.atomic():
+        return _result(plan_replay(events=events, endpoint=endpoint, limit=None), dry_run=False)
+
+
+def replay_endpoint(
+    *,
+    endpoint: WebhookEndpoint,
+    since: datetime,
+    until: datetime | None = None,
+    event_type: str | None = None,
+    only_failed: bool = False,
+    dry_run: bool = False,
+    limit: int = MAX_BULK,
+    environments: Sequence[str] = (),
+) -> ReplayResult:
+    """``POST /endpoints/{id}/replay``: replay to ``endpoint`` every event received in
+    ``[since, until)`` that it accepts now (``endpoint_accepts``), oldest first, at most
+    ``limit`` (≤ ``MAX_BULK``). ``only_failed`` and the rest as in ``plan_replay``; one
+    transaction. Raises ``Conflict`` (409 ``ENDPOINT_DISABLED``) for a disabled endpoint and
+    ``ValidationFailed`` for ``until`` not after ``since`` or a limit out of range."""
+    limit = _check_limit(limit)
+    if endpoint.status not in REPLAYABLE_ENDPOINT_STATUSES:
+        raise Conflict(f"Endpoint {endpoint.pk} is {endpoint.status}; enable it before replaying to it.",
+                       details={"endpoint_id": endpoint.pk, "status": endpoint.status}, code="ENDPOINT_DISABLED")
+    if until is not None and until <= since:
+        raise ValidationFailed("until must be later than since.", details={"since": since, "until": until})
+    events = candidate_events(since=since, until=until, event_type=event_type, endpoint=endpoint,
+                              environments=environments)
+    with transaction.atomic():
+        plan = plan_replay(events=events, endpoint=endpoint, only_failed=only_failed, limit=limit)
+        return _result(plan, dry_run=dry_run)
+
+
+def replay_deliveries(*, delivery_ids: Sequence[int]) -> ReplayResult:
+    """Replay the event of each delivery in ``delivery_ids`` to that delivery's endpoint (the
+    admin's "Replay selected deliveries"), when the endpoint still exists and accepts the event
+    now; others are skipped (``matched`` counts the replays made)."""
+    deliveries = (Delivery.objects.filter(pk__in=list(delivery_ids), endpoint__isnull=False)
+                  .select_related("event__event_type", "endpoint").order_by("id"))
+    pairs = {}
+    for delivery in deliveries:
+        if endpoint_accepts(endpoint=delivery.endpoint, event=delivery.event).accepted:
+            pairs.setdefault((delivery.event_id, delivery.endpoint_id), None)
+    history = _history(pairs)
+    targets = [
+        ReplayTarget(event_pk=event_pk, endpoint_id=endpoint_id,
+                     replay_of_id=next((r["id"] for r in history.get((event_pk, endpoint_id), []) if not r["is_replay"]),
+                                       None))
+        for event_pk, endpoint_id in pairs
+    ]
+    return _result(ReplayPlan(targets=targets, limit_reached=False), dry_run=False)

@@ -1,0 +1,108 @@
+"""Security settings: `check --deploy` passes with the production settings, local http keeps
+working, and the headers that are safe over http are always sent."""
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.test import Client
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _check_deploy(tmp_path, **env) -> subprocess.CompletedProcess:
+    """``manage.py check --deploy --fail-level WARNING`` with the real settings module (not the
+    test settings), the given environment and nothing inherited that could change the result."""
+    base = {key: value for key, value in os.environ.items()
+            if not key.startswith(("DJANGO_", "SECRET_KEY", "WEBHOOK_", "DATABASE_URL", "REDIS_URL", "CELERY_"))}
+    full_env = {**base, "DJANGO_SETTINGS_MODULE": "vocelio_webhooks.settings", "VOCELIO_VAR_DIR": str(tmp_path),
+                "DJANGO_DEBUG": "false", **env}
+    return subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                          cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=120)
+
+
+def test_check_deploy_passes_with_production_settings(tmp_path):
+    # given
+    env = {"DJANGO_HTTPS": "true", "SECRET_KEY": secrets.token_urlsafe(50)}
+
+    # when
+    result = _check_deploy(tmp_path, **env)
+
+    # then
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_check_deploy_warns_when_https_settings_are_off(tmp_path):
+    # given plain http, as `make run` serves
+    env = {"DJANGO_HTTPS": "false", "SECRET_KEY": secrets.token_urlsafe(50)}
+
+    # when
+    result = _check_deploy(tmp_path, **env)
+
+    # then
+    assert result.returncode != 0
+    for check in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert check in result.stderr + result.stdout
+
+
+def test_check_deploy_refuses_a_weak_secret_key(tmp_path):
+    # given
+    env = {"DJANGO_HTTPS": "true", "SECRET_KEY": "short"}
+
+    # when
+    result = _check_deploy(tmp_path, **env)
+
+    # then
+    assert result.returncode != 0
+    assert "security.W009" in result.stderr + result.stdout
+
+
+def test_settings_require_secret_key_when_not_debug(tmp_path):
+    # given
+    env = {key: value for key, value in os.environ.items() if key != "SECRET_KEY"}
+    env.update({"DJANGO_SETTINGS_MODULE": "vocelio_webhooks.settings", "VOCELIO_VAR_DIR": str(tmp_path),
+                "DJANGO_DEBUG": "false"})
+    code = "import environ; environ.Env.read_env = lambda *a, **k: None; import vocelio_webhooks.settings"
+
+    # when
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+
+    # then
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+@pytest.mark.django_db
+def test_security_headers_are_sent_over_plain_http():
+    # given
+    client = Client()
+
+    # when
+    response = client.get("/admin/login/")
+
+    # then
+    assert response.status_code == 200
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"
+    assert response["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert "Strict-Transport-Security" not in response  # DJANGO_HTTPS is off in tests, as in `make run`
+
+
+@pytest.mark.django_db
+def test_ssl_redirect_spares_health_checks(settings):
+    # given DJANGO_HTTPS=true's redirect
+    settings.SECURE_SSL_REDIRECT = True
+
+    # when
+    api = Client().get("/endpoints")
+    health = Client().get("/health")
+
+    # then
+    assert api.status_code == 301
+    assert api["Location"].startswith("https://")
+    assert health.status_code == 200

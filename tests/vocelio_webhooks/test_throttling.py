@@ -1,0 +1,123 @@
+"""Per-key throttling: 429 in the seed's error format with Retry-After, separate budgets for
+publishing and the rest of the API, one budget per key."""
+import pytest
+from rest_framework.test import APIClient
+
+from vocelio_webhooks import services as key_services
+from vocelio_webhooks.throttling import window_wait_seconds
+
+
+def _client() -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key_services.create_api_key(name='busy').raw_key}")
+    return client
+
+
+def _publish(client: APIClient):
+    return client.post("/events/publish", {"event_type": "lead.created", "data": {}}, format="json")
+
+
+@pytest.mark.django_db
+def test_api_key_rate_throttle_answers_429_with_retry_after(settings, event_types):
+    # given
+    settings.WEBHOOK_API_RATE_PER_MINUTE = 3
+    client = _client()
+
+    # when
+    statuses = [client.get("/endpoints").status_code for _ in range(3)]
+    throttled = client.get("/endpoints")
+
+    # then
+    assert statuses == [200, 200, 200]
+    assert throttled.status_code == 429
+    assert throttled.json()["error"]["code"] == "RATE_LIMITED"
+    assert set(throttled.json()["error"]) == {"code", "message", "details"}
+    assert 1 <= int(throttled["Retry-After"]) <= 121
+
+
+@pytest.mark.django_db
+def test_api_key_rate_throttle_counts_each_key_separately(settings, event_types):
+    # given
+    settings.WEBHOOK_API_RATE_PER_MINUTE = 1
+    first, second = _client(), _client()
+    first.get("/endpoints")
+
+    # when
+    again = first.get("/endpoints")
+    other = second.get("/endpoints")
+
+    # then
+    assert again.status_code == 429
+    assert other.status_code == 200
+
+
+@pytest.mark.django_db
+def test_api_key_rate_throttle_gives_publishing_its_own_budget(settings, event_types):
+    # given
+    settings.WEBHOOK_API_RATE_PER_MINUTE = 1
+    settings.WEBHOOK_PUBLISH_RATE_PER_MINUTE = 2
+    client = _client()
+    client.get("/endpoints")
+
+    # when
+    read_again = client.get("/endpoints")
+    published = [_publish(client).status_code for _ in range(2)]
+    published_over = _publish(client)
+
+    # then
+    assert read_again.status_code == 429
+    assert published == [202, 202]
+    assert published_over.status_code == 429
+    assert "Retry-After" in published_over
+
+
+@pytest.mark.django_db
+def test_api_key_rate_throttle_zero_means_unlimited(settings, event_types):
+    # given
+    settings.WEBHOOK_API_RATE_PER_MINUTE = 0
+    client = _client()
+
+    # when
+    statuses = {client.get("/event-types").status_code for _ in range(20)}
+
+    # then
+    assert statuses == {200}
+
+
+@pytest.mark.django_db
+def test_api_key_rate_throttle_does_not_throttle_health(settings):
+    # given
+    settings.WEBHOOK_API_RATE_PER_MINUTE = 1
+    client = APIClient()
+
+    # when
+    statuses = [client.get("/health").status_code for _ in range(3)]
+
+    # then
+    assert statuses == [200, 200, 200]
+
+
+def test_window_wait_seconds_is_zero_while_under_budget():
+    # given / when
+    wait = window_wait_seconds(limit=10, current=5, previous=4, elapsed=30.0)
+
+    # then (4 × 0.5 + 5 + 1 = 8 ≤ 10)
+    assert wait == 0.0
+
+
+def test_window_wait_seconds_waits_for_the_previous_window_to_slide_out():
+    # given 6 of 10 used now, 8 in the previous minute, 15 s into this one: 8 × 0.75 + 6 + 1 = 13
+    # when
+    wait = window_wait_seconds(limit=10, current=6, previous=8, elapsed=15.0)
+
+    # then it fits once 8 × (1 − t/60) + 7 ≤ 10, i.e. t ≥ 37.5 s: 22.5 s from now
+    assert wait == pytest.approx(22.5)
+
+
+def test_window_wait_seconds_waits_for_next_window_when_this_one_is_full():
+    # given
+    # when
+    wait = window_wait_seconds(limit=10, current=10, previous=0, elapsed=20.0)
+
+    # then 40 s to the next window, then 10 × (1 − t/60) + 1 ≤ 10 needs t ≥ 6 s
+    assert wait == pytest.approx(46.0)
