@@ -37,3 +37,11 @@ def purge_expired_data() -> None:
     from deliveries import services as delivery_services
 
     delivery_services.purge_expired_data()
+
+
+@shared_task(ignore_result=True)
+def probe_disabled_endpoints() -> None:
+    """Periodic (beat): try endpoints the service disabled itself; re-enable those that answer 2xx."""
+    from deliveries import services as delivery_services
+
+    delivery_services.probe_disabled_endpoints()

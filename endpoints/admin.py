@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from endpoints.models import WebhookEndpoint
+from endpoints.models import EndpointHealth, WebhookEndpoint
 from endpoints.serializers import mask_custom_headers
 from vocelio_webhooks.admin import AuditedAdminMixin
 from vocelio_webhooks.audit import is_secret_field
@@ -34,7 +34,7 @@ class WebhookEndpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
     replaced by its mask; only users with the change permission get the form."""
 
     form = EndpointAdminForm
-    list_display = ("name", "url", "environment", "status", "signature_method", "secret_hint", "updated_at")
+    list_display = ("name", "url", "environment", "status", "circuit", "signature_method", "secret_hint", "updated_at")
     list_filter = ("status", "environment", "signature_method", "http_method")
     search_fields = ("name", "url", "owner_email")
     date_hierarchy = "created_at"
@@ -42,6 +42,16 @@ class WebhookEndpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
     @admin.display(description="secret")
     def secret_hint(self, obj: WebhookEndpoint) -> str:
         return mask(obj.secret)
+
+    @admin.display(description="circuit")
+    def circuit(self, obj: WebhookEndpoint) -> str:
+        health = getattr(obj, "health", None)
+        if health is None or health.circuit_state == "closed":
+            return "closed"
+        return f"{health.circuit_state} ({health.consecutive_failures} failures, probe {health.next_probe_at:%H:%M:%S})"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("health")
 
     @admin.display(description="custom headers")
     def custom_headers_masked(self, obj: WebhookEndpoint) -> dict:
@@ -55,3 +65,19 @@ class WebhookEndpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
             secret_fields.add("custom_headers")
             return [f for f in fields if f not in secret_fields] + ["secret_hint", "custom_headers_masked"]
         return fields
+
+
+@admin.register(EndpointHealth)
+class EndpointHealthAdmin(admin.ModelAdmin):
+    """Circuit breaker and failure streak of each endpoint (written by the workers; read-only)."""
+
+    list_display = ("endpoint", "circuit_state", "consecutive_failures", "next_probe_at", "failing_since",
+                    "auto_disabled_at", "last_success_at")
+    list_filter = ("circuit_state",)
+    readonly_fields = [f.name for f in EndpointHealth._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -17,6 +17,20 @@ def mask_custom_headers(headers: dict[str, str]) -> dict[str, str]:
     }
 
 
+def endpoint_health(endpoint: WebhookEndpoint) -> dict:
+    """The endpoint's circuit breaker and failure streak as the API shows them."""
+    from endpoints.models import EndpointHealth
+
+    row = EndpointHealth.objects.filter(pk=endpoint.pk).first() if endpoint.pk else None
+    if row is None:
+        return {"circuit_state": "closed", "consecutive_failures": 0, "next_probe_at": None, "failing_since": None,
+                "last_success_at": None, "last_failure_at": None, "auto_disabled_at": None}
+    return {"circuit_state": row.circuit_state, "consecutive_failures": row.consecutive_failures,
+            "next_probe_at": row.next_probe_at, "failing_since": row.failing_since,
+            "last_success_at": row.last_success_at, "last_failure_at": row.last_failure_at,
+            "auto_disabled_at": row.auto_disabled_at}
+
+
 class EndpointSerializer(serializers.ModelSerializer):
     secret = serializers.CharField(required=False, allow_blank=True, max_length=500, trim_whitespace=False)
     api_key = serializers.CharField(required=False, allow_blank=True, max_length=500, trim_whitespace=False)
@@ -35,6 +49,7 @@ class EndpointSerializer(serializers.ModelSerializer):
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
+        data["health"] = endpoint_health(instance)
         # The secret is shown in full only when the service generated or issued it (create,
         # rotate); the api_key is always the caller's own and always masked.
         if not self.context.get("reveal_secret"):

@@ -99,7 +99,7 @@ def publish(
             )
             for delivery, endpoint in zip(deliveries, endpoints):
                 if endpoint.status == WebhookEndpoint.Status.ACTIVE:
-                    delivery_services.enqueue_on_commit(delivery.pk)
+                    delivery_services.enqueue_on_commit(delivery.pk, queue="priority" if type_row.is_high_priority else None)
     except IntegrityError:
         # Lost a race with a concurrent publish of the same event_id: answer with the winner's.
         existing = Event.objects.filter(event_id=event_id).first()

@@ -176,7 +176,7 @@ def _purge_broker() -> None:
     from vocelio_webhooks.celery import app
 
     with app.connection_for_write() as conn:
-        for queue in ("deliveries", "maintenance"):
+        for queue in ("priority", "deliveries", "retries", "maintenance"):
             try:
                 conn.default_channel.queue_purge(queue)
             except Exception:  # noqa: BLE001 — the queue may not exist yet
@@ -195,7 +195,7 @@ class WorkerProcess:
                "VOCELIO_TEST_DB_NAME": str(settings.DATABASES["default"]["NAME"])}
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "vocelio_webhooks", "worker", "-Q", "deliveries,maintenance",
+            [sys.executable, "-m", "celery", "-A", "vocelio_webhooks", "worker", "-Q", "priority,deliveries,retries,maintenance",
              "-c", "2", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )

@@ -14,6 +14,11 @@ os.environ.setdefault("VOCELIO_VAR_DIR", str(Path(__file__).resolve().parent.par
 os.environ["WEBHOOK_ALLOW_PRIVATE_NETWORKS"] = "false"
 os.environ["WEBHOOK_ALLOWED_PRIVATE_CIDRS"] = "127.0.0.1/32"
 os.environ.setdefault("WEBHOOK_SWEEP_GRACE_SECONDS", "2")
+# Owner mail goes to files under the run folder, where tests (and the worker subprocess) find it.
+os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+# Short circuit-breaker cool-downs and claim margins keep health and crash tests fast.
+os.environ.setdefault("WEBHOOK_CIRCUIT_COOLDOWN_SECONDS", "2")
+os.environ.setdefault("WEBHOOK_CLAIM_MARGIN_SECONDS", "3")
 
 from vocelio_webhooks.settings import *  # noqa: E402,F401,F403
 

@@ -246,7 +246,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Long ETAs are never given to the broker (the sweep handles them), so the default
     # one-hour visibility timeout cannot redeliver a pending retry (STYLE.md rule 11).
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # queue_order_strategy "priority": a worker drains the queues in the order it lists them
+    # (priority, deliveries, retries), so fresh and high-priority deliveries go first.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "queue_order_strategy": "priority"}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
@@ -261,8 +263,10 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "inte
 CELERY_TASK_DEFAULT_QUEUE = "deliveries"
 CELERY_TASK_ROUTES = {
     "deliveries.tasks.deliver": {"queue": "deliveries"},
-    "deliveries.tasks.sweep_due_deliveries": {"queue": "maintenance"},
+    "deliveries.tasks.*": {"queue": "maintenance"},
 }
+# Workers consume, in this order: priority, deliveries (first attempts), retries, maintenance
+# (the Procfile's `-Q`).
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 
@@ -291,6 +295,13 @@ WEBHOOK_PROBE_INTERVAL_SECONDS = env.float("WEBHOOK_PROBE_INTERVAL_SECONDS", def
 WEBHOOK_OWNER_ALERT_INTERVAL_SECONDS = env.float("WEBHOOK_OWNER_ALERT_INTERVAL_SECONDS", default=3600.0)
 WEBHOOK_ENDPOINT_MAX_IN_FLIGHT = env.int("WEBHOOK_ENDPOINT_MAX_IN_FLIGHT", default=2)
 WEBHOOK_BUSY_RETRY_SECONDS = env.float("WEBHOOK_BUSY_RETRY_SECONDS", default=1.0)
+
+# Mail to endpoint owners (auth failures, automatic disable/re-enable). Console by default.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webhooks@vocelio.invalid")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
 # SSRF guard (endpoints.network): CIDRs deliveries may reach even though they are not public, and
 # whether production endpoints may use plain http to public addresses.
@@ -329,6 +340,11 @@ CELERY_BEAT_SCHEDULE = {
     "sweep_due_deliveries": {
         "task": "deliveries.tasks.sweep_due_deliveries",
         "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS,
+    },
+    "probe_disabled_endpoints": {
+        "task": "deliveries.tasks.probe_disabled_endpoints",
+        "schedule": WEBHOOK_PROBE_INTERVAL_SECONDS,
+        "options": {"queue": "maintenance"},
     },
     "purge_expired_data": {
         "task": "deliveries.tasks.purge_expired_data",

@@ -37,3 +37,6 @@ from deliveries.services.replay import (  # noqa: F401
     replay_deliveries, replay_endpoint, replay_event, retry_many, select_deliveries,
 )
 from deliveries.services.retention import PurgeResult, purge_expired_data  # noqa: F401
+from deliveries.services.health import (  # noqa: F401,E402
+    ProbeResult, after_attempt, gate_delivery, probe_disabled_endpoints, record_endpoint_outcome,
+)

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from deliveries import retry, sender
+from deliveries.services import health
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.services.building import (
     TransformationFailed,
@@ -65,20 +66,38 @@ def send_request(*, request: WebhookRequest, endpoint: WebhookEndpoint) -> sende
     )
 
 
-def _enqueue(delivery_id: int, countdown: float | None = None) -> None:
-    """Enqueue a wake-up; a broker failure is logged, not raised: the sweep re-enqueues."""
+QUEUE_FIRST_ATTEMPTS = "deliveries"
+QUEUE_PRIORITY = "priority"
+QUEUE_RETRIES = "retries"
+
+
+def _enqueue(delivery_id: int, countdown: float | None = None, queue: str | None = None) -> None:
+    """Enqueue a wake-up; a broker failure is logged, not raised: the sweep re-enqueues.
+
+    Queues (served in this order by workers on Redis): ``priority`` (first attempts of
+    high-priority event types), ``deliveries`` (first attempts), ``retries`` — so a backlog of
+    retries to a failing endpoint never delays fresh deliveries to healthy ones.
+    """
     try:
-        if countdown:
-            deliver_task.apply_async((delivery_id,), countdown=countdown)
-        else:
-            deliver_task.delay(delivery_id)
+        deliver_task.apply_async((delivery_id,), countdown=countdown or None, queue=queue or QUEUE_FIRST_ATTEMPTS)
     except Exception:  # noqa: BLE001 — any broker error; the database still holds the delivery
         logger.warning("Could not enqueue delivery %s; the sweep will pick it up", delivery_id, exc_info=True)
 
 
-def enqueue_on_commit(delivery_id: int, countdown: float | None = None) -> None:
+def enqueue_on_commit(delivery_id: int, countdown: float | None = None, queue: str | None = None) -> None:
     """Enqueue ``deliver(delivery_id)`` after the current transaction commits (STYLE.md rule 8)."""
-    transaction.on_commit(functools.partial(_enqueue, delivery_id, countdown), robust=True)
+    transaction.on_commit(functools.partial(_enqueue, delivery_id, countdown, queue), robust=True)
+
+
+def postpone(*, delivery: Delivery, until: datetime, reason: str) -> None:
+    """Move a waiting delivery's next attempt to ``until`` without spending an attempt (busy
+    endpoint, open circuit, rate limit) and re-arm its wake-up when it is near enough."""
+    now = timezone.now()
+    Delivery.objects.filter(pk=delivery.pk, status__in=Delivery.DUE_STATUSES).update(next_attempt_at=until, updated_at=now)
+    delay = max((until - now).total_seconds(), 0.05)
+    if delay <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
+        _enqueue(delivery.pk, countdown=delay, queue=QUEUE_RETRIES if delivery.attempt_count else QUEUE_FIRST_ATTEMPTS)
+    logger.debug("Delivery %s postponed (%s) until %s", delivery.pk, reason, until)
 
 
 def _claim(delivery_id: int, *, timeout_seconds: int) -> bool:
@@ -110,7 +129,11 @@ def attempt_delivery(*, delivery_id: int) -> AttemptOutcome:
     remaining = (delivery.next_attempt_at - timezone.now()).total_seconds()
     if remaining > 0:
         if remaining <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
-            _enqueue(delivery.pk, countdown=remaining)
+            _enqueue(delivery.pk, countdown=remaining, queue=QUEUE_RETRIES if delivery.attempt_count else None)
+        return AttemptOutcome(status="skipped")
+    gate = health.gate_delivery(delivery=delivery, endpoint=endpoint)
+    if not gate.allowed:
+        postpone(delivery=delivery, until=gate.wait_until, reason=gate.reason)
         return AttemptOutcome(status="skipped")
     if not _claim(delivery.pk, timeout_seconds=endpoint.timeout_seconds):
         return AttemptOutcome(status="skipped")
@@ -120,7 +143,7 @@ def attempt_delivery(*, delivery_id: int) -> AttemptOutcome:
     try:
         request = build_request(
             endpoint=endpoint, event=delivery.event, delivery_public_id=delivery.public_id,
-            attempt_number=attempt_number, is_replay=delivery.is_replay,
+            attempt_number=attempt_number, is_replay=delivery.is_replay, url=gate.url,
         )
     except TransformationFailed as exc:
         request = WebhookRequest(method=endpoint.http_method, url=endpoint.url, headers={}, body=None)
@@ -138,10 +161,13 @@ def attempt_delivery(*, delivery_id: int) -> AttemptOutcome:
         except Exception as exc:  # noqa: BLE001 — same: record it; the retry policy bounds repeats
             logger.exception("Sending delivery %s failed", delivery.pk)
             result = sender.SendResult(status_code=None, error_class="internal_error", error_message=type(exc).__name__)
-    return record_attempt(
+    outcome = record_attempt(
         delivery=delivery, endpoint=endpoint, request=request, result=result,
         attempt_number=attempt_number, started_at=started_at,
     )
+    health.after_attempt(delivery=delivery, endpoint=endpoint, url=request.url, status_code=result.status_code,
+                         error_class=result.error_class)
+    return outcome
 
 
 def record_attempt(
@@ -180,6 +206,8 @@ def record_attempt(
             jitter_ratio=settings.WEBHOOK_RETRY_JITTER_RATIO,
             retry_after_max_seconds=settings.WEBHOOK_RETRY_AFTER_MAX_SECONDS,
         )
+        if endpoint.failover_url and request.url == endpoint.url:
+            delay = 0.0  # the primary failed: the next attempt goes to the failover URL at once
         next_attempt_at = now + timedelta(seconds=delay)
 
     body = request.body or b""
@@ -219,7 +247,7 @@ def record_attempt(
         if new_status == Delivery.Status.RETRYING:
             delay = (next_attempt_at - now).total_seconds()
             if delay <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
-                enqueue_on_commit(delivery.pk, countdown=delay)
+                enqueue_on_commit(delivery.pk, countdown=delay, queue=QUEUE_RETRIES)
     return AttemptOutcome(status=new_status, attempt=attempt)
 
 

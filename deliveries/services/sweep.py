@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from deliveries.models import Delivery
 from deliveries.services.attempts import _enqueue
-from endpoints.models import WebhookEndpoint
+from endpoints.models import RateLimitWindow, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,10 @@ def sweep_due_deliveries() -> SweepResult:
     )
     if due_ids:
         Delivery.objects.filter(pk__in=due_ids, status__in=Delivery.DUE_STATUSES).update(next_attempt_at=now)
+        retried = set(Delivery.objects.filter(pk__in=due_ids, attempt_count__gt=0).values_list("pk", flat=True))
         for delivery_id in due_ids:
-            _enqueue(delivery_id)
+            _enqueue(delivery_id, queue="retries" if delivery_id in retried else None)
+    RateLimitWindow.objects.filter(window_start__lt=now - timedelta(minutes=2)).delete()
     if recovered or cancelled or due_ids:
         logger.info("sweep: recovered=%s cancelled=%s enqueued=%s", recovered, cancelled, len(due_ids))
     return SweepResult(recovered=recovered, cancelled=cancelled, enqueued=len(due_ids))

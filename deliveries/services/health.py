@@ -1,0 +1,170 @@
+"""Delivery under stress (issue 4): the gates an attempt passes before it is sent, and what an
+attempt's outcome does to the endpoint afterwards.
+
+Before sending (``gate_delivery``), in this order, none of which spends an attempt:
+
+1. **Per-endpoint concurrency cap** — at most ``WEBHOOK_ENDPOINT_MAX_IN_FLIGHT`` attempts to one
+   endpoint at a time, so a slow or hanging receiver cannot occupy every worker slot; the rest
+   wait ``WEBHOOK_BUSY_RETRY_SECONDS``.
+2. **Circuit breaker** (``endpoints.health``) — while open, deliveries go to the ``failover_url``
+   if there is one, else wait for the half-open trial.
+3. **Failover** — right after a retryable failure at the primary URL, the next attempt (sent at
+   once, no backoff) goes to the ``failover_url``, signed the same way.
+4. **Rate limit** — ``rate_limit_per_minute`` slots, counted atomically in the database across
+   workers; over the limit, the delivery waits for the next minute.
+
+After an attempt at the primary URL (``after_attempt``): the circuit and failure streak are
+updated; ``410 Gone`` or ``WEBHOOK_AUTO_DISABLE_AFTER_SECONDS`` of uninterrupted failure disable
+the endpoint (``system.health_alert`` event + mail to ``owner_email``); ``401``/``403`` tell the
+owner (mail + ``system.error`` event, at most once per ``WEBHOOK_OWNER_ALERT_INTERVAL_SECONDS``).
+The beat task ``probe_disabled_endpoints`` sends a signed test event to each endpoint the service
+disabled itself and re-enables it on a 2xx.
+"""
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db.models import Q
+from django.utils import timezone
+
+from deliveries.models import Delivery, DeliveryAttempt
+from endpoints import services as endpoint_services
+from endpoints.models import EndpointHealth, WebhookEndpoint
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """``allowed`` with the ``url`` to use (primary or failover), or wait until ``wait_until``
+    (``reason`` says why: ``busy``, ``circuit_open``, ``rate_limited``)."""
+
+    allowed: bool
+    url: str = ""
+    wait_until: datetime | None = None
+    reason: str = ""
+
+
+def _failed_at_primary_last_time(delivery: Delivery, endpoint: WebhookEndpoint) -> bool:
+    if not delivery.attempt_count:
+        return False
+    last = DeliveryAttempt.objects.filter(delivery_id=delivery.pk).order_by("-attempt_number", "-id").only(
+        "url", "outcome").first()
+    return last is not None and last.url == endpoint.url and last.outcome == DeliveryAttempt.Outcome.RETRY
+
+
+def gate_delivery(*, delivery: Delivery, endpoint: WebhookEndpoint) -> GateResult:
+    """Decide whether (and where) the next attempt of ``delivery`` may be sent now."""
+    now = timezone.now()
+    busy = Delivery.objects.filter(endpoint_id=endpoint.pk, status=Delivery.Status.IN_FLIGHT).count()
+    if busy >= settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT:
+        return GateResult(False, wait_until=now + timedelta(seconds=settings.WEBHOOK_BUSY_RETRY_SECONDS), reason="busy")
+    url = endpoint.url
+    circuit = endpoint_services.check_circuit(endpoint_id=endpoint.pk)
+    if circuit.decision == "wait":
+        if not endpoint.failover_url:
+            return GateResult(False, wait_until=circuit.retry_at, reason="circuit_open")
+        url = endpoint.failover_url
+    elif endpoint.failover_url and _failed_at_primary_last_time(delivery, endpoint):
+        url = endpoint.failover_url
+    next_slot = endpoint_services.take_rate_limit_slot(endpoint_id=endpoint.pk,
+                                                       limit_per_minute=endpoint.rate_limit_per_minute)
+    if next_slot is not None:
+        return GateResult(False, wait_until=next_slot, reason="rate_limited")
+    return GateResult(True, url=url)
+
+
+def after_attempt(*, delivery: Delivery, endpoint: WebhookEndpoint, url: str, status_code: int | None,
+                  error_class: str) -> None:
+    """Apply an attempt's outcome to the endpoint (see the module docstring). Never raises: a
+    failure here is logged and must not lose the recorded attempt."""
+    try:
+        if url == endpoint.url:
+            record_endpoint_outcome(endpoint=endpoint, status_code=status_code, error_class=error_class)
+        if status_code in (401, 403) and not _is_own_alert(delivery):
+            _announce(endpoint=endpoint, event_type="system.error", change="authentication_failed",
+                      reason=f"The receiver answered {status_code} to delivery {delivery.public_id}.", throttle=True)
+    except Exception:  # noqa: BLE001 — health bookkeeping must never fail the delivery
+        logger.exception("Updating the health of endpoint %s failed", endpoint.pk)
+
+
+def record_endpoint_outcome(*, endpoint: WebhookEndpoint, status_code: int | None, error_class: str):
+    """Update the endpoint's shared health with one outcome at its primary URL; announce an
+    automatic disable (``system.health_alert`` + owner mail). Returns the ``HealthChange``."""
+    change = endpoint_services.record_health(endpoint_id=endpoint.pk, status_code=status_code, error_class=error_class)
+    if change.opened:
+        logger.warning("Circuit opened for endpoint %s", endpoint.pk)
+    if change.disabled:
+        endpoint.refresh_from_db()
+        _announce(endpoint=endpoint, event_type="system.health_alert", change="endpoint_disabled",
+                  reason=endpoint.status_reason, throttle=False)
+    return change
+
+
+def _is_own_alert(delivery: Delivery) -> bool:
+    # An alert about a failing endpoint delivered to that same endpoint must not alert again (a loop).
+    event = delivery.event
+    return event.event_type.name.startswith("system.") and (event.metadata or {}).get(
+        "source_service") == settings.WEBHOOK_SOURCE_SERVICE
+
+
+def _announce(*, endpoint: WebhookEndpoint, event_type: str, change: str, reason: str, throttle: bool) -> None:
+    """Publish a system event about ``endpoint`` and mail its owner; throttled ones at most once per
+    ``WEBHOOK_OWNER_ALERT_INTERVAL_SECONDS`` per endpoint (a conditional update decides)."""
+    from events import services as event_services
+
+    now = timezone.now()
+    if throttle:
+        cutoff = now - timedelta(seconds=settings.WEBHOOK_OWNER_ALERT_INTERVAL_SECONDS)
+        EndpointHealth.objects.get_or_create(pk=endpoint.pk)
+        won = EndpointHealth.objects.filter(
+            Q(last_owner_alert_at__isnull=True) | Q(last_owner_alert_at__lt=cutoff), pk=endpoint.pk
+        ).update(last_owner_alert_at=now)
+        if not won:
+            return
+    data = {"alert": {"name": change, "severity": "critical" if "disabled" in change else "warning",
+                      "service": "webhooks", "triggered_at": now.isoformat()},
+            "endpoint": {"id": endpoint.pk, "name": endpoint.name, "url": endpoint.url, "status": endpoint.status},
+            "reason": reason}
+    event_services.publish(event_type=event_type, data=data, environment=endpoint.environment,
+                           metadata={"source_service": settings.WEBHOOK_SOURCE_SERVICE, "endpoint_id": endpoint.pk})
+    if endpoint.owner_email:
+        send_mail(
+            subject=f"[Vocelio Webhooks] {endpoint.name}: {change.replace('_', ' ')}",
+            message=f"Endpoint {endpoint.name} ({endpoint.url})\n\n{reason}\n",
+            from_email=None, recipient_list=[endpoint.owner_email], fail_silently=True,
+        )
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Counts from one probe run."""
+
+    probed: int
+    reenabled: int
+
+
+def probe_disabled_endpoints() -> ProbeResult:
+    """Beat task body: send a signed test event to every endpoint the service disabled itself
+    (``EndpointHealth.auto_disabled_at``); a 2xx re-enables it (``system.health_alert`` event and
+    a mail to the owner). Endpoints disabled by a person are left alone."""
+    from deliveries.services.attempts import send_test
+    from events.models import EventType
+
+    event_type = EventType.objects.filter(name="system.health_alert").first()
+    probed = reenabled = 0
+    for endpoint in WebhookEndpoint.objects.filter(status=WebhookEndpoint.Status.DISABLED,
+                                                   health__auto_disabled_at__isnull=False):
+        if event_type is None:
+            break
+        probed += 1
+        outcome = send_test(endpoint=endpoint, event_type=event_type,
+                            data={"probe": True, "reason": "re-enable check after automatic disable"})
+        if outcome.success and endpoint_services.reenable_automatically(endpoint_id=endpoint.pk):
+            reenabled += 1
+            endpoint.refresh_from_db()
+            _announce(endpoint=endpoint, event_type="system.health_alert", change="endpoint_reenabled",
+                      reason="The probe got a 2xx answer; deliveries resume.", throttle=False)
+    return ProbeResult(probed=probed, reenabled=reenabled)

@@ -1,0 +1,240 @@
+"""Delivery under stress (issue 4), with a real worker process and a real receiver: circuit
+breaker, failover, rate limits, 410/401 handling, auto-disable and the re-enable probe, priority
+routing and crash safety (SIGKILL of the worker mid-delivery, retries past the countdown limit)."""
+import hashlib
+import hmac
+import os
+import signal
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from deliveries import services as delivery_services
+from deliveries.models import Delivery
+from endpoints.models import EndpointHealth, WebhookEndpoint
+from events.models import Event
+from tests.conftest import wait_until
+
+ONE_TRY = {"max_attempts": 1, "initial_delay_seconds": 1, "max_delay_seconds": 10, "backoff_multiplier": 2.0}
+
+
+def create_endpoint(api, receiver, path="/hook", **fields):
+    body = {"name": "Receiver", "url": receiver.url(path), "events": ["lead.*"], **fields}
+    response = api.post("/endpoints", body, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def publish(api, n=0, **fields):
+    response = api.post("/events/publish", {"event_type": "lead.created", "data": {"n": n}, **fields}, format="json")
+    assert response.status_code == 202, response.content
+    return response.json()["deliveries"][0]["id"]
+
+
+def status_of(delivery_id):
+    return Delivery.objects.get(pk=delivery_id).status
+
+
+def test_circuit_opens_holds_deliveries_then_one_probe_closes_it(api, receiver, worker):
+    # given: a receiver that fails five times, then recovers
+    receiver.script("/hook", [503] * 5 + [200])
+    endpoint = create_endpoint(api, receiver, retry_policy=ONE_TRY)
+    failed = [publish(api, n) for n in range(5)]
+    wait_until(lambda: all(status_of(d) == "dead_lettered" for d in failed))
+
+    # when: the circuit is open, a new delivery waits without spending an attempt
+    waiting = publish(api, 99)
+    shown = wait_until(lambda: (e := api.get(f"/endpoints/{endpoint['id']}").json())["health"]["circuit_state"] == "open" and e)
+    time.sleep(0.5)
+
+    # then
+    assert shown["health"]["consecutive_failures"] == 5 and shown["health"]["next_probe_at"]
+    assert len(receiver.for_path("/hook")) == 5
+    assert Delivery.objects.get(pk=waiting).attempt_count == 0
+    wait_until(lambda: status_of(waiting) == "succeeded", timeout=30)  # after the 2 s test cool-down: one probe
+    assert len(receiver.for_path("/hook")) == 6
+    wait_until(lambda: EndpointHealth.objects.get(pk=endpoint["id"]).circuit_state == "closed")
+
+
+def test_failover_gets_the_same_signed_body_after_a_primary_failure(api, receiver, worker):
+    # given
+    receiver.script("/primary", [503])
+    endpoint = create_endpoint(api, receiver, path="/primary", failover_url=receiver.url("/failover"))
+
+    # when
+    delivery_id = publish(api)
+
+    # then
+    primary, = receiver.wait_for(1, path="/primary")
+    failover, = receiver.wait_for(1, path="/failover")
+    assert failover.json()["data"] == primary.json()["data"]
+    assert failover.header("X-Vocelio-Event-Id") == primary.header("X-Vocelio-Event-Id")
+    expected = "sha256=" + hmac.new(endpoint["secret"].encode(), failover.body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(failover.header("X-Vocelio-Signature"), expected)
+    detail = wait_until(lambda: (d := api.get(f"/deliveries/{delivery_id}").json())["status"] == "succeeded" and d)
+    assert [a["url"] for a in detail["attempts"]] == [receiver.url("/primary"), receiver.url("/failover")]
+    assert failover.received_at - primary.received_at < 1.0  # no backoff before the failover
+    assert endpoint["failover_url"] == receiver.url("/failover")
+
+
+def test_rate_limit_holds_extra_deliveries_without_spending_attempts(api, receiver, worker):
+    # given: not too close to the end of a minute, when the window turns over
+    if timezone.now().second > 45:
+        time.sleep(61 - timezone.now().second)
+    create_endpoint(api, receiver, rate_limit_per_minute=2)
+
+    # when
+    ids = [publish(api, n) for n in range(4)]
+
+    # then
+    receiver.wait_for(2)
+    time.sleep(2)
+    assert len(receiver.for_path("/hook")) == 2
+    waiting = Delivery.objects.filter(pk__in=ids, status="pending")
+    assert waiting.count() == 2
+    next_minute = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
+    assert all(d.attempt_count == 0 and d.next_attempt_at >= next_minute - timedelta(seconds=1) for d in waiting)
+
+
+def _mail_to(address: str) -> str:
+    folder = Path(settings.EMAIL_FILE_PATH)
+    return "".join(p.read_text() for p in folder.glob("*.log")) if folder.exists() else ""
+
+
+def test_410_disables_the_endpoint_and_tells_the_owner(api, receiver, worker):
+    # given
+    receiver.script("/gone", [410])
+    endpoint = create_endpoint(api, receiver, path="/gone", owner_email="owner-410@example.com")
+
+    # when
+    delivery_id = publish(api)
+
+    # then
+    wait_until(lambda: status_of(delivery_id) == "failed")
+    shown = wait_until(lambda: (e := api.get(f"/endpoints/{endpoint['id']}").json())["status"] == "disabled" and e)
+    assert "410" in shown["status_reason"]
+    alerts = api.get("/events", {"event_type": "system.health_alert"}).json()["results"]
+    assert alerts and alerts[0]["data"]["endpoint"]["id"] == endpoint["id"]
+    assert "owner-410@example.com" in wait_until(lambda: _mail_to("owner-410@example.com"))
+    again = api.post("/events/publish", {"event_type": "lead.created", "data": {}}, format="json").json()
+    assert again["deliveries"] == []
+    assert Delivery.objects.filter(endpoint_id=endpoint["id"]).count() == 1  # disabled: no new deliveries
+
+
+def test_401_is_not_retried_and_alerts_the_owner_once(api, receiver, worker):
+    # given
+    receiver.script("/auth", [401])
+    endpoint = create_endpoint(api, receiver, path="/auth", owner_email="owner-401@example.com")
+
+    # when
+    first, second = publish(api, 1), publish(api, 2)
+
+    # then
+    wait_until(lambda: status_of(first) == "failed" and status_of(second) == "failed")
+    time.sleep(1)
+    assert len(receiver.for_path("/auth")) == 2
+    errors = [e for e in api.get("/events", {"event_type": "system.error"}).json()["results"]
+              if e["data"]["endpoint"]["id"] == endpoint["id"]]
+    assert len(errors) == 1 and errors[0]["data"]["alert"]["name"] == "authentication_failed"
+    assert "owner-401@example.com" in _mail_to("owner-401@example.com")
+    assert WebhookEndpoint.objects.get(pk=endpoint["id"]).status == "active"
+
+
+def test_auto_disable_after_continuous_failure_and_probe_reenables(api, receiver, worker, settings):
+    # given: an endpoint failing without a success for longer than the (shortened) period
+    settings.WEBHOOK_AUTO_DISABLE_AFTER_SECONDS = 60
+    endpoint = create_endpoint(api, receiver, path="/flaky")
+    EndpointHealth.objects.create(endpoint_id=endpoint["id"], consecutive_failures=3,
+                                  failing_since=timezone.now() - timedelta(seconds=120))
+
+    # when
+    change = delivery_services.record_endpoint_outcome(endpoint=WebhookEndpoint.objects.get(pk=endpoint["id"]),
+                                                       status_code=503, error_class="http_503")
+    disabled = api.get(f"/endpoints/{endpoint['id']}").json()
+    result = delivery_services.probe_disabled_endpoints()
+
+    # then
+    assert change.disabled and disabled["status"] == "disabled"
+    assert disabled["health"]["auto_disabled_at"]
+    assert (result.probed, result.reenabled) == (1, 1)
+    assert receiver.wait_for(1, path="/flaky")[0].json()["metadata"]["test"] is True
+    assert api.get(f"/endpoints/{endpoint['id']}").json()["status"] == "active"
+    changes = [e["data"]["alert"]["name"] for e in api.get("/events", {"event_type": "system.health_alert"}).json()["results"]]
+    assert sorted(changes) == ["endpoint_disabled", "endpoint_reenabled"]
+
+
+def test_probe_leaves_endpoints_disabled_by_a_person_alone(api, receiver, worker):
+    # given
+    endpoint = create_endpoint(api, receiver, path="/manual")
+    api.put(f"/endpoints/{endpoint['id']}/status", {"status": "disabled"}, format="json")
+
+    # when
+    result = delivery_services.probe_disabled_endpoints()
+
+    # then
+    assert result.probed == 0
+    assert receiver.for_path("/manual") == []
+
+
+def test_high_priority_event_types_go_to_the_priority_queue(api, django_capture_on_commit_callbacks):
+    # given
+    from events.models import EventType
+
+    EventType.objects.filter(name="system.error").update(is_high_priority=True)
+    api.post("/endpoints", {"name": "x", "url": "https://example.com/h", "events": ["*"]}, format="json")
+
+    # when
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        api.post("/events/publish", {"event_type": "system.error", "data": {}}, format="json")
+        api.post("/events/publish", {"event_type": "lead.created", "data": {}}, format="json")
+
+    # then
+    assert [callback.args[2] for callback in callbacks] == ["priority", None]
+
+
+def test_worker_killed_mid_delivery_another_worker_sends_it(api, receiver, worker):
+    # given: a request in flight at a receiver that takes 1.5 s to answer
+    receiver.hang_seconds["/slow"] = 1.5
+    create_endpoint(api, receiver, path="/slow", timeout_seconds=3)
+    delivery_id = publish(api)
+    receiver.wait_for(1, path="/slow")
+
+    # when: the worker dies without a chance to record anything, and a new one starts
+    os.killpg(worker.proc.pid, signal.SIGKILL)
+    worker.proc.wait()
+    assert status_of(delivery_id) == "in_flight"
+    worker.start()
+    receiver.hang_seconds["/slow"] = 0
+    wait_until(lambda: delivery_services.sweep_due_deliveries().enqueued or status_of(delivery_id) == "succeeded",
+               timeout=30, interval=0.5)
+
+    # then: sent again, with the same event id for the receiver to de-duplicate, and nothing lost
+    wait_until(lambda: status_of(delivery_id) == "succeeded", timeout=30)
+    sent = receiver.for_path("/slow")
+    assert len(sent) == 2
+    assert sent[0].header("X-Vocelio-Event-Id") == sent[1].header("X-Vocelio-Event-Id")
+
+
+def test_retry_beyond_the_countdown_limit_is_sent_once_by_the_sweep(api, receiver, worker):
+    # given: the receiver asks for 400 s, more than WEBHOOK_COUNTDOWN_MAX_SECONDS (300)
+    receiver.script("/later", [(503, {"Retry-After": "400"}, b""), 200])
+    create_endpoint(api, receiver, path="/later")
+    delivery_id = publish(api)
+    wait_until(lambda: status_of(delivery_id) == "retrying")
+    due = Delivery.objects.get(pk=delivery_id).next_attempt_at
+    assert timedelta(seconds=395) < due - timezone.now() <= timedelta(seconds=400)
+
+    # when: the time comes (simulated) and the sweep runs twice
+    Delivery.objects.filter(pk=delivery_id).update(next_attempt_at=timezone.now() - timedelta(seconds=5))
+    first = delivery_services.sweep_due_deliveries()
+    wait_until(lambda: status_of(delivery_id) == "succeeded")
+    second = delivery_services.sweep_due_deliveries()
+
+    # then
+    time.sleep(1)
+    assert (first.enqueued, second.enqueued) == (1, 0)
+    assert len(receiver.for_path("/later")) == 2
+    assert Event.objects.count() == 1
