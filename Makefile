@@ -11,7 +11,7 @@ SHELL := /bin/bash
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := help
 
-.PHONY: help venv env migrate run test superuser
+.PHONY: help venv env migrate run test superuser bench-isolation
 
 help:
 	@echo "make venv       create .venv and install requirements.txt"
@@ -20,6 +20,7 @@ help:
 	@echo "make run        start web (http://127.0.0.1:8019), worker and beat via honcho"
 	@echo "make test       run the test suite (PYTEST_ARGS=... to pass pytest options)"
 	@echo "make superuser  create an admin user"
+	@echo "make bench-isolation  one hanging endpoint among ten healthy ones (bench/isolation.py)"
 
 # --- virtualenv -------------------------------------------------------------------------------
 venv: $(VENV)/.installed
@@ -57,3 +58,7 @@ test: venv
 
 superuser: venv env migrate
 	$(VPY) manage.py createsuperuser
+
+# Uses DATABASE_URL / REDIS_URL when set (a scratch database is created and dropped), else SQLite.
+bench-isolation: venv
+	$(VPY) bench/isolation.py $(BENCH_ARGS)

@@ -147,8 +147,8 @@ def run_scenario(*, receiver: Receiver, hanging: bool, events: int, rate_per_sec
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=60)
-    parser.add_argument("--rate", type=float, default=6.0, help="events published per second")
+    parser.add_argument("--events", type=int, default=40)
+    parser.add_argument("--rate", type=float, default=2.0, help="events published per second")
     parser.add_argument("--healthy", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "4")))

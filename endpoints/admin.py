@@ -1,5 +1,5 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from endpoints.models import EndpointHealth, WebhookEndpoint
 from endpoints.serializers import mask_custom_headers
@@ -38,6 +38,48 @@ class WebhookEndpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_filter = ("status", "environment", "signature_method", "http_method")
     search_fields = ("name", "url", "owner_email")
     date_hierarchy = "created_at"
+
+    actions = ["rotate_secret", "pause", "resume"]
+
+    @admin.action(description="Rotate the secret (the old one keeps signing for the overlap period)",
+                  permissions=["change"])
+    def rotate_secret(self, request, queryset):
+        """Admin twin of ``POST /endpoints/{id}/rotate-secret``: the new secret is shown once, in
+        the confirmation message, to the user who rotated it."""
+        from endpoints import services as endpoint_services
+        from vocelio_webhooks import services as audit_services
+        from vocelio_webhooks.errors import ValidationFailed
+
+        for endpoint in queryset:
+            try:
+                rotated = endpoint_services.rotate_secret(endpoint=endpoint)
+            except ValidationFailed as exc:
+                self.message_user(request, f"{endpoint.name}: {exc.message}", level=messages.ERROR)
+                continue
+            audit_services.record_audit(action="rotate_secret", obj=rotated, request=request,
+                                        changes={"secret": {"old": "***", "new": "***"}})
+            self.message_user(request, f"{endpoint.name}: new secret {rotated.secret} — copy it now, it will not be "
+                              f"shown again; the old one keeps signing until {rotated.previous_secret_expires_at:%Y-%m-%d %H:%M} UTC.",
+                              level=messages.WARNING)
+
+    @admin.action(description="Pause (deliveries wait)", permissions=["change"])
+    def pause(self, request, queryset):
+        self._set_status(request, queryset, WebhookEndpoint.Status.PAUSED)
+
+    @admin.action(description="Resume (waiting deliveries go out)", permissions=["change"])
+    def resume(self, request, queryset):
+        self._set_status(request, queryset, WebhookEndpoint.Status.ACTIVE)
+
+    def _set_status(self, request, queryset, status: str) -> None:
+        from endpoints import services as endpoint_services
+        from vocelio_webhooks import services as audit_services
+
+        for endpoint in queryset:
+            before_status = endpoint.status
+            endpoint_services.set_status(endpoint=endpoint, status=status, reason=f"Set in the admin by {request.user}")
+            audit_services.record_audit(action="status_change", obj=endpoint, request=request,
+                                        changes={"status": {"old": before_status, "new": status}})
+        self.message_user(request, f"{queryset.count()} endpoint(s) set to {status}.")
 
     @admin.display(description="secret")
     def secret_hint(self, obj: WebhookEndpoint) -> str:

@@ -13,6 +13,7 @@ previous minute's, weighted by how much of it still overlaps the last 60 s), whi
 as an atomic ``INCR`` on Redis. The counters live in Django's default cache (Redis when
 ``REDIS_URL`` is set, else the database), so every gunicorn worker shares one budget.
 """
+import logging
 import time
 
 from django.conf import settings
@@ -44,6 +45,9 @@ def window_wait_seconds(*, limit: int, current: int, previous: int, elapsed: flo
     return max(0.0, WINDOW_SECONDS * (1 - (limit - current - 1) / previous) - elapsed)
 
 
+logger = logging.getLogger(__name__)
+
+
 class ApiKeyRateThrottle(BaseThrottle):
     """Throttle keyed by API key (id and prefix). Requests without an API key (``/health``, the
     docs) are not throttled here; they are refused or served before any key is involved."""
@@ -63,6 +67,13 @@ class ApiKeyRateThrottle(BaseThrottle):
         window = int(now // WINDOW_SECONDS)
         base = f"throttle:{bucket}:{key_id}.{getattr(principal, 'prefix', '')}"
         current_key, previous_key = f"{base}:{window}", f"{base}:{window - 1}"
+        try:
+            return self._count(limit=limit, now=now, window=window, current_key=current_key, previous_key=previous_key)
+        except Exception:  # noqa: BLE001 — a cache (Redis) outage must not take the API down with it
+            logger.warning("Rate-limit cache unavailable; request allowed unthrottled", exc_info=True)
+            return True
+
+    def _count(self, *, limit: int, now: float, window: int, current_key: str, previous_key: str) -> bool:
         counts = cache.get_many([current_key, previous_key])
         wait = window_wait_seconds(
             limit=limit, current=counts.get(current_key, 0), previous=counts.get(previous_key, 0),

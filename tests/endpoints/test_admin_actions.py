@@ -1,0 +1,40 @@
+"""Endpoint admin actions call the same services as the API: rotate secret, pause, resume."""
+from endpoints.models import WebhookEndpoint
+from vocelio_webhooks.models import AuditLogEntry
+
+
+def _endpoint(api) -> WebhookEndpoint:
+    created = api.post("/endpoints", {"name": "e", "url": "https://example.com/h", "events": ["*"]}, format="json")
+    return WebhookEndpoint.objects.get(pk=created.json()["id"])
+
+
+def test_admin_rotate_secret_action_shows_new_secret_once_and_keeps_old_signing(api, admin_client):
+    # given
+    endpoint = _endpoint(api)
+    old = endpoint.secret
+
+    # when
+    response = admin_client.post("/admin/endpoints/webhookendpoint/",
+                                 {"action": "rotate_secret", "_selected_action": [endpoint.pk]}, follow=True)
+
+    # then
+    endpoint.refresh_from_db()
+    assert endpoint.secret != old and endpoint.previous_secret == old
+    assert endpoint.secret in response.content.decode()
+    assert endpoint.signing_secrets() == [endpoint.secret, old]
+    assert AuditLogEntry.objects.filter(action="rotate_secret", object_id=str(endpoint.pk)).exists()
+    assert old not in admin_client.get(f"/admin/endpoints/webhookendpoint/{endpoint.pk}/change/").content.decode()
+
+
+def test_admin_pause_and_resume_actions(api, admin_client):
+    # given
+    endpoint = _endpoint(api)
+
+    # when
+    admin_client.post("/admin/endpoints/webhookendpoint/", {"action": "pause", "_selected_action": [endpoint.pk]})
+    paused = WebhookEndpoint.objects.get(pk=endpoint.pk).status
+    admin_client.post("/admin/endpoints/webhookendpoint/", {"action": "resume", "_selected_action": [endpoint.pk]})
+
+    # then
+    assert paused == "paused"
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).status == "active"
