@@ -140,27 +140,10 @@ def attempt_delivery(*, delivery_id: int) -> AttemptOutcome:
 
     attempt_number = delivery.attempt_count + 1
     started_at = timezone.now()
-    try:
-        request = build_request(
-            endpoint=endpoint, event=delivery.event, delivery_public_id=delivery.public_id,
-            attempt_number=attempt_number, is_replay=delivery.is_replay, url=gate.url,
-        )
-    except TransformationFailed as exc:
-        request = WebhookRequest(method=endpoint.http_method, url=endpoint.url, headers={}, body=None)
-        result = sender.SendResult(status_code=None, error_class="template_error", error_message=str(exc))
-    except ValueError as exc:
-        request = WebhookRequest(method=endpoint.http_method, url=endpoint.url, headers={}, body=None)
-        result = sender.SendResult(status_code=None, error_class="signing_error", error_message=str(exc))
-    except Exception as exc:  # noqa: BLE001 — a bug must end as a recorded attempt, not a stuck claim
-        logger.exception("Building delivery %s failed", delivery.pk)
-        request = WebhookRequest(method=endpoint.http_method, url=endpoint.url, headers={}, body=None)
-        result = sender.SendResult(status_code=None, error_class="internal_error", error_message=type(exc).__name__)
-    else:
-        try:
-            result = send_request(request=request, endpoint=endpoint)
-        except Exception as exc:  # noqa: BLE001 — same: record it; the retry policy bounds repeats
-            logger.exception("Sending delivery %s failed", delivery.pk)
-            result = sender.SendResult(status_code=None, error_class="internal_error", error_message=type(exc).__name__)
+    request, result = build_and_send(
+        endpoint=endpoint, event=delivery.event, delivery_public_id=delivery.public_id,
+        attempt_number=attempt_number, is_replay=delivery.is_replay, url=gate.url,
+    )
     outcome = record_attempt(
         delivery=delivery, endpoint=endpoint, request=request, result=result,
         attempt_number=attempt_number, started_at=started_at,
@@ -168,6 +151,29 @@ def attempt_delivery(*, delivery_id: int) -> AttemptOutcome:
     health.after_attempt(delivery=delivery, endpoint=endpoint, url=request.url, status_code=result.status_code,
                          error_class=result.error_class)
     return outcome
+
+
+def build_and_send(*, endpoint: WebhookEndpoint, event: Event, **build_kwargs) -> tuple[WebhookRequest, sender.SendResult]:
+    """Build (``build_request(**build_kwargs)``) and send one request; never raises. A template,
+    signing or unexpected failure becomes a ``SendResult`` with ``error_class`` ``template_error``,
+    ``signing_error`` or ``internal_error`` and no request is sent, so every claimed attempt ends
+    recorded instead of stuck in flight."""
+    unsent = WebhookRequest(method=endpoint.http_method, url=build_kwargs.get("url") or endpoint.url, headers={},
+                            body=None)
+    try:
+        request = build_request(endpoint=endpoint, event=event, **build_kwargs)
+    except TransformationFailed as exc:
+        return unsent, sender.SendResult(status_code=None, error_class="template_error", error_message=str(exc))
+    except ValueError as exc:
+        return unsent, sender.SendResult(status_code=None, error_class="signing_error", error_message=str(exc))
+    except Exception as exc:  # noqa: BLE001 — a bug must end as a recorded attempt, not a stuck claim
+        logger.exception("Building a request for endpoint %s failed", endpoint.pk)
+        return unsent, sender.SendResult(status_code=None, error_class="internal_error", error_message=type(exc).__name__)
+    try:
+        return request, send_request(request=request, endpoint=endpoint)
+    except Exception as exc:  # noqa: BLE001 — same: record it; the retry policy bounds repeats
+        logger.exception("Sending a request to endpoint %s failed", endpoint.pk)
+        return request, sender.SendResult(status_code=None, error_class="internal_error", error_message=type(exc).__name__)
 
 
 def record_attempt(
@@ -317,22 +323,9 @@ def send_test(*, endpoint: WebhookEndpoint, event_type: EventType, data: dict | 
         event_id=f"evt_test_{secrets.token_hex(8)}", event_type=event_type, timestamp=timezone.now(),
         data=event_type.sample_data if data is None else data, metadata={"test": True},
     )
-    try:
-        request = build_request(
-            endpoint=endpoint, event=event, delivery_public_id=f"dlv_test_{secrets.token_hex(6)}", attempt_number=1
-        )
-    except TransformationFailed as exc:
-        request = WebhookRequest(method=endpoint.http_method, url=endpoint.url, headers={}, body=None)
-        result = sender.SendResult(status_code=None, error_class="template_error", error_message=str(exc))
-    except ValueError as exc:
-        request = WebhookRequest(method=endpoint.http_method, url=endpoint.url, headers={}, body=None)
-        result = sender.SendResult(status_code=None, error_class="signing_error", error_message=str(exc))
-    else:
-        try:
-            result = send_request(request=request, endpoint=endpoint)
-        except Exception as exc:  # noqa: BLE001 — answer the caller with the error class, not a 500
-            logger.exception("Test send failed")
-            result = sender.SendResult(status_code=None, error_class="internal_error", error_message=type(exc).__name__)
+    request, result = build_and_send(
+        endpoint=endpoint, event=event, delivery_public_id=f"dlv_test_{secrets.token_hex(6)}", attempt_number=1
+    )
     success = result.status_code is not None and 200 <= result.status_code < 300
     masked = WebhookRequest(method=request.method, url=request.url, headers=mask_headers(request.headers), body=request.body)
     return TestSendResult(success=success, request=masked, result=result, event_id=event.event_id)
