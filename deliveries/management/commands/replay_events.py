@@ -26,6 +26,7 @@ from tqdm import tqdm
 from deliveries import services as delivery_services
 from deliveries.models import Delivery
 from endpoints.models import WebhookEndpoint
+from vocelio_webhooks import services as audit_services
 
 BATCH_SIZE = 500
 
@@ -126,6 +127,11 @@ class Command(BaseCommand):
                     created.extend(delivery_services.create_replays(targets=chunk))
                     tick(bar, len(chunk))
             skipped = len(targets) - len(created)
+            audit_services.record_audit(
+                actor=audit_services.command_actor("replay_events"), action="replay", object_type="deliveries.delivery",
+                object_repr=f"{len(created)} replay(s)",
+                changes={"replays": {"old": None, "new": len(created)}, "delivery_ids": {"old": None, "new": created[:1000]}},
+            )
             self.stdout.write(self.style.SUCCESS(
                 f"Replayed {len(created)} of {summary}"
                 + (f" ({skipped} skipped: endpoint deleted or disabled meanwhile)" if skipped else "") + "."

@@ -18,10 +18,15 @@ from django.core.management.base import BaseCommand, CommandError
 
 from deliveries import services as delivery_services
 from deliveries.management.commands.replay_events import (
-    BATCH_SIZE, add_common_arguments, parse_when, progress, tick,
+    BATCH_SIZE,
+    add_common_arguments,
+    parse_when,
+    progress,
+    tick,
 )
 from deliveries.models import Delivery
 from deliveries.services.replay import RETRYABLE_STATUSES
+from vocelio_webhooks import services as audit_services
 
 STATUS_CHOICES = [str(s) for s in RETRYABLE_STATUSES]
 
@@ -67,6 +72,11 @@ class Command(BaseCommand):
                 retried += len(delivery_services.retry_many(delivery_ids=chunk))
                 tick(bar, len(chunk))
         skipped = len(ids) - retried
+        audit_services.record_audit(
+            actor=audit_services.command_actor("retry_deliveries"), action="retry", object_type="deliveries.delivery",
+            object_repr=f"{retried} delivery(ies)",
+            changes={"retried": {"old": None, "new": retried}, "delivery_ids": {"old": None, "new": ids[:1000]}},
+        )
         self.stdout.write(self.style.SUCCESS(
             f"Retried {retried} of {len(ids)} delivery(ies)"
             + (f" ({skipped} skipped: their state changed meanwhile)" if skipped else "") + "."

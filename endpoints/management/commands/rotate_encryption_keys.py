@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from endpoints.models import WebhookEndpoint
+from vocelio_webhooks import services as audit_services
 
 ENCRYPTED_FIELDS = ("secret", "api_key", "previous_secret", "custom_headers")
 
@@ -30,5 +31,11 @@ class Command(BaseCommand):
                     if not dry_run:
                         # Loading decrypted with any key; saving encrypts with the first.
                         endpoint.save(update_fields=list(ENCRYPTED_FIELDS))
+        if not dry_run:
+            audit_services.record_audit(
+                actor=audit_services.command_actor("rotate_encryption_keys"), action="update",
+                object_type="endpoints.webhookendpoint", object_repr=f"{total} endpoint(s) re-encrypted",
+                changes={"encryption_key": {"old": "***", "new": "***"}},
+            )
         verb = "Would re-encrypt" if dry_run else "Re-encrypted"
         self.stdout.write(f"{verb} {total} endpoint(s).")

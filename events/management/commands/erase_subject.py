@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from events import privacy
 from events.management.commands._subject import add_subject_arguments, progress_bar
+from vocelio_webhooks import services as audit_services
 from vocelio_webhooks.errors import ServiceError
 
 
@@ -26,4 +27,10 @@ class Command(BaseCommand):
                                            progress=progress_bar(self, enabled=not no_progress))
         except ServiceError as exc:
             raise CommandError(exc.message) from exc
+        if not dry_run:
+            # The subject's email and phone are not written to the audit log: only what changed.
+            audit_services.record_audit(
+                actor=audit_services.command_actor("erase_subject"), action="update", object_type="events.event",
+                object_repr="subject erasure (GDPR/CCPA)", changes={"erasure": {"old": None, "new": report.as_dict()}},
+            )
         self.stdout.write(json.dumps(report.as_dict(), indent=2))
