@@ -304,3 +304,20 @@ def test_event_types_create_non_object_sample_data_answers_400(api, sample_data)
     error = _assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "sample_data" in error["details"]["fields"]
     assert not EventType.objects.filter(name="billing.invoice_paid").exists()
+
+
+def test_publish_with_an_endpoint_whose_stored_filters_no_longer_validate_still_accepts(api):
+    # given: filters stored before a rule tightened (written behind validation's back)
+    from endpoints.models import WebhookEndpoint
+
+    good = api.post("/endpoints", {"name": "ok", "url": "https://example.com/a", "events": ["*"]}, format="json").json()
+    bad = api.post("/endpoints", {"name": "old", "url": "https://example.com/b", "events": ["*"]}, format="json").json()
+    WebhookEndpoint.objects.filter(pk=bad["id"]).update(
+        filters=[{"field_path": "data.s", "operator": "regex", "value": "(.?){1000}z"}])
+
+    # when
+    response = api.post("/events/publish", {"event_type": "lead.created", "data": {"s": "x"}}, format="json")
+
+    # then
+    assert response.status_code == 202, response.content
+    assert [d["endpoint_id"] for d in response.json()["deliveries"]] == [good["id"]]
