@@ -106,7 +106,18 @@ class _StatusListField(serializers.ListField):
         return super().to_internal_value([data] if isinstance(data, str) else data)
 
 
-class _BulkSelectionSerializer(serializers.Serializer):
+class _RejectUnknownKeys:
+    """A misspelled filter key must not widen a bulk operation to everything: unknown keys are a
+    400 naming them."""
+
+    def to_internal_value(self, data):
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        if unknown:
+            raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
+        return super().to_internal_value(data)
+
+
+class _BulkSelectionSerializer(_RejectUnknownKeys, serializers.Serializer):
     """Filter body shared by ``POST /deliveries/retry`` and ``POST /deliveries/discard``."""
 
     allowed_statuses: tuple[str, ...] = ()
@@ -165,13 +176,13 @@ class BulkDiscardResultSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField()
 
 
-class EventReplayInputSerializer(serializers.Serializer):
+class EventReplayInputSerializer(_RejectUnknownKeys, serializers.Serializer):
     """``POST /events/{event_id}/replay``: optional ``endpoint`` (id) to replay to only it."""
 
     endpoint = serializers.PrimaryKeyRelatedField(queryset=WebhookEndpoint.objects.all(), required=False)
 
 
-class EndpointReplayInputSerializer(serializers.Serializer):
+class EndpointReplayInputSerializer(_RejectUnknownKeys, serializers.Serializer):
     """``POST /endpoints/{id}/replay``: events received in ``[since, until)``."""
 
     since = serializers.DateTimeField()

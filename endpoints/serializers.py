@@ -42,9 +42,9 @@ class EndpointSerializer(serializers.ModelSerializer):
             "id", "name", "description", "url", "http_method", "events", "custom_headers", "secret",
             "signature_method", "api_key", "retry_policy", "timeout_seconds", "rate_limit_per_minute",
             "environment", "status", "status_reason", "failover_url", "allowed_ip_ranges", "verify_ssl",
-            "ca_bundle", "owner_email", "filters", "transformation", "created_at", "updated_at",
+            "ca_bundle", "owner_email", "filters", "transformation", "previous_secret_expires_at", "created_at", "updated_at",
         ]
-        read_only_fields = ["id", "status_reason", "created_at", "updated_at"]
+        read_only_fields = ["id", "status_reason", "previous_secret_expires_at", "created_at", "updated_at"]
         extra_kwargs = {"timeout_seconds": {"min_value": 1}}
 
     def to_representation(self, instance):

@@ -92,14 +92,17 @@ def subject(*, email: str | None = None, phone: str | None = None) -> Subject:
     email = (email or "").strip() or None
     phone = (phone or "").strip() or None
     if not email and not phone:
-        raise ValidationFailed("Give an email, a phone number, or both.", code="VALIDATION_ERROR")
+        raise ValidationFailed("Give an email, a phone number, or both.", code="VALIDATION_ERROR",
+                               details={"fields": {"email": ["Give an email, a phone number, or both."]}})
     # The details name the field only: an error body (or a log of it) must not repeat the data.
     if email and ("@" not in email or not EMAIL_RE.fullmatch(email)):
-        raise ValidationFailed("email is not an email address.", details={"field": "email"}, code="VALIDATION_ERROR")
+        raise ValidationFailed("email is not an email address.", code="VALIDATION_ERROR",
+                               details={"fields": {"email": ["Not an email address."]}})
     digits = re.sub(r"\D", "", phone) if phone else None
     if phone and not MIN_PHONE_DIGITS <= len(digits) <= 15:
         raise ValidationFailed(
-            f"phone must have {MIN_PHONE_DIGITS} to 15 digits (E.164).", details={"field": "phone"}, code="VALIDATION_ERROR"
+            f"phone must have {MIN_PHONE_DIGITS} to 15 digits (E.164).", code="VALIDATION_ERROR",
+            details={"fields": {"phone": [f"{MIN_PHONE_DIGITS} to 15 digits (E.164)."]}}
         )
     return Subject(email=email.lower() if email else None, phone_digits=digits)
 

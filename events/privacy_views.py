@@ -3,11 +3,12 @@ right to delete)."""
 import logging
 
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import exceptions, serializers
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from events import privacy
+from vocelio_webhooks.errors import Forbidden
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ class EraseSubjectView(APIView):
     )
     def post(self, request):
         if getattr(request.user, "environments", None):
-            raise exceptions.PermissionDenied("An erasure reaches every environment; use a key without an environment limit.")
+            raise Forbidden("An erasure reaches every environment; use a key without an environment limit.",
+                            code="ENVIRONMENT_FORBIDDEN", details={"key_environments": list(request.user.environments)})
         serializer = EraseSubjectInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         report = privacy.erase_subject(**serializer.validated_data)

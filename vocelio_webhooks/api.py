@@ -109,6 +109,10 @@ def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body("PAYLOAD_TOO_LARGE", "The request body is larger than the service accepts.",
                                    {"max_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE}), status=413)
+    if isinstance(exc, OverflowError):
+        # A query-string date near year 1 or 9999 with a UTC offset cannot be converted.
+        return Response(error_body("VALIDATION_ERROR", "A date or number in the request is out of range.",
+                                   {"fields": {}}), status=400)
     if isinstance(exc, RecursionError):
         return Response(error_body("INVALID_REQUEST_BODY", "The JSON body is nested too deeply."), status=400)
     if isinstance(exc, Http404):

@@ -135,3 +135,27 @@ def test_send_request_to_unresolvable_host_is_a_retryable_dns_error(db):
 
     assert result.error_class == "dns_error"
     assert retry.classify(status_code=None, error_class=result.error_class, policy=endpoint.effective_retry_policy) == "retry"
+
+
+@pytest.mark.parametrize(
+    "query", ["created_after=0001-01-01T00:00:00%2B05:00", "created_before=9999-12-31T23:59:59-05:00"]
+)
+def test_out_of_range_date_filters_are_400_not_500(api, query):
+    # given / when
+    response = api.get(f"/deliveries?{query}")
+
+    # then
+    _error(response, 400, "VALIDATION_ERROR")
+
+
+@pytest.mark.parametrize("path", ["/deliveries/retry", "/deliveries/discard"])
+def test_bulk_operations_refuse_misspelled_filters(api, path):
+    # given: a typo that would otherwise select every dead letter
+    body = {"endpont": 7, "dry_run": True}
+
+    # when
+    response = api.post(path, body, format="json")
+
+    # then
+    error = _error(response, 400, "VALIDATION_ERROR")
+    assert "endpont" in error["details"]["fields"]
