@@ -289,3 +289,17 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met in {timeout}s")
+
+
+def assert_seed_error(response, status_code: int, code: str) -> dict:
+    """Assert ``response`` is the seed's error document (``{"error": {"code", "message",
+    "details"}}``, nothing else) with ``status_code`` and ``code``; returns the ``error`` object."""
+    assert response.status_code == status_code, response.content
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert isinstance(body["error"]["details"], dict)
+    return body["error"]
+

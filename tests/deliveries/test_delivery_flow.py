@@ -10,7 +10,6 @@ import time
 from datetime import timedelta
 
 import jwt
-import pytest
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 

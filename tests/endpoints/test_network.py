@@ -16,6 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from endpoints import network
 from endpoints.models import WebhookEndpoint
+from tests.conftest import assert_seed_error
 
 # A documentation-free public address (example.com's) and its other spellings.
 PUBLIC_V4 = "93.184.216.34"
@@ -216,12 +217,6 @@ def _create(api, **fields):
     return api.post("/endpoints", body, format="json")
 
 
-def _error(response, status_code: int, code: str) -> dict:
-    assert response.status_code == status_code, response.content
-    assert response.json()["error"]["code"] == code
-    return response.json()["error"]
-
-
 @pytest.mark.parametrize(
     ("field", "url"),
     [
@@ -238,7 +233,7 @@ def test_endpoints_create_refuses_non_public_literal_in_any_spelling(api, guard_
     response = _create(api, **{field: url})
 
     # then
-    error = _error(response, 400, "URL_NOT_ALLOWED")
+    error = assert_seed_error(response, 400, "URL_NOT_ALLOWED")
     assert field in error["details"]["fields"]
     assert not any(part in error["message"] for part in ("10.0.0.1", "169.254", "127.0.0.1"))
     assert WebhookEndpoint.objects.count() == 0
@@ -252,7 +247,7 @@ def test_endpoints_update_to_private_spelling_is_refused_and_changes_nothing(api
     response = api.patch(f"/endpoints/{created['id']}", {"url": "https://0251.0376.0251.0376/latest"}, format="json")
 
     # then
-    _error(response, 400, "URL_NOT_ALLOWED")
+    assert_seed_error(response, 400, "URL_NOT_ALLOWED")
     assert WebhookEndpoint.objects.get(pk=created["id"]).url == "https://crm.example.com/hooks"
 
 
@@ -277,8 +272,8 @@ def test_endpoints_create_production_plain_http_to_public_address_is_refused(api
     staging = _create(api, url="http://crm.example.com/hooks", environment="staging")
 
     # then
-    assert "url" in _error(literal, 400, "VALIDATION_ERROR")["details"]["fields"]
-    assert "url" in _error(name, 400, "VALIDATION_ERROR")["details"]["fields"]
+    assert "url" in assert_seed_error(literal, 400, "VALIDATION_ERROR")["details"]["fields"]
+    assert "url" in assert_seed_error(name, 400, "VALIDATION_ERROR")["details"]["fields"]
     assert staging.status_code == 201, staging.content
 
 
@@ -312,7 +307,7 @@ def test_endpoints_verify_ssl_false_is_refused_for_production_only(api):
     development = _create(api, verify_ssl=False, environment="development")
 
     # then
-    assert "verify_ssl" in _error(production, 400, "VALIDATION_ERROR")["details"]["fields"]
+    assert "verify_ssl" in assert_seed_error(production, 400, "VALIDATION_ERROR")["details"]["fields"]
     assert development.status_code == 201, development.content
     assert development.json()["verify_ssl"] is False
 
@@ -349,7 +344,7 @@ def test_endpoints_invalid_ca_bundle_is_refused(api, bundle):
     response = _create(api, ca_bundle=bundle)
 
     # then
-    error = _error(response, 400, "VALIDATION_ERROR")
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "ca_bundle" in error["details"]["fields"]
     assert "PRIVATE KEY-----" not in str(error)
     assert WebhookEndpoint.objects.count() == 0

@@ -4,6 +4,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from endpoints.models import WebhookEndpoint
+from tests.conftest import assert_seed_error
 from vocelio_webhooks.models import ApiKey
 
 # The seed's "Exponential Backoff Policy", literally.
@@ -44,17 +45,6 @@ def _create(api, **fields):
     return api.post("/endpoints", body, format="json")
 
 
-def _assert_seed_error(response, status_code: int, code: str) -> dict:
-    assert response.status_code == status_code, response.content
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert isinstance(body["error"]["details"], dict)
-    return body["error"]
-
-
 # --- authentication -------------------------------------------------------------------------
 @pytest.mark.django_db
 @pytest.mark.parametrize(("method", "path"), API_ROUTES)
@@ -66,7 +56,7 @@ def test_api_without_key_answers_401_in_seed_format(method, path):
     response = getattr(client, method)(path, {}, format="json")
 
     # then
-    _assert_seed_error(response, 401, "UNAUTHENTICATED")
+    assert_seed_error(response, 401, "UNAUTHENTICATED")
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 
@@ -81,7 +71,7 @@ def test_api_with_invalid_key_answers_401(method, path):
     response = getattr(client, method)(path, {}, format="json")
 
     # then
-    _assert_seed_error(response, 401, "UNAUTHENTICATED")
+    assert_seed_error(response, 401, "UNAUTHENTICATED")
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 
@@ -94,7 +84,7 @@ def test_api_with_revoked_key_answers_401(api, api_key):
     response = api.get("/endpoints")
 
     # then
-    _assert_seed_error(response, 401, "UNAUTHENTICATED")
+    assert_seed_error(response, 401, "UNAUTHENTICATED")
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 
@@ -108,7 +98,7 @@ def test_api_with_other_auth_scheme_answers_401(api_key):
     response = client.get("/endpoints")
 
     # then
-    _assert_seed_error(response, 401, "UNAUTHENTICATED")
+    assert_seed_error(response, 401, "UNAUTHENTICATED")
 
 
 # --- create and secrets -----------------------------------------------------------------------
@@ -272,7 +262,7 @@ def test_endpoints_create_invalid_input_answers_400_and_stores_nothing(api, fiel
     response = _create(api, **fields)
 
     # then
-    error = _assert_seed_error(response, 400, "VALIDATION_ERROR")
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert bad_field in error["details"]["fields"]
     assert WebhookEndpoint.objects.count() == before
 
@@ -282,7 +272,7 @@ def test_endpoints_create_without_required_fields_lists_them(api):
     response = api.post("/endpoints", {}, format="json")
 
     # then
-    error = _assert_seed_error(response, 400, "VALIDATION_ERROR")
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert {"name", "url"} <= set(error["details"]["fields"])
     assert WebhookEndpoint.objects.count() == 0
 
@@ -292,7 +282,7 @@ def test_endpoints_create_standard_webhooks_with_non_whsec_secret_answers_400(ap
     response = _create(api, signature_method="standard_webhooks", secret="salesforce_webhook_secret")
 
     # then
-    error = _assert_seed_error(response, 400, "VALIDATION_ERROR")
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "secret" in error["details"]["fields"]
     assert WebhookEndpoint.objects.count() == 0
 
@@ -311,7 +301,7 @@ def test_endpoints_create_jwt_with_custom_authorization_header_answers_400(api):
     response = _create(api, signature_method="jwt", custom_headers={"Authorization": "Bearer sf_token_123"})
 
     # then
-    error = _assert_seed_error(response, 400, "VALIDATION_ERROR")
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "custom_headers" in error["details"]["fields"]
     assert WebhookEndpoint.objects.count() == 0
 
@@ -321,7 +311,7 @@ def test_endpoints_create_api_key_method_without_api_key_answers_400(api):
     response = _create(api, signature_method="api_key")
 
     # then
-    error = _assert_seed_error(response, 400, "VALIDATION_ERROR")
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "api_key" in error["details"]["fields"]
     assert WebhookEndpoint.objects.count() == 0
 
@@ -335,7 +325,7 @@ def test_endpoints_update_invalid_input_answers_400_and_changes_nothing(api):
                          format="json")
 
     # then
-    _assert_seed_error(response, 400, "VALIDATION_ERROR")
+    assert_seed_error(response, 400, "VALIDATION_ERROR")
     endpoint = WebhookEndpoint.objects.get(pk=created["id"])
     assert (endpoint.url, endpoint.name) == ("https://crm.example.com/hooks", "CRM")
 
@@ -348,7 +338,7 @@ def test_endpoints_create_private_address_answers_400_when_private_networks_disa
     response = _create(api, url="http://169.254.169.254/latest/meta-data/")
 
     # then
-    error = _assert_seed_error(response, 400, "URL_NOT_ALLOWED")
+    error = assert_seed_error(response, 400, "URL_NOT_ALLOWED")
     assert "url" in error["details"]["fields"]
     assert "169.254" not in error["message"]
     assert WebhookEndpoint.objects.count() == 0
@@ -422,7 +412,7 @@ def test_endpoints_list_with_bad_filter_value_answers_400(api):
     response = api.get("/endpoints", {"status": "sleeping"})
 
     # then
-    _assert_seed_error(response, 400, "VALIDATION_ERROR")
+    assert_seed_error(response, 400, "VALIDATION_ERROR")
 
 
 # --- status ---------------------------------------------------------------------------------
@@ -453,7 +443,7 @@ def test_endpoints_status_put_with_bad_status_answers_400(api, body):
     response = api.put(f"/endpoints/{created['id']}/status", body, format="json")
 
     # then
-    error = _assert_seed_error(response, 400, "VALIDATION_ERROR")
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "status" in error["details"]["fields"]
     assert WebhookEndpoint.objects.get(pk=created["id"]).status == "active"
 
@@ -469,7 +459,7 @@ def test_endpoints_delete_answers_204_and_removes_the_endpoint(api):
     # then
     assert response.status_code == 204
     assert not WebhookEndpoint.objects.filter(pk=created["id"]).exists()
-    _assert_seed_error(api.get(f"/endpoints/{created['id']}"), 404, "NOT_FOUND")
+    assert_seed_error(api.get(f"/endpoints/{created['id']}"), 404, "NOT_FOUND")
 
 
 @pytest.mark.parametrize(
@@ -485,7 +475,7 @@ def test_endpoints_unknown_id_answers_404_in_seed_format(api, method, path):
     response = getattr(api, method)(path, body, format="json")
 
     # then
-    _assert_seed_error(response, 404, "NOT_FOUND")
+    assert_seed_error(response, 404, "NOT_FOUND")
 
 
 @pytest.mark.parametrize("secret", ["Zq", "k3y", "0123456789abcde", "whsec_***a5g=", "***", "has spaces in it ok", "ünïcödé-secret-value"])
@@ -494,7 +484,7 @@ def test_endpoints_short_masked_or_odd_secret_is_refused(api, secret):
     response = _create(api, secret=secret)
 
     # then
-    _assert_seed_error(response, 400, "VALIDATION_ERROR")
+    assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "secret" in response.json()["error"]["details"]["fields"]
     assert WebhookEndpoint.objects.count() == 0
 

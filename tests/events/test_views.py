@@ -6,6 +6,7 @@ import pytest
 
 from deliveries.models import Delivery
 from events.models import Event, EventType
+from tests.conftest import assert_seed_error
 
 # The seed's "Supported Event Types", literally (38).
 SEED_EVENT_TYPES = {
@@ -35,14 +36,6 @@ def _endpoint(api, name, events, *, environment="production", status="active") -
 def _enqueued_delivery_ids(callbacks) -> list[int]:
     """Delivery ids of the ``deliver`` wake-ups queued to run after commit."""
     return sorted(callback.args[0] for callback in callbacks)
-
-
-def _assert_seed_error(response, status_code: int, code: str) -> dict:
-    assert response.status_code == status_code, response.content
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    return body["error"]
 
 
 # --- publish and fan-out ----------------------------------------------------------------------
@@ -136,7 +129,7 @@ def test_publish_with_different_payload_and_data_answers_400(api):
                         format="json")
 
     # then
-    error = _assert_seed_error(response, 400, "VALIDATION_ERROR")
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "data" in error["details"]["fields"]
     assert Event.objects.count() == 0
 
@@ -150,7 +143,7 @@ def test_publish_unknown_event_type_answers_400_and_stores_nothing(api, django_c
         response = api.post("/events/publish", {"event_type": "lead.teleported", "payload": LEAD}, format="json")
 
     # then
-    error = _assert_seed_error(response, 400, "UNKNOWN_EVENT_TYPE")
+    error = assert_seed_error(response, 400, "UNKNOWN_EVENT_TYPE")
     assert "lead.teleported" in error["message"]
     assert Event.objects.count() == 0
     assert Delivery.objects.count() == 0
@@ -175,7 +168,7 @@ def test_publish_invalid_body_answers_400_and_stores_nothing(api, body):
     response = api.post("/events/publish", body, format="json")
 
     # then
-    _assert_seed_error(response, 400, "VALIDATION_ERROR")
+    assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert Event.objects.count() == 0
 
 
@@ -231,7 +224,7 @@ def test_events_detail_unknown_event_id_answers_404(api):
     response = api.get("/events/evt_missing")
 
     # then
-    _assert_seed_error(response, 404, "NOT_FOUND")
+    assert_seed_error(response, 404, "NOT_FOUND")
 
 
 # --- event types ----------------------------------------------------------------------------
@@ -275,7 +268,7 @@ def test_event_types_create_duplicate_name_answers_400(api):
     response = api.post("/event-types", {"name": "lead.created", "category": "lead"}, format="json")
 
     # then
-    error = _assert_seed_error(response, 400, "VALIDATION_ERROR")
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "name" in error["details"]["fields"]
     assert EventType.objects.filter(name="lead.created").count() == 1
 
@@ -289,7 +282,7 @@ def test_event_types_create_name_that_no_subscription_could_match_answers_400(ap
     response = api.post("/event-types", {"name": name, "category": "billing"}, format="json")
 
     # then
-    error = _assert_seed_error(response, 400, "VALIDATION_ERROR")
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "name" in error["details"]["fields"]
     assert EventType.objects.count() == before
 
@@ -301,7 +294,7 @@ def test_event_types_create_non_object_sample_data_answers_400(api, sample_data)
                                          "sample_data": sample_data}, format="json")
 
     # then
-    error = _assert_seed_error(response, 400, "VALIDATION_ERROR")
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "sample_data" in error["details"]["fields"]
     assert not EventType.objects.filter(name="billing.invoice_paid").exists()
 

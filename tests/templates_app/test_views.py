@@ -2,13 +2,12 @@
 the event type's sample data, and 400s in the seed's error format. No worker, no outbound HTTP."""
 from rest_framework.test import APIClient
 
+from tests.conftest import assert_seed_error
 from tests.templates_app.seed_examples import (
     SALESFORCE_OUTPUT,
     SALESFORCE_TEMPLATE,
     SLACK_TEMPLATE,
 )
-
-# Until the root URLs include ``templates_app.urls``.
 
 XML_BODY = '<lead id="{{ data.lead.id }}"><score>{{ data.lead.score }}</score></lead>\n'
 
@@ -16,16 +15,6 @@ XML_BODY = '<lead id="{{ data.lead.id }}"><score>{{ data.lead.score }}</score></
 def _create(api, **fields):
     body = {"name": "salesforce_lead_template", "form": "json", "body": SALESFORCE_TEMPLATE, **fields}
     return api.post("/templates", body, format="json")
-
-
-def _assert_seed_error(response, status_code: int, code: str) -> dict:
-    assert response.status_code == status_code, response.content
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return body["error"]
 
 
 # --- create and read ----------------------------------------------------------------------------
@@ -72,7 +61,7 @@ def test_get_unknown_template_answers_404_in_seed_format(api):
     response = api.get("/templates/999")
 
     # then
-    _assert_seed_error(response, 404, "NOT_FOUND")
+    assert_seed_error(response, 404, "NOT_FOUND")
 
 
 def test_create_template_with_a_syntax_error_answers_400_with_its_location(api):
@@ -83,7 +72,7 @@ def test_create_template_with_a_syntax_error_answers_400_with_its_location(api):
     response = _create(api, body=body)
 
     # then
-    error = _assert_seed_error(response, 400, "TEMPLATE_SYNTAX_ERROR")
+    error = assert_seed_error(response, 400, "TEMPLATE_SYNTAX_ERROR")
     assert error["details"] == {"field": "body", "line": 1, "column": 1, "path": "crm_lead.lead_score"}
     assert api.get("/templates").json()["count"] == 0
 
@@ -93,7 +82,7 @@ def test_create_template_without_a_body_answers_400_validation_error(api):
     response = api.post("/templates", {"name": "empty", "form": "json"}, format="json")
 
     # then
-    error = _assert_seed_error(response, 400, "VALIDATION_ERROR")
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "body" in error["details"]["fields"]
 
 
@@ -105,7 +94,7 @@ def test_create_template_with_a_taken_name_answers_409(api):
     response = _create(api)
 
     # then
-    _assert_seed_error(response, 409, "CONFLICT")
+    assert_seed_error(response, 409, "CONFLICT")
 
 
 def test_templates_require_an_api_key(db):
@@ -116,7 +105,7 @@ def test_templates_require_an_api_key(db):
     response = client.get("/templates")
 
     # then
-    _assert_seed_error(response, 401, "UNAUTHENTICATED")
+    assert_seed_error(response, 401, "UNAUTHENTICATED")
 
 
 # --- versions and rollback ----------------------------------------------------------------------
@@ -151,7 +140,7 @@ def test_update_cannot_rename_a_template(api):
     response = api.patch(f"/templates/{template_id}", {"name": "other"}, format="json")
 
     # then
-    error = _assert_seed_error(response, 400, "VALIDATION_ERROR")
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "name" in error["details"]["fields"]
 
 
@@ -164,7 +153,7 @@ def test_update_with_a_syntax_error_answers_400_and_keeps_the_version(api):
                          format="json")
 
     # then
-    error = _assert_seed_error(response, 400, "TEMPLATE_SYNTAX_ERROR")
+    error = assert_seed_error(response, 400, "TEMPLATE_SYNTAX_ERROR")
     assert (error["details"]["path"], error["details"]["line"]) == ("a", 2)
     assert api.get(f"/templates/{template_id}").json()["current_version"]["number"] == 1
 
@@ -194,7 +183,7 @@ def test_rollback_to_a_missing_version_answers_404(api):
     response = api.post(f"/templates/{template_id}/rollback", {"version": 5, "note": "oops"}, format="json")
 
     # then
-    error = _assert_seed_error(response, 404, "NOT_FOUND")
+    error = assert_seed_error(response, 404, "NOT_FOUND")
     assert error["details"]["version"] == 5
 
 
@@ -257,7 +246,7 @@ def test_test_route_render_error_answers_400_with_its_location(api):
     response = api.post(f"/templates/{template_id}/test", {}, format="json")
 
     # then
-    error = _assert_seed_error(response, 400, "TEMPLATE_RENDER_ERROR")
+    error = assert_seed_error(response, 400, "TEMPLATE_RENDER_ERROR")
     assert error["message"] == "The template failed to render: Undefined variable: data.lead.region"
     assert error["details"] == {"field": "body", "line": 1, "column": 4, "path": "crm_lead.region", "version": 1}
 
@@ -270,7 +259,7 @@ def test_test_route_refuses_a_sandbox_escape_with_400(api):
     response = api.post(f"/templates/{template_id}/test", {}, format="json")
 
     # then
-    error = _assert_seed_error(response, 400, "TEMPLATE_RENDER_ERROR")
+    error = assert_seed_error(response, 400, "TEMPLATE_RENDER_ERROR")
     assert "sandbox" in error["message"]
 
 
@@ -282,7 +271,7 @@ def test_test_route_unknown_event_type_without_data_answers_400(api):
     response = api.post(f"/templates/{template_id}/test", {"event_type": "lead.teleported"}, format="json")
 
     # then
-    _assert_seed_error(response, 400, "UNKNOWN_EVENT_TYPE")
+    assert_seed_error(response, 400, "UNKNOWN_EVENT_TYPE")
 
 
 def test_test_route_unknown_version_answers_404(api):
@@ -293,4 +282,4 @@ def test_test_route_unknown_version_answers_404(api):
     response = api.post(f"/templates/{template_id}/test", {"version": 9}, format="json")
 
     # then
-    _assert_seed_error(response, 404, "NOT_FOUND")
+    assert_seed_error(response, 404, "NOT_FOUND")

@@ -7,14 +7,7 @@ import pytest
 from deliveries import services as delivery_services
 from endpoints.models import WebhookEndpoint
 from events.models import Event
-
-
-def _error(response, status_code: int, code: str) -> dict:
-    assert response.status_code == status_code, response.content
-    body = response.json()
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    return body["error"]
+from tests.conftest import assert_seed_error
 
 
 @pytest.mark.parametrize(
@@ -33,7 +26,7 @@ def test_endpoint_create_refuses_unsendable_configuration(api, field, value):
     response = api.post("/endpoints", body, format="json")
 
     # then
-    error = _error(response, 400, "VALIDATION_ERROR")
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert field in error["details"]["fields"]
     assert WebhookEndpoint.objects.count() == 0
 
@@ -47,7 +40,7 @@ def test_publish_body_over_the_limit_is_413(api, settings):
     response = api.post("/events/publish", body, format="json")
 
     # then
-    _error(response, 413, "PAYLOAD_TOO_LARGE")
+    assert_seed_error(response, 413, "PAYLOAD_TOO_LARGE")
     assert Event.objects.count() == 0
 
 
@@ -69,7 +62,7 @@ def test_publish_form_encoded_body_is_415(api):
     response = api.post("/events/publish", "event_type=lead.created", content_type="application/x-www-form-urlencoded")
 
     # then
-    _error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert_seed_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
     assert Event.objects.count() == 0
 
 
@@ -78,7 +71,7 @@ def test_publish_invalid_event_id_names_the_field(api):
     response = api.post("/events/publish", {"event_type": "lead.created", "event_id": "evt 1"}, format="json")
 
     # then
-    error = _error(response, 400, "VALIDATION_ERROR")
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "event_id" in error["details"]["fields"]
 
 
@@ -110,7 +103,7 @@ def test_health_wrong_method_is_json_405(client):
     response = client.post("/health")
 
     # then
-    _error(response, 405, "METHOD_NOT_ALLOWED")
+    assert_seed_error(response, 405, "METHOD_NOT_ALLOWED")
 
 
 def test_disallowed_host_is_json_400(client):
@@ -147,7 +140,7 @@ def test_out_of_range_date_filters_are_never_a_500(api, query):
     # then: PostgreSQL compares such dates (200, nothing matches); SQLite cannot convert them (400)
     assert response.status_code in (200, 400), response.content
     if response.status_code == 400:
-        _error(response, 400, "VALIDATION_ERROR")
+        assert_seed_error(response, 400, "VALIDATION_ERROR")
     else:
         assert response.json()["results"] == []
 
@@ -161,5 +154,5 @@ def test_bulk_operations_refuse_misspelled_filters(api, path):
     response = api.post(path, body, format="json")
 
     # then
-    error = _error(response, 400, "VALIDATION_ERROR")
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "endpont" in error["details"]["fields"]
