@@ -16,5 +16,5 @@ class EndpointFilterSet(django_filters.FilterSet):
     def filter_event_type(self, queryset, name, value):
         from endpoints.filters import event_type_matches
 
-        ids = [e.pk for e in queryset.only("id", "events") if event_type_matches(e.events, value)]
+        ids = [e.pk for e in queryset.select_related(None).only("id", "events") if event_type_matches(e.events, value)]
         return queryset.filter(pk__in=ids)

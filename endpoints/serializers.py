@@ -19,9 +19,13 @@ def mask_custom_headers(headers: dict[str, str]) -> dict[str, str]:
 
 def endpoint_health(endpoint: WebhookEndpoint) -> dict:
     """The endpoint's circuit breaker and failure streak as the API shows them."""
-    from endpoints.models import EndpointHealth
+    from django.core.exceptions import ObjectDoesNotExist
 
-    row = EndpointHealth.objects.filter(pk=endpoint.pk).first() if endpoint.pk else None
+    try:
+        # Lists load it with select_related("health"): no query per endpoint.
+        row = endpoint.health if endpoint.pk else None
+    except ObjectDoesNotExist:
+        row = None
     if row is None:
         return {"circuit_state": "closed", "consecutive_failures": 0, "next_probe_at": None, "failing_since": None,
                 "last_success_at": None, "last_failure_at": None, "auto_disabled_at": None}

@@ -23,7 +23,7 @@ class EndpointViewSet(viewsets.ModelViewSet):
     The create response is the only one that shows the secret in full.
     """
 
-    queryset = WebhookEndpoint.objects.all()
+    queryset = WebhookEndpoint.objects.select_related("health")
     serializer_class = EndpointSerializer
     filterset_class = EndpointFilterSet
     permission_classes = [HasScope, EndpointEnvironmentAllowed]

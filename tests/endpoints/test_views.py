@@ -500,3 +500,25 @@ def test_endpoints_mask_shows_only_prefix_and_last_four(api):
     # then
     assert shown["secret"] == "***cret"
     assert WebhookEndpoint.objects.get(pk=created["id"]).secret == secret
+
+
+def test_endpoints_list_reads_health_without_a_query_per_endpoint(api):
+    # given
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _create(api, name="first")
+    with CaptureQueriesContext(connection) as one:
+        api.get("/endpoints")
+    for n in range(5):
+        _create(api, name=f"e{n}")
+
+    # when
+    with CaptureQueriesContext(connection) as six:
+        response = api.get("/endpoints")
+
+    # then: the same number of queries for six endpoints as for one
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 6
+    assert all(item["health"]["circuit_state"] == "closed" for item in response.json()["results"])
+    assert len(six.captured_queries) == len(one.captured_queries)
