@@ -2,6 +2,6 @@ from django.apps import AppConfig
 
 
 class AnalyticsConfig(AppConfig):
-    """Read-only analytics (issue 6 fills this app in)."""
+    """Analytics: overview and trends (read side, roll-ups), alert rules and monitoring."""
 
     name = "analytics"

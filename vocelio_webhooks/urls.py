@@ -54,6 +54,7 @@ urlpatterns = [
     path("events/<str:event_id>/replay", EventReplayView.as_view(), name="event-replay"),
     path("endpoints/<int:pk>/replay", EndpointReplayView.as_view(), name="endpoint-replay"),
     path("", include("templates_app.urls")),
+    path("", include("analytics.urls")),
     path("", include(router.urls)),
 ]
 
