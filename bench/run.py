@@ -126,11 +126,14 @@ def receiver_reset(base: str) -> None:
     urllib.request.urlopen(urllib.request.Request(f"{base}/_reset", method="POST", data=b""), timeout=10).read()
 
 
-def wait_for_arrivals(base: str, expected: int, timeout: float) -> int:
+def wait_for_arrivals(base: str, expected: int, timeout: float, stall_seconds: float = 30.0) -> int:
+    """Wait until ``expected`` receipts, ``timeout`` seconds, or ``stall_seconds`` without a new one."""
     deadline = time.time() + timeout
-    count = 0
-    while time.time() < deadline:
-        count = receiver_get(base, "/_stats")["count"]
+    count, last_change = 0, time.time()
+    while time.time() < deadline and time.time() - last_change < stall_seconds:
+        now_count = receiver_get(base, "/_stats")["count"]
+        if now_count != count:
+            count, last_change = now_count, time.time()
         if count >= expected:
             break
         time.sleep(0.05)
@@ -498,6 +501,7 @@ def main() -> int:
     args.isolation_events = args.isolation_events or (12 if quick else 40)
     only = set(args.only.split(","))
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop the workers
     reset_database()
     flush_broker()
     import django

@@ -1,0 +1,130 @@
+"""The batch engine (issue 7): one-statement claims that respect the per-endpoint cap, bulk
+storage, gzip request bodies and publish back-pressure (``WEBHOOK_MAX_QUEUE_SIZE``)."""
+import gzip
+import hashlib
+import hmac
+import json
+import secrets
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from deliveries import services as delivery_services
+from deliveries.models import Delivery, DeliveryAttempt
+from endpoints.models import WebhookEndpoint
+from events import services as event_services
+from events.models import Event, EventType
+from tests.conftest import assert_seed_error, wait_until
+
+
+def _endpoint(receiver, name, **fields) -> WebhookEndpoint:
+    return WebhookEndpoint.objects.create(name=name, url=receiver.url(f"/{name}"), events=["lead.*"],
+                                          secret="whsec_batch_test_secret_0123456789", **fields)
+
+
+def _due_deliveries(endpoints, count) -> list[int]:
+    event_type = EventType.objects.get(name="lead.created")
+    now = timezone.now()
+    ids = []
+    for n in range(count):
+        event = Event.objects.create(event_id=f"evt_batch_{secrets.token_hex(6)}", event_type=event_type, timestamp=now, data={"n": n})
+        ids += [Delivery.objects.create(event=event, endpoint=e, next_attempt_at=now).pk for e in endpoints]
+    return ids
+
+
+def test_claim_due_claims_each_due_delivery_once(event_types, receiver):
+    # given
+    ids = _due_deliveries([_endpoint(receiver, "a"), _endpoint(receiver, "b")], 1)
+
+    # when
+    first = delivery_services.claim_due(limit=50)
+    second = delivery_services.claim_due(limit=50)
+
+    # then
+    assert sorted(first) == sorted(ids)
+    assert second == []
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"in_flight"}
+    assert all(d.claimed_until > timezone.now() for d in Delivery.objects.all())
+
+
+def test_claim_due_keeps_the_per_endpoint_in_flight_cap(event_types, receiver, settings):
+    # given: five due deliveries to one endpoint, one already in flight, a cap of 3
+    settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT = 3
+    ids = _due_deliveries([_endpoint(receiver, "capped")], 5)
+    Delivery.objects.filter(pk=ids[0]).update(status=Delivery.Status.IN_FLIGHT)
+
+    # when
+    claimed = delivery_services.claim_due(limit=50)
+
+    # then: 3 - 1 = 2 more, the oldest
+    assert claimed == ids[1:3]
+
+
+def test_claim_due_leaves_paused_endpoints_and_future_deliveries(event_types, receiver):
+    # given
+    paused = _due_deliveries([_endpoint(receiver, "paused", status="paused")], 1)
+    later = _due_deliveries([_endpoint(receiver, "later")], 1)
+    Delivery.objects.filter(pk__in=later).update(next_attempt_at=timezone.now() + timezone.timedelta(minutes=5))
+
+    # when
+    claimed = delivery_services.claim_due(limit=50)
+
+    # then
+    assert claimed == []
+    assert Delivery.objects.get(pk=paused[0]).status == "pending"
+
+
+def test_deliver_due_batch_sends_all_and_stores_them_in_bulk(event_types, receiver):
+    # given: 2 events to 5 endpoints (10 deliveries)
+    endpoints = [_endpoint(receiver, f"bulk{n}") for n in range(5)]
+    _due_deliveries(endpoints, 2)
+
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        result = delivery_services.deliver_due_batch()
+
+    # then: every delivery sent once and stored; far fewer statements than one per step per delivery
+    assert (result.claimed, result.sent, result.released) == (10, 10, 0)
+    assert len(receiver.requests) == 10
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"succeeded"}
+    assert DeliveryAttempt.objects.filter(outcome="succeeded").count() == 10
+    assert len(queries) <= 10, "\n".join(q["sql"][:70] for q in queries)
+
+
+def test_gzip_endpoint_gets_a_compressed_body_signed_uncompressed(api, receiver, worker):
+    # given
+    response = api.post("/endpoints", {"name": "gz", "url": receiver.url("/gz"), "events": ["lead.*"],
+                                       "gzip_requests": True, "secret": "whsec_gzip_test_secret_0123456789"},
+                        format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["gzip_requests"] is True
+
+    # when
+    api.post("/events/publish", {"event_type": "lead.created", "data": {"notes": "x" * 2000}}, format="json")
+
+    # then
+    request = receiver.wait_for(1, path="/gz")[0]
+    assert request.header("Content-Encoding") == "gzip"
+    plain = gzip.decompress(request.body)
+    assert len(request.body) < len(plain)
+    assert json.loads(plain)["data"]["notes"] == "x" * 2000
+    expected = hmac.new(b"whsec_gzip_test_secret_0123456789", plain, hashlib.sha256).hexdigest()
+    assert request.header("X-Vocelio-Signature") == f"sha256={expected}"
+    wait_until(lambda: DeliveryAttempt.objects.filter(outcome="succeeded").exists())
+    assert json.loads(DeliveryAttempt.objects.get().request_body)["data"]["notes"] == "x" * 2000
+
+
+def test_publish_answers_503_when_too_many_deliveries_wait(api, receiver, settings):
+    # given: a limit of 2 waiting deliveries, and 2 waiting
+    settings.WEBHOOK_MAX_QUEUE_SIZE = 2
+    event_services._queue_size_seen = (0.0, 0)
+    _due_deliveries([_endpoint(receiver, "q1"), _endpoint(receiver, "q2")], 1)
+
+    # when
+    response = api.post("/events/publish", {"event_type": "lead.created", "data": {}}, format="json")
+
+    # then
+    error = assert_seed_error(response, 503, "QUEUE_FULL")
+    assert error["details"] == {"waiting": 2, "max_queue_size": 2}
+    event_services._queue_size_seen = (0.0, 0)
