@@ -19,7 +19,8 @@ from tests.conftest import assert_seed_error, wait_until
 
 
 def _endpoint(receiver, name, **fields) -> WebhookEndpoint:
-    return WebhookEndpoint.objects.create(name=name, url=receiver.url(f"/{name}"), events=["lead.*"],
+    fields.setdefault("events", ["lead.*"])
+    return WebhookEndpoint.objects.create(name=name, url=receiver.url(f"/{name}"),
                                           secret="whsec_batch_test_secret_0123456789", **fields)
 
 
@@ -129,3 +130,39 @@ def test_publish_answers_503_when_too_many_deliveries_wait(api, receiver, settin
     error = assert_seed_error(response, 503, "QUEUE_FULL")
     assert error["details"] == {"waiting": 2, "max_queue_size": 2}
     event_services._queue_size_seen = (0.0, 0)
+
+
+def test_claim_due_for_a_priority_wakeup_takes_only_high_priority_deliveries(event_types, receiver):
+    # given: an ordinary and a high-priority delivery, both due
+    endpoint = _endpoint(receiver, "prio", events=["*"])
+    ordinary = _due_deliveries([endpoint], 1)
+    EventType.objects.filter(name="system.error").update(is_high_priority=True)
+    urgent_event = Event.objects.create(event_id="evt_urgent", event_type=EventType.objects.get(name="system.error"),
+                                        timestamp=timezone.now(), data={})
+    urgent = Delivery.objects.create(event=urgent_event, endpoint=endpoint, next_attempt_at=timezone.now())
+
+    # when
+    claimed = delivery_services.claim_due(limit=50, high_priority_only=True)
+
+    # then
+    assert claimed == [urgent.pk]
+    assert Delivery.objects.get(pk=ordinary[0]).status == "pending"
+
+
+def test_a_hanging_receiver_does_not_hold_the_batch(transactional_db, event_types, receiver):
+    # given: one fast endpoint and one that answers after 3 s (timeout 10 s)
+    receiver.hang_seconds["/slow"] = 3
+    fast = _endpoint(receiver, "fast")
+    slow = _endpoint(receiver, "slow", timeout_seconds=10)
+    _due_deliveries([fast, slow], 1)
+
+    # when
+    result = delivery_services.deliver_due_batch()
+
+    # then: the batch returned with the fast delivery stored and the slow one still in flight ...
+    assert result.claimed == 2
+    assert Delivery.objects.get(endpoint=fast).status == "succeeded"
+    assert Delivery.objects.get(endpoint=slow).status == "in_flight"
+    # ... which the recorder thread stores when the answer comes
+    wait_until(lambda: Delivery.objects.get(endpoint=slow).status == "succeeded", timeout=20)
+    assert DeliveryAttempt.objects.get(delivery__endpoint=slow).response_status_code == 200
