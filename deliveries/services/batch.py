@@ -284,15 +284,15 @@ def deliver_due_batch(*, limit: int | None = None, high_priority_only: bool = Fa
             waiting[pool.submit(attempts.send_or_fail, request=request, endpoint=delivery.endpoint)] = (delivery, request)
     _track(len(waiting))
     done, slow = wait(waiting, timeout=STRAGGLER_WAIT_SECONDS)
+    for future in slow:
+        # A slow receiver must not hold this worker: its attempt is stored by the recorder thread.
+        delivery, request = waiting[future]
+        future.add_done_callback(functools.partial(_hand_over, delivery, request, started_at))
     finished += [_Finished(*waiting[future], future.result(), started_at) for future in done]
     try:
         _store(finished)
     finally:
         _track(-len(done))
-    for future in slow:
-        # A slow receiver must not hold this worker: its attempt is stored by the recorder thread.
-        delivery, request = waiting[future]
-        future.add_done_callback(functools.partial(_hand_over, delivery, request, started_at))
     # Deliveries may still be due: beyond this batch, or held back by the per-endpoint cap while
     # this batch was in flight. One more wake-up; a chain ends with a batch that claims nothing.
     attempts.enqueue_wakeup()
