@@ -579,7 +579,12 @@ def main() -> int:
             runs = [measure_fanout(base, args, endpoints=args.fanout_endpoints, tag=f"f{r}") for r in range(args.runs)]
             scenarios["fanout"] = {"runs": runs, "seconds": summarise(runs, "seconds")}
         if "cost" in only:
+            if worker is not None:  # counted in this process only: the worker must not take the deliveries
+                worker.stop()
+                procs.remove(worker)
             runs = [measure_sql(base, events=100, endpoints=10, tag=f"s{r}") for r in range(args.runs)]
+            worker = start_worker(args, queues="priority,deliveries,retries,maintenance")
+            procs.append(worker)
             scenarios["sql"] = {"runs": runs, "statements_per_delivery": summarise(runs, "statements_per_delivery")}
             rss_run = measure_delivery("engine", base, args, events=args.rss_deliveries // args.endpoints,
                                        endpoints=args.endpoints, tag="rss", rss_of=worker)
