@@ -14,25 +14,29 @@ Deliveries are retried in transactions of 500.
 """
 from collections import Counter
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from deliveries import services as delivery_services
 from deliveries.management.commands.replay_events import (
     BATCH_SIZE,
     add_common_arguments,
-    parse_when,
-    progress,
-    tick,
 )
 from deliveries.models import Delivery
 from deliveries.services.replay import RETRYABLE_STATUSES
 from vocelio_webhooks import services as audit_services
+from vocelio_webhooks.commands import OperatorCommand, parse_when, progress, tick
 
 STATUS_CHOICES = [str(s) for s in RETRYABLE_STATUSES]
 
 
-class Command(BaseCommand):
-    help = "Retry dead-lettered or failed deliveries (one more attempt each, now)."
+class Command(OperatorCommand):
+    help = ("Retry dead-lettered (default), failed or cancelled deliveries: one more attempt each, now. "
+            "Earlier attempts are not touched.")
+    examples = """
+python manage.py retry_deliveries --endpoint 7 --since 2025-08-05T17:00:00Z --dry-run
+python manage.py retry_deliveries --status dead_lettered --status failed --event-type 'call.*'
+python manage.py retry_deliveries --limit 1000 --no-progress
+"""
 
     def add_arguments(self, parser):
         add_common_arguments(parser)
@@ -60,9 +64,11 @@ class Command(BaseCommand):
         ids = [pk for pk, _, _ in rows]
 
         if options["dry_run"]:
-            self.stdout.write(f"Would retry {len(ids)} delivery(ies).")
-            for (status, endpoint_id), count in sorted(Counter((s, e) for _, s, e in rows).items()):
+            # The breakdown first, the summary last (every operator command ends with its summary).
+            for (status, endpoint_id), count in sorted(Counter((s, e) for _, s, e in rows).items(),
+                                                       key=lambda item: (item[0][1] or 0, item[0][0])):
                 self.stdout.write(f"  endpoint {endpoint_id}, {status}: {count}")
+            self.stdout.write(f"Would retry {len(ids)} delivery(ies).")
             return
         retried = 0
         with progress(self, enabled=not options["no_progress"], total=len(ids), desc="Retrying",
