@@ -68,6 +68,35 @@ def test_create_api_key_rejects_bad_options_and_creates_nothing(args):
 
 
 @pytest.mark.django_db
+def test_create_api_key_dry_run_validates_and_creates_nothing():
+    # given
+    from vocelio_webhooks.models import AuditLogEntry
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+
+    # when
+    call_command("create_api_key", "ci", "--scopes", "read", "--environments", "staging", "--dry-run",
+                 stdout=stdout, stderr=stderr)
+
+    # then
+    assert stdout.getvalue() == ("Would create API key 'ci' (scopes read; environments staging; never expires). "
+                                 "Nothing was created.\n")
+    assert "vwk_" not in stdout.getvalue() + stderr.getvalue()
+    assert ApiKey.objects.count() == 0 and AuditLogEntry.objects.count() == 0
+    with pytest.raises(CommandError, match="moon"):
+        call_command("create_api_key", "ci", "--environments", "moon", "--dry-run", stdout=io.StringIO())
+
+
+def test_create_api_key_help_ends_with_examples(capsys):
+    # given / when
+    with pytest.raises(SystemExit):
+        call_command("create_api_key", "--help")
+
+    # then
+    assert "\nexamples:\n  python manage.py create_api_key crm-sync" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
 def test_create_api_key_admin_alias_is_stored_as_star():
     # given / when
     _create_key("ops", "--scopes", "admin")
