@@ -15,6 +15,8 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from analytics import charts
+from analytics.models import Alert, AlertRule
+from vocelio_webhooks.admin import AuditedAdminMixin
 
 REFRESH_SECONDS = 15
 
@@ -177,3 +179,31 @@ def dashboard_view(request):
         return TemplateResponse(request, "admin/analytics/dashboard_fragment.html", context)
     context.update(admin.site.each_context(request))
     return TemplateResponse(request, "admin/analytics/dashboard.html", context)
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Alert rules (metric, threshold, period, action); changes are audited like the API's."""
+
+    list_display = ("name", "metric", "threshold", "period_seconds", "action", "min_samples", "enabled", "updated_at")
+    list_filter = ("enabled", "metric", "action")
+    search_fields = ("name", "description")
+    list_editable = ("enabled",)
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    """Alerts are written by the evaluation task only: read-only history here."""
+
+    list_display = ("id", "rule", "scope_key", "endpoint", "status", "pending_since", "fired_at", "resolved_at",
+                    "value_at_fire", "peak_value", "last_value")
+    list_filter = ("status", "rule")
+    search_fields = ("rule__name", "scope_key", "endpoint__name", "firing_event_id")
+    date_hierarchy = "created_at"
+    list_select_related = ("rule", "endpoint")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -230,3 +230,13 @@ def test_admin_index_links_to_the_dashboard(admin_client):
 
     # then
     assert 'href="/admin/dashboard/"' in html and "Delivery dashboard" in html
+
+
+def test_alert_rules_and_alerts_are_listed_in_the_admin(admin_client):
+    # when
+    rules = admin_client.get("/admin/analytics/alertrule/")
+    alerts = admin_client.get("/admin/analytics/alert/")
+    add_alert = admin_client.get("/admin/analytics/alert/add/")
+
+    # then
+    assert (rules.status_code, alerts.status_code, add_alert.status_code) == (200, 200, 403)
