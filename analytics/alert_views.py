@@ -30,7 +30,9 @@ _ID_OR_NAME = OpenApiParameter("id", str, OpenApiParameter.PATH, description="Ru
 class AlertRuleViewSet(viewsets.ModelViewSet):
     """``GET/POST /alert-rules``, ``GET/PUT/PATCH/DELETE /alert-rules/{id or name}``."""
 
-    queryset = AlertRule.objects.annotate(firing_count=Count("alerts", filter=Q(alerts__status=Alert.Status.FIRING)))
+    queryset = AlertRule.objects.annotate(
+        firing_count=Count("alerts", filter=Q(alerts__status=Alert.Status.FIRING))
+    ).order_by("name")  # Meta.ordering does not apply to aggregating queries
     serializer_class = AlertRuleSerializer
     filterset_fields = ["metric", "action", "enabled"]
     lookup_value_regex = r"[A-Za-z0-9_-]+"

@@ -15,6 +15,7 @@ firing alerts ``/metrics`` exposes to autoscalers. Interpretations of the seed's
   Retries waiting out their backoff and deliveries of paused endpoints are excluded, since more
   capacity would not send them any sooner.
 """
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,8 +46,11 @@ def endpoint_scope(endpoint_id: int) -> str:
 
 
 def _counted_attempts(*, since: datetime, until: datetime):
-    own_notices = Q(delivery__event__event_type__category="system",
-                    delivery__event__metadata__source_service=settings.WEBHOOK_SOURCE_SERVICE)
+    # Event.metadata is JSON stored as text (key order kept), so it offers no key lookups; publish
+    # writes it compactly, which makes this substring the exact key/value pair.
+    marker = json.dumps({"source_service": settings.WEBHOOK_SOURCE_SERVICE}, ensure_ascii=False,
+                        separators=(",", ":"))[1:-1]
+    own_notices = Q(delivery__event__event_type__category="system", delivery__event__metadata__contains=marker)
     return DeliveryAttempt.objects.filter(created_at__gt=since, created_at__lte=until).exclude(own_notices)
 
 

@@ -309,12 +309,12 @@ def _save_rule(*, rule: AlertRule, fields: dict[str, Any]) -> AlertRule:
     unknown = set(fields) - RULE_FIELDS
     if unknown:
         raise ValidationFailed(f"Unknown alert rule fields: {', '.join(sorted(unknown))}.",
-                               details={"fields": sorted(unknown)})
+                               details={"fields": {name: ["Unknown field."] for name in sorted(unknown)}})
     for name, value in fields.items():
         setattr(rule, name, value)
     try:
         rule.full_clean()
     except ValidationError as exc:
-        raise ValidationFailed("Invalid alert rule.", details=exc.message_dict) from exc
+        raise ValidationFailed("The alert rule is invalid.", details={"fields": exc.message_dict}) from exc
     rule.save()
     return rule
