@@ -102,7 +102,7 @@ class MetricsView(APIView):
     throttle_classes = []
     content_negotiation_class = _IgnoreAccept
 
-    @extend_schema(responses={(200, "text/plain"): OpenApiResponse(description="Prometheus text format 0.0.4")})
+    @extend_schema(responses={(200, "text/plain"): OpenApiResponse(description="Prometheus text exposition format")})
     def get(self, request):
         body, content_type = metrics.render_latest()
         return HttpResponse(body, content_type=content_type)
