@@ -1,0 +1,227 @@
+"""Writes of the analytics app: the roll-up of delivery statistics (issue 6, "fast at scale").
+
+``rollup_delivery_stats`` runs every ``WEBHOOK_ANALYTICS_ROLLUP_INTERVAL_SECONDS`` (beat task
+``analytics.tasks.rollup_delivery_stats``). Each run:
+
+1. takes the closed minutes up to ``now - WEBHOOK_ANALYTICS_ROLLUP_LAG_SECONDS`` (rounded down to
+   a minute): rows are stamped ``created_at`` by the application just before their INSERT, and a
+   transaction may commit a little later, so a row may show up "late" for its minute;
+2. re-aggregates, from the raw ``DeliveryAttempt``/``Delivery`` rows, every minute from
+   ``watermark - WEBHOOK_ANALYTICS_ROLLUP_RECHECK_SECONDS`` to that cut-off (delete + insert, so
+   rows that committed late within the recheck window are counted, and running twice changes
+   nothing), in chunks of at most ``CHUNK`` each in its own transaction that also moves the
+   watermark — a crash loses no work and double-counts nothing;
+3. re-sums the touched hours from their minutes and the touched days from their hours;
+4. deletes minute roll-ups older than ``WEBHOOK_ANALYTICS_MINUTE_ROLLUP_RETENTION_DAYS`` and hour
+   and day roll-ups older than ``WEBHOOK_ANALYTICS_ROLLUP_RETENTION_DAYS``. The raw attempts' own
+   retention (``deliveries.services.retention``) does not touch roll-ups.
+
+The watermark row is locked (``SELECT … FOR UPDATE``) while a chunk is written, so two runs at once
+serialize instead of racing.
+"""
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from analytics.models import AttemptRollup, ErrorRollup, Granularity, RollupState
+from analytics.queries.aggregation import (
+    ROLLUP_STATE_NAME,
+    Filters,
+    ceil_to,
+    floor_to,
+    raw_errors,
+    raw_measures,
+    rollup_measures,
+)
+from deliveries.models import Delivery, DeliveryAttempt
+
+logger = logging.getLogger(__name__)
+
+CHUNK = timedelta(hours=6)
+INSERT_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class RollupResult:
+    """What one run did: the watermark after it (``None`` when there is nothing to roll up),
+    minutes re-aggregated, roll-up rows written and deleted, and whether it caught up with the
+    cut-off (``False``: the time budget ran out; the next run goes on)."""
+
+    watermark: datetime | None
+    minutes: int
+    rows_written: int
+    rows_pruned: int
+    complete: bool
+    seconds: float
+
+
+def rollup_delivery_stats(*, now: datetime | None = None, max_seconds: float | None = None,
+                          recheck_seconds: float | None = None) -> RollupResult:
+    """Bring the roll-up tables up to ``now - WEBHOOK_ANALYTICS_ROLLUP_LAG_SECONDS`` (see the module
+    docstring). Inputs: ``now`` (default: the clock), ``max_seconds`` (time budget; no new chunk
+    starts after it; default ``WEBHOOK_ANALYTICS_ROLLUP_MAX_SECONDS_PER_RUN``), ``recheck_seconds``
+    (default ``WEBHOOK_ANALYTICS_ROLLUP_RECHECK_SECONDS``). Idempotent. Output: ``RollupResult``."""
+    began = time.monotonic()
+    now = now or timezone.now()
+    max_seconds = settings.WEBHOOK_ANALYTICS_ROLLUP_MAX_SECONDS_PER_RUN if max_seconds is None else max_seconds
+    recheck = timedelta(seconds=settings.WEBHOOK_ANALYTICS_ROLLUP_RECHECK_SECONDS
+                        if recheck_seconds is None else recheck_seconds)
+    cutoff = floor_to(now - timedelta(seconds=settings.WEBHOOK_ANALYTICS_ROLLUP_LAG_SECONDS), "minute")
+    state = _state()
+    watermark = state.watermark
+    if watermark is None:
+        watermark = _first_data_minute()
+        if watermark is None:
+            return RollupResult(None, 0, 0, 0, True, time.monotonic() - began)
+    low = watermark - recheck
+    minutes = rows = 0
+    complete = True
+    while low < cutoff:
+        if time.monotonic() - began > max_seconds:
+            complete = False
+            break
+        high = min(cutoff, floor_to(low, "hour") + CHUNK)
+        with transaction.atomic():
+            locked = RollupState.objects.select_for_update().get(name=ROLLUP_STATE_NAME)
+            rows += _rollup_minutes(low, high)
+            rows += _resum(Granularity.HOUR, floor_to(low, "hour"), ceil_to(high, "hour"))
+            rows += _resum(Granularity.DAY, floor_to(low, "day"), ceil_to(high, "day"))
+            if locked.watermark is None or high > locked.watermark:
+                locked.watermark = high
+            locked.last_run_at = now
+            locked.last_run_seconds = time.monotonic() - began
+            locked.save()
+            watermark = locked.watermark
+        minutes += int((high - low) / timedelta(minutes=1))
+        low = high
+    pruned = _prune(now)
+    result = RollupResult(watermark, minutes, rows, pruned, complete, time.monotonic() - began)
+    logger.info("analytics roll-up: watermark %s, %d minutes, %d rows written, %d pruned, complete=%s, %.2fs",
+                result.watermark, result.minutes, result.rows_written, result.rows_pruned, result.complete,
+                result.seconds)
+    return result
+
+
+def rebuild_rollups(*, now: datetime | None = None) -> RollupResult:
+    """Forget the watermark and roll up every stored attempt and delivery again (an operator's
+    repair after rows were imported or back-dated; the benchmark's first roll-up). Roll-ups older
+    than the oldest raw row are kept. No time budget."""
+    first = _first_data_minute()
+    with transaction.atomic():
+        _state()
+        RollupState.objects.filter(name=ROLLUP_STATE_NAME).update(watermark=first)
+    return rollup_delivery_stats(now=now, max_seconds=float("inf"), recheck_seconds=0)
+
+
+def _state() -> RollupState:
+    try:
+        with transaction.atomic():
+            return RollupState.objects.get_or_create(name=ROLLUP_STATE_NAME)[0]
+    except IntegrityError:  # created by a concurrent run between the get and the create
+        return RollupState.objects.get(name=ROLLUP_STATE_NAME)
+
+
+def _first_data_minute() -> datetime | None:
+    firsts = [
+        DeliveryAttempt.objects.aggregate(first=Min("created_at"))["first"],
+        Delivery.objects.aggregate(first=Min("created_at"))["first"],
+    ]
+    firsts = [moment for moment in firsts if moment is not None]
+    return floor_to(min(firsts), "minute") if firsts else None
+
+
+def _minute_key(created_at, endpoint_id, event_type, environment):
+    return floor_to(created_at, "minute"), endpoint_id, event_type, environment
+
+
+def _rollup_minutes(low: datetime, high: datetime) -> int:
+    """Replace the minute roll-ups of [low, high) by a fresh aggregation of the raw rows."""
+    everything = Filters()
+    measures = raw_measures(ranges=[(low, high)], filters=everything, key=_minute_key)
+    errors = raw_errors(ranges=[(low, high)], filters=everything, key=_minute_key)
+    AttemptRollup.objects.filter(granularity=Granularity.MINUTE, bucket_start__gte=low, bucket_start__lt=high).delete()
+    ErrorRollup.objects.filter(granularity=Granularity.MINUTE, bucket_start__gte=low, bucket_start__lt=high).delete()
+    AttemptRollup.objects.bulk_create(
+        (AttemptRollup(granularity=Granularity.MINUTE, bucket_start=bucket, endpoint_id=endpoint_id,
+                       event_type=event_type, environment=environment, **group.rollup_fields())
+         for (bucket, endpoint_id, event_type, environment), group in measures.items()),
+        batch_size=INSERT_BATCH,
+    )
+    ErrorRollup.objects.bulk_create(
+        (ErrorRollup(granularity=Granularity.MINUTE, bucket_start=bucket, endpoint_id=endpoint_id,
+                     event_type=event_type, environment=environment, status_code=status_code,
+                     error_class=error_class, count=count, example_attempt_id=example)
+         for ((bucket, endpoint_id, event_type, environment), status_code, error_class), (count, example)
+         in errors.items()),
+        batch_size=INSERT_BATCH,
+    )
+    return len(measures) + len(errors)
+
+
+_FINER = {Granularity.HOUR: Granularity.MINUTE, Granularity.DAY: Granularity.HOUR}
+
+
+def _resum(level: str, low: datetime, high: datetime) -> int:
+    """Replace the ``level`` roll-ups of [low, high) (aligned to ``level``) by sums of the next
+    finer roll-ups."""
+    finer = _FINER[level]
+    group_by = ("bucket_start", "endpoint_id", "event_type", "environment")
+    # Sum per finer bucket in the database, then fold the finer buckets into this level here:
+    # at most 60 minutes or 24 hours per group.
+    folded: dict[tuple, object] = {}
+    for (bucket, endpoint_id, event_type, environment), measures in rollup_measures(
+        level=finer, ranges=[(low, high)], filters=Filters(), group_by=group_by
+    ):
+        key = (floor_to(bucket, level), endpoint_id, event_type, environment)
+        if key in folded:
+            folded[key].merge(measures)
+        else:
+            folded[key] = measures
+    error_rows: dict[tuple, list[int]] = {}
+    for row in (ErrorRollup.objects.filter(granularity=finer, bucket_start__gte=low, bucket_start__lt=high)
+                .order_by().values_list("bucket_start", "endpoint_id", "event_type", "environment", "status_code",
+                                        "error_class", "count", "example_attempt_id").iterator(chunk_size=5000)):
+        key = (floor_to(row[0], level), *row[1:6])
+        entry = error_rows.get(key)
+        if entry is None:
+            error_rows[key] = [row[6], row[7]]
+        else:
+            entry[0] += row[6]
+            entry[1] = max(entry[1], row[7])
+    AttemptRollup.objects.filter(granularity=level, bucket_start__gte=low, bucket_start__lt=high).delete()
+    ErrorRollup.objects.filter(granularity=level, bucket_start__gte=low, bucket_start__lt=high).delete()
+    AttemptRollup.objects.bulk_create(
+        (AttemptRollup(granularity=level, bucket_start=bucket, endpoint_id=endpoint_id, event_type=event_type,
+                       environment=environment, **measures.rollup_fields())
+         for (bucket, endpoint_id, event_type, environment), measures in folded.items()),
+        batch_size=INSERT_BATCH,
+    )
+    ErrorRollup.objects.bulk_create(
+        (ErrorRollup(granularity=level, bucket_start=bucket, endpoint_id=endpoint_id, event_type=event_type,
+                     environment=environment, status_code=status_code, error_class=error_class, count=count,
+                     example_attempt_id=example)
+         for (bucket, endpoint_id, event_type, environment, status_code, error_class), (count, example)
+         in error_rows.items()),
+        batch_size=INSERT_BATCH,
+    )
+    return len(folded) + len(error_rows)
+
+
+def _prune(now: datetime) -> int:
+    """Delete roll-ups past their retention (0 or less: keep forever)."""
+    deleted = 0
+    for levels, days in (((Granularity.MINUTE,), settings.WEBHOOK_ANALYTICS_MINUTE_ROLLUP_RETENTION_DAYS),
+                         ((Granularity.HOUR, Granularity.DAY), settings.WEBHOOK_ANALYTICS_ROLLUP_RETENTION_DAYS)):
+        if days <= 0:
+            continue
+        cutoff = now - timedelta(days=days)
+        for model in (AttemptRollup, ErrorRollup):
+            deleted += model.objects.filter(granularity__in=levels, bucket_start__lt=cutoff).delete()[0]
+    return deleted
+
