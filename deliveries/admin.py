@@ -185,6 +185,10 @@ class DeliveryAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
+    def has_change_permission(self, request, obj=None) -> bool:
+        # History is read-only: deliveries change through the actions (services), never the form.
+        return False
+
     @admin.display(description="last error")
     def last_error_summary(self, obj) -> str:
         return obj.last_error if len(obj.last_error) <= 80 else obj.last_error[:79] + "…"
