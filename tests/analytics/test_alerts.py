@@ -131,7 +131,7 @@ def test_failure_rate_fires_publishes_mails_then_resolves(alert_settings, seed_r
     assert report.count("resolve") == 1
     assert (resolved.status, resolved.resolved_at) == ("resolved", now + timedelta(minutes=11))
     assert resolved.details["resolution"]["reason"] == "condition_cleared"
-    first, second = alert_events()
+    _, second = alert_events()
     assert second.event_id == resolved.resolved_event_id == f"alert_{alert.pk}_resolved"
     assert second.data["alert"]["status"] == "resolved" and second.data["alert"]["value"] == 15.0
     assert Delivery.objects.filter(event=second, endpoint=slack).exists()
