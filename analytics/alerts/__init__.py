@@ -6,6 +6,8 @@ stored rules evaluated by beat, alerts recorded with their values, announced as
 * ``queries`` — the measurements (failure rate, response time per endpoint, queue backlog) and
   ``firing_alerts_for_metrics`` for ``/metrics``.
 * ``services`` — ``evaluate_alert_rules`` (the beat task's body), rule edits.
+* ``metrics`` — ``alert_metric_families``, the alert gauges of ``/metrics`` (imported on its own:
+  it needs prometheus-client).
 """
 from analytics.alerts.decisions import (
     Decision,

@@ -543,3 +543,34 @@ def test_two_beats_evaluating_at_once_fire_one_alert(transactional_db, alert_set
     # then: the rule lock (PostgreSQL) or the unique constraint lets exactly one fire
     assert sum(report.count("fire") for report in reports) == 1
     assert Alert.objects.count() == 1 and len(alert_events()) == 1
+
+
+def test_alert_gauges_tell_an_autoscaler_to_scale(alert_settings, seed_rules, event_types,
+                                                  django_capture_on_commit_callbacks):
+    # given: a queue backlog of 1500 that has lasted a minute
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from analytics.alerts.metrics import alert_metric_families
+
+    class Source:
+        def collect(self):
+            return alert_metric_families()
+
+    registry = CollectorRegistry()
+    registry.register(Source())
+    before = generate_latest(registry).decode()
+    _backlog(make_endpoint(), 1500)
+    start = timezone.now()
+
+    # when
+    evaluate(start, django_capture_on_commit_callbacks)
+    evaluate(start + timedelta(seconds=60), django_capture_on_commit_callbacks)
+    after = generate_latest(registry).decode()
+
+    # then
+    assert 'vocelio_alert_scale_processing_capacity{rule="queue_backlog"} 0.0' in before
+    assert 'vocelio_alert_scale_processing_capacity{rule="queue_backlog"} 1.5' in after
+    assert ('vocelio_alerts_firing{action="scale_processing_capacity",metric="queue_backlog_deliveries",'
+            'rule="queue_backlog"} 1.0') in after
+    assert ('vocelio_alerts_firing{action="alert_operations_team",metric="delivery_failure_rate_percent",'
+            'rule="delivery_failure_rate"} 0.0') in after
