@@ -86,6 +86,12 @@ def rollup_delivery_stats(*, now: datetime | None = None, max_seconds: float | N
         if time.monotonic() - began > max_seconds:
             complete = False
             break
+        next_row = _first_data_minute(since=low)
+        if next_row is None or next_row >= cutoff:
+            watermark = _advance_watermark(cutoff, now=now, began=began)
+            break
+        # Skip stretches without raw rows (nothing to re-aggregate there), e.g. quiet nights.
+        low = max(low, next_row)
         high = min(cutoff, floor_to(low, "hour") + CHUNK)
         with transaction.atomic():
             locked = RollupState.objects.select_for_update().get(name=ROLLUP_STATE_NAME)
@@ -127,10 +133,27 @@ def _state() -> RollupState:
         return RollupState.objects.get(name=ROLLUP_STATE_NAME)
 
 
-def _first_data_minute() -> datetime | None:
+def _advance_watermark(moment: datetime, *, now: datetime, began: float) -> datetime:
+    """Move the watermark to ``moment`` (no raw row lies between it and ``moment``); returns
+    the watermark, which a concurrent run may have moved further."""
+    with transaction.atomic():
+        locked = RollupState.objects.select_for_update().get(name=ROLLUP_STATE_NAME)
+        if locked.watermark is None or moment > locked.watermark:
+            locked.watermark = moment
+        locked.last_run_at = now
+        locked.last_run_seconds = time.monotonic() - began
+        locked.save()
+    return locked.watermark
+
+
+def _first_data_minute(*, since: datetime | None = None) -> datetime | None:
+    """The minute of the oldest attempt or delivery created at or after ``since`` (indexed)."""
+    attempts, deliveries = DeliveryAttempt.objects.all(), Delivery.objects.all()
+    if since is not None:
+        attempts, deliveries = attempts.filter(created_at__gte=since), deliveries.filter(created_at__gte=since)
     firsts = [
-        DeliveryAttempt.objects.aggregate(first=Min("created_at"))["first"],
-        Delivery.objects.aggregate(first=Min("created_at"))["first"],
+        attempts.aggregate(first=Min("created_at"))["first"],
+        deliveries.aggregate(first=Min("created_at"))["first"],
     ]
     firsts = [moment for moment in firsts if moment is not None]
     return floor_to(min(firsts), "minute") if firsts else None

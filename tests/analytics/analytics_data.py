@@ -80,7 +80,7 @@ def known_dataset() -> dict:
     return {"crm": crm, "erp": erp, "a3": a3, "a3b": a3b, "a4": a4}
 
 
-def random_dataset(*, days: int = 3, deliveries: int = 400, seed: int = 7) -> None:
+def random_dataset(*, days: int = 3, deliveries: int = 150, seed: int = 7) -> None:
     """Deliveries and attempts at random seconds over ``days`` days from T0 - 1 day, with random
     durations, outcomes and endpoints (for raw-versus-roll-up comparisons)."""
     rng = random.Random(seed)
