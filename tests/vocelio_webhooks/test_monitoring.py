@@ -166,3 +166,20 @@ def test_health_ready_needs_no_credentials_and_ignores_accept(db):
     # then: answered (ready or not), never 401/403/406
     assert response.status_code in (200, 503)
     assert response["Content-Type"] == "application/json"
+
+
+def test_health_ready_answers_503_naming_broker_without_its_url(db, monkeypatch):
+    # given: a broker nobody listens on, with a password in its URL
+    from vocelio_webhooks.celery import app
+
+    monkeypatch.setitem(app.conf, "broker_read_url", "redis://:hunter2-secret@127.0.0.1:1/0")
+
+    # when
+    response = APIClient().get("/health/ready")
+
+    # then
+    error = assert_seed_error(response, 503, "NOT_READY")
+    assert error["details"]["broker"]["status"] == "fail"
+    assert "broker" in error["message"]
+    assert b"hunter2" not in response.content and b"127.0.0.1:1" not in response.content
+    assert error["details"]["database"] == {"status": "ok"}
