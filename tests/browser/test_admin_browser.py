@@ -146,3 +146,34 @@ def test_admin_in_browser_login_dashboard_and_retry_a_dead_letter(browser, live_
         browser.execute_script("arguments[0].open = true", summary)
     assert "HTTPError" in browser.page_source and "maintenance" in browser.page_source
     _shot(browser, artifacts_dir, "06-delivery-detail", full_page=True)
+
+
+def test_admin_in_browser_template_preview_renders_while_typing(browser, live_server, transactional_db, event_types,
+                                                               artifacts_dir):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # given
+    User.objects.create_superuser("editor", "editor@example.com", PASSWORD)
+    wait = WebDriverWait(browser, 20)
+    browser.delete_all_cookies()
+    browser.get(f"{live_server.url}/admin/login/?next=/admin/templates_app/payloadtemplate/add/")
+    browser.find_element(By.ID, "id_username").send_keys("editor")
+    browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait.until(lambda d: d.find_elements(By.ID, "template-preview"))
+
+    # when: a template is typed (live preview on), then broken
+    browser.find_element(By.ID, "id_body").send_keys('{"lead": "{{ data.name | upper }}", "type": "{{ event_type }}"}')
+    browser.find_element(By.ID, "preview-data").send_keys('{"name": "Ann Lee"}')
+    wait.until(lambda d: d.find_element(By.ID, "preview-output").get_attribute("data-ok") == "true")
+    rendered = browser.find_element(By.ID, "preview-output").text
+    _shot(browser, artifacts_dir, "07-template-preview", full_page=True)
+    body = browser.find_element(By.ID, "id_body")
+    body.clear()
+    body.send_keys('{"lead": "{{ data.name "}')
+    wait.until(lambda d: d.find_element(By.ID, "preview-output").get_attribute("data-ok") == "false")
+
+    # then
+    assert '"lead": "ANN LEE"' in rendered and '"type": "lead.created"' in rendered
+    assert "TEMPLATE_SYNTAX_ERROR" in browser.find_element(By.ID, "preview-output").text
