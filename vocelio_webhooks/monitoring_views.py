@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.http import HttpResponse
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.negotiation import BaseContentNegotiation
@@ -79,6 +80,14 @@ class MetricsTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'
+
+
+class MetricsTokenAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "vocelio_webhooks.monitoring_views.MetricsTokenAuthentication"
+    name = "MetricsToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "WEBHOOK_METRICS_TOKEN (GET /metrics only)"}
 
 
 class AllEnvironmentsOnly(BasePermission):
