@@ -99,6 +99,16 @@ def rolled_back() -> Iterator[None]:
         pass
 
 
+def note(command: BaseCommand, message: str) -> None:
+    """Write an informational line to the command's stderr without Django's default error colour
+    (stderr is red on a terminal), keeping stdout for the result."""
+    command.stderr.write(message, style_func=_plain)
+
+
+def _plain(text: str) -> str:
+    return text
+
+
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:
     """``"1 endpoint"``, ``"3 endpoints"``."""
     return f"{count} {singular if count == 1 else (plural_form or singular + 's')}"

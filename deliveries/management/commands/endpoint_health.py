@@ -14,7 +14,7 @@ from datetime import datetime
 
 from deliveries import queries as delivery_queries
 from endpoints.models import EndpointHealth, WebhookEndpoint
-from vocelio_webhooks.commands import OperatorCommand, plural
+from vocelio_webhooks.commands import OperatorCommand, note, plural
 
 NAME_WIDTH = 24
 HOST_WIDTH = 32
@@ -78,7 +78,7 @@ python manage.py endpoint_health --endpoint 7 --json | jq '.[0].dead_lettered'
         summary = self._summary(rows)
         if as_json:
             self.stdout.write(json.dumps([row.as_dict() for row in rows], indent=2))
-            self.stderr.write(summary)
+            note(self, summary)
             return
         if rows:
             for text in render_table(rows):

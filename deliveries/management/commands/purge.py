@@ -31,6 +31,7 @@ from vocelio_webhooks.commands import (
     OperatorCommand,
     add_dry_run_argument,
     add_progress_argument,
+    note,
     progress,
     tick,
 )
@@ -95,7 +96,7 @@ python manage.py purge --max-seconds 300 --no-progress     # from cron: bounded,
         for period in PERIOD_OPTIONS:
             cutoff = cutoffs[period.removesuffix("_days")]
             when = f"older than {cutoff:%Y-%m-%d %H:%M} UTC" if cutoff else "off (period 0)"
-            self.stderr.write(f"{PERIOD_HELP[period]}: {when}")
+            note(self, f"{PERIOD_HELP[period]}: {when}")
 
         show = not options["no_progress"]
         if options["dry_run"]:

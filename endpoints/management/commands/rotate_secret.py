@@ -15,7 +15,12 @@ from endpoints import services as endpoint_services
 from endpoints.models import WebhookEndpoint
 from vocelio_webhooks import services as audit_services
 from vocelio_webhooks.audit import snapshot
-from vocelio_webhooks.commands import OperatorCommand, add_dry_run_argument, rolled_back
+from vocelio_webhooks.commands import (
+    OperatorCommand,
+    add_dry_run_argument,
+    note,
+    rolled_back,
+)
 from vocelio_webhooks.errors import ValidationFailed
 
 
@@ -66,5 +71,5 @@ SECRET=$(python manage.py rotate_secret 7 --grace-hours 0)   # drop the old secr
             return
         audit_services.record_audit(actor=audit_services.command_actor("rotate_secret"), action="rotate_secret",
                                     obj=rotated, before=before)
-        self.stderr.write(f"Rotated the signing secret of {label}; {old}. The new secret will not be shown again:")
+        note(self, f"Rotated the signing secret of {label}; {old}. The new secret will not be shown again:")
         self.stdout.write(rotated.secret)

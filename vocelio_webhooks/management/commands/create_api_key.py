@@ -9,7 +9,12 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from vocelio_webhooks import services as key_services
-from vocelio_webhooks.commands import OperatorCommand, add_dry_run_argument, rolled_back
+from vocelio_webhooks.commands import (
+    OperatorCommand,
+    add_dry_run_argument,
+    note,
+    rolled_back,
+)
 from vocelio_webhooks.errors import ValidationFailed
 from vocelio_webhooks.models import Scope
 
@@ -69,6 +74,6 @@ KEY=$(python manage.py create_api_key dashboard --scopes read)
         if dry_run:
             self.stdout.write(f"Would create API key '{name}' ({'; '.join(limits)}). Nothing was created.")
             return
-        self.stderr.write(f"Created API key '{name}' (prefix {key.prefix}; {'; '.join(limits)}). "
-                          "It will not be shown again:")
+        note(self, f"Created API key '{name}' (prefix {key.prefix}; {'; '.join(limits)}). "
+             "It will not be shown again:")
         self.stdout.write(created.raw_key)
