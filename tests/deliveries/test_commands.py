@@ -169,7 +169,7 @@ def test_purge_progress_bar_only_on_a_terminal_and_not_with_no_progress(event_ty
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("args", "message"), [
-    (("--older-than-days", "-1"), "must be 0 or more"),
+    (("--older-than-days", "-1"), "--older-than-days must be 0 or more."),
     (("--events-days", "-3"), "--events-days must be 0 or more."),
     (("--batch-size", "0"), "--batch-size must be at least 1."),
     (("--max-seconds", "0"), "--max-seconds must be more than 0."),

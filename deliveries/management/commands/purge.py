@@ -79,14 +79,14 @@ python manage.py purge --max-seconds 300 --no-progress     # from cron: bounded,
         add_progress_argument(parser)
 
     def handle(self, *args, **options):
+        if options["older_than_days"] is not None and options["older_than_days"] < 0:
+            raise CommandError("--older-than-days must be 0 or more.")
         periods = {}
         for period in PERIOD_OPTIONS:
             value = options[period] if options[period] is not None else options["older_than_days"]
             if value is not None and value < 0:
                 raise CommandError(f"--{period.replace('_', '-')} must be 0 or more.")
             periods[period] = value
-        if options["older_than_days"] is not None and options["older_than_days"] < 0:
-            raise CommandError("--older-than-days must be 0 or more.")
         if options["batch_size"] is not None and options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
         if options["max_seconds"] is not None and options["max_seconds"] <= 0:
