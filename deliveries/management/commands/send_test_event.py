@@ -59,7 +59,8 @@ python manage.py send_test_event 7 --dry-run     # print the signed request, sen
         sample = _json_object(data) if data is not None else None
         chosen = delivery_queries.event_type_for_test_send(endpoint=endpoint, name=event_type)
         if chosen is None:
-            raise CommandError(f"Unknown event type {event_type or 'lead.created'!r}.")
+            raise CommandError(f"Unknown event type {event_type!r}." if event_type else
+                               "The endpoint's default test event type does not exist; give --event-type.")
         if dry_run:
             self._print_request(endpoint, chosen, sample)
             return
