@@ -9,7 +9,7 @@
 2. re-aggregates, from the raw ``DeliveryAttempt``/``Delivery`` rows, every minute from
    ``watermark - WEBHOOK_ANALYTICS_ROLLUP_RECHECK_SECONDS`` to that cut-off (delete + insert, so
    rows that committed late within the recheck window are counted, and running twice changes
-   nothing), in chunks of at most ``CHUNK`` each in its own transaction that also moves the
+   nothing), in chunks of at most a day (to midnight UTC), each in its own transaction that also moves the
    watermark — a crash loses no work and double-counts nothing;
 3. re-sums the touched hours from their minutes and the touched days from their hours;
 4. deletes minute roll-ups older than ``WEBHOOK_ANALYTICS_MINUTE_ROLLUP_RETENTION_DAYS`` and hour
@@ -25,14 +25,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
+from analytics.histogram import BIN_FIELDS
 from analytics.models import AttemptRollup, ErrorRollup, Granularity, RollupState
 from analytics.queries.aggregation import (
     ROLLUP_STATE_NAME,
     Filters,
+    Measures,
     ceil_to,
     floor_to,
     raw_errors,
@@ -43,8 +45,7 @@ from deliveries.models import Delivery, DeliveryAttempt
 
 logger = logging.getLogger(__name__)
 
-CHUNK = timedelta(hours=6)
-INSERT_BATCH = 2000
+CHUNK = timedelta(days=1)  # chunks end at midnight UTC, so a backfill sums each day once
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def rollup_delivery_stats(*, now: datetime | None = None, max_seconds: float | N
             break
         # Skip stretches without raw rows (nothing to re-aggregate there), e.g. quiet nights.
         low = max(low, next_row)
-        high = min(cutoff, floor_to(low, "hour") + CHUNK)
+        high = min(cutoff, floor_to(low, "day") + CHUNK)
         with transaction.atomic():
             locked = RollupState.objects.select_for_update().get(name=ROLLUP_STATE_NAME)
             rows += _rollup_minutes(low, high)
@@ -163,31 +164,65 @@ def _minute_key(created_at, endpoint_id, event_type, environment):
     return floor_to(created_at, "minute"), endpoint_id, event_type, environment
 
 
+_ATTEMPT_COLUMNS = ("granularity", "bucket_start", "endpoint_id", "event_type", "environment", "deliveries", "replays",
+                   "attempts", "succeeded", "retried", "failed", "duration_sum_ms", "duration_min_ms",
+                   "duration_max_ms", *BIN_FIELDS)
+_ERROR_COLUMNS = ("granularity", "bucket_start", "endpoint_id", "event_type", "environment", "status_code",
+                  "error_class", "count", "example_attempt_id")
+
+
+def _attempt_row(level: str, key: tuple, measures: Measures) -> tuple:
+    bucket, endpoint_id, event_type, environment = key
+    return (level, bucket, endpoint_id, event_type, environment, measures.deliveries, measures.replays,
+            measures.attempts, measures.succeeded, measures.retried, measures.failed, measures.duration_sum_ms,
+            measures.duration_min_ms, measures.duration_max_ms, *measures.histogram)
+
+
+def _insert(model, columns: tuple[str, ...], rows: list[tuple]) -> int:
+    """Insert plain tuples: ``COPY`` on PostgreSQL, ``executemany`` elsewhere. ``bulk_create``
+    prepares each of a roll-up row's ~95 values through its field and was 20× slower here."""
+    if not rows:
+        return 0
+    table = model._meta.db_table
+    column_list = ", ".join(connection.ops.quote_name(column) for column in columns)
+    bucket_index = columns.index("bucket_start")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(f"COPY {table} ({column_list}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            adapt = connection.ops.adapt_datetimefield_value
+            placeholders = ", ".join(["%s"] * len(columns))
+            cursor.executemany(f"INSERT INTO {table} ({column_list}) VALUES ({placeholders})",
+                               [(*row[:bucket_index], adapt(row[bucket_index]), *row[bucket_index + 1:])
+                                for row in rows])
+    return len(rows)
+
+
+def _replace(level: str, low: datetime, high: datetime, attempt_rows: list[tuple], error_rows: list[tuple]) -> int:
+    """Delete the ``level`` roll-ups of [low, high) and insert the given rows instead."""
+    for model in (AttemptRollup, ErrorRollup):
+        # No relations and no signals: Django deletes with one DELETE … WHERE, fetching nothing.
+        model.objects.filter(granularity=level, bucket_start__gte=low, bucket_start__lt=high).delete()
+    return _insert(AttemptRollup, _ATTEMPT_COLUMNS, attempt_rows) + _insert(ErrorRollup, _ERROR_COLUMNS, error_rows)
+
+
 def _rollup_minutes(low: datetime, high: datetime) -> int:
     """Replace the minute roll-ups of [low, high) by a fresh aggregation of the raw rows."""
     everything = Filters()
     measures = raw_measures(ranges=[(low, high)], filters=everything, key=_minute_key)
     errors = raw_errors(ranges=[(low, high)], filters=everything, key=_minute_key)
-    AttemptRollup.objects.filter(granularity=Granularity.MINUTE, bucket_start__gte=low, bucket_start__lt=high).delete()
-    ErrorRollup.objects.filter(granularity=Granularity.MINUTE, bucket_start__gte=low, bucket_start__lt=high).delete()
-    AttemptRollup.objects.bulk_create(
-        (AttemptRollup(granularity=Granularity.MINUTE, bucket_start=bucket, endpoint_id=endpoint_id,
-                       event_type=event_type, environment=environment, **group.rollup_fields())
-         for (bucket, endpoint_id, event_type, environment), group in measures.items()),
-        batch_size=INSERT_BATCH,
+    level = Granularity.MINUTE.value
+    return _replace(
+        level, low, high,
+        [_attempt_row(level, key, group) for key, group in measures.items()],
+        [(level, *key, status_code, error_class, count, example)
+         for (key, status_code, error_class), (count, example) in errors.items()],
     )
-    ErrorRollup.objects.bulk_create(
-        (ErrorRollup(granularity=Granularity.MINUTE, bucket_start=bucket, endpoint_id=endpoint_id,
-                     event_type=event_type, environment=environment, status_code=status_code,
-                     error_class=error_class, count=count, example_attempt_id=example)
-         for ((bucket, endpoint_id, event_type, environment), status_code, error_class), (count, example)
-         in errors.items()),
-        batch_size=INSERT_BATCH,
-    )
-    return len(measures) + len(errors)
 
 
-_FINER = {Granularity.HOUR: Granularity.MINUTE, Granularity.DAY: Granularity.HOUR}
+_FINER = {Granularity.HOUR.value: Granularity.MINUTE.value, Granularity.DAY.value: Granularity.HOUR.value}
 
 
 def _resum(level: str, low: datetime, high: datetime) -> int:
@@ -197,7 +232,7 @@ def _resum(level: str, low: datetime, high: datetime) -> int:
     group_by = ("bucket_start", "endpoint_id", "event_type", "environment")
     # Sum per finer bucket in the database, then fold the finer buckets into this level here:
     # at most 60 minutes or 24 hours per group.
-    folded: dict[tuple, object] = {}
+    folded: dict[tuple, Measures] = {}
     for (bucket, endpoint_id, event_type, environment), measures in rollup_measures(
         level=finer, ranges=[(low, high)], filters=Filters(), group_by=group_by
     ):
@@ -217,23 +252,11 @@ def _resum(level: str, low: datetime, high: datetime) -> int:
         else:
             entry[0] += row[6]
             entry[1] = max(entry[1], row[7])
-    AttemptRollup.objects.filter(granularity=level, bucket_start__gte=low, bucket_start__lt=high).delete()
-    ErrorRollup.objects.filter(granularity=level, bucket_start__gte=low, bucket_start__lt=high).delete()
-    AttemptRollup.objects.bulk_create(
-        (AttemptRollup(granularity=level, bucket_start=bucket, endpoint_id=endpoint_id, event_type=event_type,
-                       environment=environment, **measures.rollup_fields())
-         for (bucket, endpoint_id, event_type, environment), measures in folded.items()),
-        batch_size=INSERT_BATCH,
+    return _replace(
+        level, low, high,
+        [_attempt_row(level, key, measures) for key, measures in folded.items()],
+        [(level, *key, count, example) for key, (count, example) in error_rows.items()],
     )
-    ErrorRollup.objects.bulk_create(
-        (ErrorRollup(granularity=level, bucket_start=bucket, endpoint_id=endpoint_id, event_type=event_type,
-                     environment=environment, status_code=status_code, error_class=error_class, count=count,
-                     example_attempt_id=example)
-         for (bucket, endpoint_id, event_type, environment, status_code, error_class), (count, example)
-         in error_rows.items()),
-        batch_size=INSERT_BATCH,
-    )
-    return len(folded) + len(error_rows)
 
 
 def _prune(now: datetime) -> int:
