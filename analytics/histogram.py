@@ -4,7 +4,7 @@ Bins are Prometheus-style ``le`` buckets in milliseconds: bin ``i`` counts durat
 ``BOUNDS_MS[i-1] < d <= BOUNDS_MS[i]`` (bin 0 counts ``d <= 0``; the last bin, ``inf``, counts
 everything above ``BOUNDS_MS[-1]``). Exact below 10 ms (one bin per millisecond), then 17 bins per
 decade on "nice" numbers (10, 12, 14, 16, 18, 20, 23, 26, 30, 35, 40, 45, 50, 60, 70, 80, 90 × 10ⁿ)
-up to 100 s, so neighbouring bounds differ by at most 20 % (≈ 12 % on average).
+up to 100 s, so neighbouring bounds differ by at most 20 % (14.5 % on average).
 
 A percentile is reported as the upper bound of the bin that holds the nearest-rank value, clamped
 to the smallest and largest duration observed. So a reported value is never below the true one and
