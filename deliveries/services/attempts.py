@@ -28,6 +28,7 @@ from deliveries.tasks import deliver as deliver_task
 from endpoints import network
 from endpoints.models import WebhookEndpoint, normalize_retry_policy
 from events.models import Event, EventType
+from vocelio_webhooks import metrics
 from vocelio_webhooks.errors import Conflict
 
 logger = logging.getLogger(__name__)
@@ -254,6 +255,7 @@ def record_attempt(
             delay = (next_attempt_at - now).total_seconds()
             if delay <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
                 enqueue_on_commit(delivery.pk, countdown=delay, queue=QUEUE_RETRIES)
+    metrics.observe_attempt(outcome=outcome, delivery_status=new_status, duration_ms=result.duration_ms)  # /metrics
     return AttemptOutcome(status=new_status, attempt=attempt)
 
 
