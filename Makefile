@@ -11,7 +11,7 @@ SHELL := /bin/bash
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := help
 
-.PHONY: help venv env migrate run test superuser bench-isolation
+.PHONY: help venv env migrate run test superuser bench-isolation bench-analytics
 
 help:
 	@echo "make venv       create .venv and install requirements.txt"
@@ -21,6 +21,7 @@ help:
 	@echo "make test       run the test suite (PYTEST_ARGS=... to pass pytest options)"
 	@echo "make superuser  create an admin user"
 	@echo "make bench-isolation  one hanging endpoint among ten healthy ones (bench/isolation.py)"
+	@echo "make bench-analytics  analytics overview/trends with 1,000,000 attempts on PostgreSQL (bench/analytics.py)"
 
 # --- virtualenv -------------------------------------------------------------------------------
 venv: $(VENV)/.installed
@@ -51,6 +52,8 @@ migrate: venv env
 
 run: venv env migrate
 	mkdir -p var
+	# prometheus-client's multiprocess files must be wiped before the processes start (its docs).
+	rm -rf "$${PROMETHEUS_MULTIPROC_DIR:-var/prometheus}"
 	$(VENV)/bin/honcho start -f Procfile
 
 test: venv
@@ -62,3 +65,7 @@ superuser: venv env migrate
 # Uses DATABASE_URL / REDIS_URL when set (a scratch database is created and dropped), else SQLite.
 bench-isolation: venv
 	$(VPY) bench/isolation.py $(BENCH_ARGS)
+
+# Needs DATABASE_URL=postgres://… (seeds with COPY into a scratch <name>_bench database, dropped after).
+bench-analytics: venv
+	$(VPY) bench/analytics.py $(BENCH_ARGS)
