@@ -7,14 +7,18 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.http import (
+    Http404,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from events.models import EventType
-from templates_app import rendering
 from templates_app import services as template_services
 from templates_app.models import PayloadTemplate, TemplateVersion
 from vocelio_webhooks import services as audit_services
@@ -23,50 +27,74 @@ from vocelio_webhooks.audit import snapshot
 from vocelio_webhooks.errors import ServiceError, ValidationFailed
 
 
+def load_json(field_name: str, text: str) -> Any:
+    """``text`` parsed as JSON by the API's rules (``vocelio_webhooks.parsers.StrictJSONParser`` and
+    the API's exception handler): invalid JSON, JSON nested deeper than Python can parse
+    (``RecursionError`` → the API's ``INVALID_REQUEST_BODY`` "nested too deeply") and lone UTF-16
+    surrogates (cannot be stored or signed as UTF-8) are refused. Raises ``ValidationFailed``
+    with ``details["fields"]`` naming ``field_name``."""
+    try:
+        value = json.loads(text)
+    except RecursionError as exc:
+        raise too_deep(field_name) from exc
+    except ValueError as exc:
+        raise _invalid(field_name, f"Not valid JSON: {exc}.") from exc
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except RecursionError as exc:
+        raise too_deep(field_name) from exc
+    except UnicodeEncodeError as exc:
+        raise _invalid(field_name, "Contains a lone UTF-16 surrogate (invalid Unicode).") from exc
+    return value
+
+
+def too_deep(field_name: str) -> ValidationFailed:
+    """The API's answer to JSON nested too deeply (``vocelio_webhooks.api.exception_handler``)."""
+    message = "The JSON is nested too deeply."
+    return ValidationFailed(f"{field_name}: {message}", code="INVALID_REQUEST_BODY",
+                            details={"fields": {field_name: [message]}})
+
+
+def _invalid(field_name: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"{field_name}: {message}", details={"fields": {field_name: [message]}})
+
+
 def parse_content(*, form: str, body: str, content_type: str, header_templates: str) -> dict[str, Any]:
     """The admin form's text fields as service arguments: a json template's ``body`` is JSON
     text, a text template's is used as typed; ``header_templates`` is a JSON object (may be
     empty). Raises ``ValidationFailed`` with ``details["fields"]`` naming the field."""
-    def invalid(field_name: str, message: str) -> ValidationFailed:
-        return ValidationFailed(f"{field_name}: {message}", details={"fields": {field_name: [message]}})
-
-    if form == TemplateVersion.Form.JSON:
-        try:
-            parsed_body = json.loads(body)
-        except ValueError as exc:
-            raise invalid("body", f"Not valid JSON: {exc}.") from exc
-    else:
-        parsed_body = body
-    try:
-        headers = json.loads(header_templates) if header_templates.strip() else {}
-    except ValueError as exc:
-        raise invalid("header_templates", f"Not valid JSON: {exc}.") from exc
+    if form not in TemplateVersion.Form.values:
+        raise _invalid("form", f"Use one of {TemplateVersion.Form.values}.")
+    parsed_body = load_json("body", body) if form == TemplateVersion.Form.JSON else body
+    headers = load_json("header_templates", header_templates) if header_templates.strip() else {}
     if not isinstance(headers, dict):
-        raise invalid("header_templates", "Must be a JSON object of header name to value template.")
+        raise _invalid("header_templates", "Must be a JSON object of header name to value template.")
     return {"form": form, "body": parsed_body, "content_type": content_type.strip() or None,
             "header_templates": headers}
 
 
-def check_content(content: dict[str, Any]) -> None:
-    """Syntax-check the body and header templates without saving (what the save will check);
-    raises ``ValidationFailed`` with the line and column of a Jinja2 error."""
-    body = content["body"]
-    if content["form"] == TemplateVersion.Form.JSON and not isinstance(body, (dict, list)):
-        raise ValidationFailed("body: a json template is a JSON object or array.",
-                               details={"fields": {"body": ["A JSON object or array."]}})
-    if content["form"] == TemplateVersion.Form.TEXT and not content["content_type"]:
-        raise ValidationFailed("content_type: a text template needs a content type.",
-                               details={"fields": {"content_type": ["Required for a text template."]}})
-    for field_name, source in [("body", body), *(("header_templates", v) for v in content["header_templates"].values())]:
-        try:
-            rendering.validate_template(source)
-        except rendering.TemplateRenderError as exc:
-            raise ValidationFailed(f"Template syntax error in {field_name}: {exc}", code="TEMPLATE_SYNTAX_ERROR",
-                                   details={"field": field_name, **exc.details}) from exc
-    for name in content["header_templates"]:
-        if not rendering.HEADER_NAME_RE.match(name) or rendering.is_reserved_header(name):
-            raise ValidationFailed(f"header_templates: {name!r} cannot be templated.",
-                                   details={"fields": {"header_templates": [f"{name!r} is not allowed."]}})
+def check_content(content: dict[str, Any]) -> dict[str, Any]:
+    """Every check the save will make (form, body type, content type, header names and value
+    types, the size limit, Jinja2 syntax), without saving: the service's own validation
+    (``templates_app.services._validated_content``), so the admin cannot accept what the save
+    refuses. Returns the content with the service's defaults applied; raises ``ValidationFailed``
+    (``TEMPLATE_SYNTAX_ERROR`` with line and column, or per-field details)."""
+    try:
+        return template_services._validated_content(**content)
+    except RecursionError as exc:  # json.dumps / the syntax walk on a structure nested too deeply
+        raise too_deep("body") from exc
+
+
+def error_field(exc: ValidationFailed) -> str | None:
+    """The form field a ``ValidationFailed`` from ``parse_content`` / ``check_content`` is about."""
+    details = exc.details or {}
+    return next(iter(details.get("fields") or {}), None) or details.get("field")
+
+
+def error_message(exc: ValidationFailed, field_name: str | None) -> str:
+    """The per-field message when there is one (the field is shown next to it), else the whole message."""
+    messages_for_field = ((exc.details or {}).get("fields") or {}).get(field_name) or []
+    return " ".join(str(m) for m in messages_for_field) if messages_for_field else exc.message
 
 
 class PayloadTemplateForm(forms.ModelForm):
@@ -95,7 +123,8 @@ class PayloadTemplateForm(forms.ModelForm):
                                            else json.dumps(version.body, indent=2, ensure_ascii=False))
             self.fields["content_type"].initial = version.content_type
             self.fields["header_templates"].initial = json.dumps(version.header_templates or {}, ensure_ascii=False)
-        if self.instance.pk:
+        # A view-only user's form has no fields (Django shows them read-only instead).
+        if self.instance.pk and "name" in self.fields:
             self.fields["name"].disabled = True
             self.fields["name"].help_text = "Endpoints refer to templates by name: it cannot change."
 
@@ -108,8 +137,11 @@ class PayloadTemplateForm(forms.ModelForm):
                                     header_templates=cleaned.get("header_templates") or "")
             check_content(content)
         except ValidationFailed as exc:
-            field_name = next(iter((exc.details or {}).get("fields", {})), None) or (exc.details or {}).get("field")
-            self.add_error(field_name if field_name in self.fields else None, exc.message)
+            field_name = error_field(exc)
+            if field_name in self.fields:
+                self.add_error(field_name, error_message(exc, field_name))
+            else:
+                self.add_error(None, exc.message)
             return cleaned
         cleaned["content"] = content
         return cleaned
@@ -133,6 +165,12 @@ class TemplateVersionInline(admin.TabularInline):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def get_fields(self, request, obj=None):
+        # The rollback button posts to a view that needs the template's change permission.
+        if request.user.has_perm("templates_app.change_payloadtemplate"):
+            return self.fields
+        return tuple(name for name in self.fields if name != "rollback_button")
 
     @admin.display(description="rollback")
     def rollback_button(self, obj: TemplateVersion):
@@ -179,6 +217,33 @@ class PayloadTemplateAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def current_form(self, obj: PayloadTemplate) -> str:
         return obj.current_version.form if obj.current_version else "—"
 
+    @admin.display(description="content type")
+    def current_content_type(self, obj: PayloadTemplate) -> str:
+        return obj.current_version.content_type if obj.current_version else "—"
+
+    @admin.display(description="body")
+    def current_body(self, obj: PayloadTemplate):
+        version = obj.current_version
+        if version is None:
+            return "—"
+        text = version.body if version.form == TemplateVersion.Form.TEXT else json.dumps(version.body, indent=2,
+                                                                                         ensure_ascii=False)
+        return format_html('<pre style="white-space:pre-wrap">{}</pre>', text)
+
+    @admin.display(description="header templates")
+    def current_header_templates(self, obj: PayloadTemplate) -> str:
+        return json.dumps(obj.current_version.header_templates or {}, ensure_ascii=False) if obj.current_version else "—"
+
+    def get_fieldsets(self, request, obj=None):
+        """Users who may not change the template (the Support group) see the current version
+        read-only: the editing fields (``form``, ``body``…) exist only on the form, so Django
+        could not show them as read-only fields."""
+        if obj is not None and not self.has_change_permission(request, obj):
+            return ((None, {"fields": ("name", "description")}),
+                    ("Current version", {"fields": ("current_version_number", "current_form", "current_content_type",
+                                                    "current_body", "current_header_templates")}))
+        return super().get_fieldsets(request, obj)
+
     def save_model(self, request, obj, form, change):
         content = form.cleaned_data["content"]
         note = form.cleaned_data.get("note", "")
@@ -210,7 +275,10 @@ class PayloadTemplateAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def rollback_view(self, request, object_id: str, number: int):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        template = get_object_or_404(PayloadTemplate, pk=object_id)
+        # get_object (as Django's change view) answers None for an id that is not a valid key ("abc").
+        template = self.get_object(request, unquote(object_id))
+        if template is None:
+            raise Http404(f"No payload template with id {object_id!r}.")
         if not self.has_change_permission(request, template):
             raise PermissionDenied
         self.rollback_template(request, template, number)
@@ -226,30 +294,30 @@ class PayloadTemplateAdmin(AuditedAdminMixin, admin.ModelAdmin):
         if not (self.has_change_permission(request) or self.has_add_permission(request)):
             raise PermissionDenied
         try:
-            content = parse_content(form=request.POST.get("form", "json"), body=request.POST.get("body", ""),
-                                    content_type=request.POST.get("content_type", ""),
-                                    header_templates=request.POST.get("header_templates", ""))
-            check_content(content)
+            content = check_content(parse_content(
+                form=request.POST.get("form", "json"), body=request.POST.get("body", ""),
+                content_type=request.POST.get("content_type", ""),
+                header_templates=request.POST.get("header_templates", "")))
             raw_data = request.POST.get("data", "").strip()
-            data = json.loads(raw_data) if raw_data else None
+            data = load_json("data", raw_data) if raw_data else None
             if data is not None and not isinstance(data, dict):
                 raise ValidationFailed("data: sample data must be a JSON object.",
                                        details={"fields": {"data": ["A JSON object."]}})
-            version = TemplateVersion(number=0, content_type=content["content_type"] or "application/json",
-                                      form=content["form"], body=content["body"],
-                                      header_templates=content["header_templates"])
-            rendered = template_services.render_preview(
-                template=PayloadTemplate(name="preview", current_version=version),
-                event_type=request.POST.get("event_type") or template_services.DEFAULT_TEST_EVENT_TYPE, data=data,
-            )
-        except ValueError as exc:
-            return JsonResponse({"ok": False, "error": {"code": "VALIDATION_ERROR", "message": f"data: not valid JSON: {exc}",
-                                                        "details": {"field": "data"}}})
+            version = TemplateVersion(number=0, content_type=content["content_type"], form=content["form"],
+                                      body=content["body"], header_templates=content["header_templates"])
+            try:
+                rendered = template_services.render_preview(
+                    template=PayloadTemplate(name="preview", current_version=version),
+                    event_type=request.POST.get("event_type") or template_services.DEFAULT_TEST_EVENT_TYPE, data=data,
+                )
+                answer = {"ok": True, "output": rendered.output, "body": rendered.body.decode("utf-8"),
+                          "content_type": rendered.content_type, "headers": rendered.headers}
+                return JsonResponse(answer)
+            except RecursionError as exc:  # data that parsed but is too deep to render or encode
+                raise too_deep("data") from exc
         except ServiceError as exc:
             return JsonResponse({"ok": False, "error": {"code": exc.code, "message": exc.message,
                                                         "details": exc.details or {}}})
-        return JsonResponse({"ok": True, "output": rendered.output, "body": rendered.body.decode("utf-8"),
-                             "content_type": rendered.content_type, "headers": rendered.headers})
 
     def get_urls(self):
         own = [
@@ -260,7 +328,9 @@ class PayloadTemplateAdmin(AuditedAdminMixin, admin.ModelAdmin):
         return own + super().get_urls()
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        context["preview_url"] = reverse("admin:templates_app_payloadtemplate_preview")
+        if self.has_change_permission(request, obj) if change else self.has_add_permission(request):
+            # The preview panel only for users who can use it (the preview view checks the same).
+            context["preview_url"] = reverse("admin:templates_app_payloadtemplate_preview")
         context["preview_event_types"] = list(EventType.objects.order_by("name").values_list("name", flat=True))
         context["preview_default_event_type"] = template_services.DEFAULT_TEST_EVENT_TYPE
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
