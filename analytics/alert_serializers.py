@@ -49,20 +49,26 @@ class AlertRuleSerializer(serializers.ModelSerializer):
 
 
 class AlertSerializer(serializers.ModelSerializer):
-    """An alert with the values it was recorded with."""
+    """An alert with the values it was recorded with. ``rule``, ``metric``, ``action``,
+    ``threshold`` and ``period`` are the rule as the alert fired (a snapshot: later edits do not
+    rewrite history); ``rule_id`` is null once the rule is deleted."""
 
-    rule = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    metric = serializers.CharField(source="rule.metric", read_only=True)
-    action = serializers.CharField(source="rule.action", read_only=True)
+    rule = serializers.CharField(source="rule_name", read_only=True)
+    rule_id = serializers.IntegerField(read_only=True, allow_null=True)
+    period = serializers.SerializerMethodField()
     scope = serializers.CharField(source="scope_key", read_only=True)
     endpoint = serializers.SerializerMethodField()
 
     class Meta:
         model = Alert
-        fields = ["id", "rule", "metric", "action", "scope", "endpoint", "status", "pending_since", "fired_at",
-                  "resolved_at", "threshold", "value_at_fire", "peak_value", "last_value", "last_evaluated_at",
-                  "details", "firing_event_id", "resolved_event_id", "created_at", "updated_at"]
+        fields = ["id", "rule", "rule_id", "metric", "action", "scope", "endpoint", "status", "pending_since",
+                  "fired_at", "resolved_at", "threshold", "period", "period_seconds", "value_at_fire", "peak_value",
+                  "last_value", "last_evaluated_at", "details", "firing_event_id", "resolved_event_id", "created_at",
+                  "updated_at"]
         read_only_fields = fields
+
+    def get_period(self, alert: Alert) -> str | None:
+        return format_period(alert.period_seconds) if alert.period_seconds else None
 
     def get_endpoint(self, alert: Alert) -> dict | None:
         endpoint = alert.endpoint

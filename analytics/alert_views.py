@@ -59,7 +59,8 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
         before = snapshot(rule)
         rule = alert_services.update_rule(rule=rule, **serializer.validated_data)
         audit_services.record_audit(request=request, action="update", obj=rule, before=before)
-        return Response(self.get_serializer(rule).data)
+        # Read again: the edit may have resolved alerts, and firing_count is an annotation.
+        return Response(self.get_serializer(self.get_queryset().get(pk=rule.pk)).data)
 
     def destroy(self, request, *args, **kwargs):
         rule = self.get_object()
@@ -70,13 +71,17 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
 
 
 class AlertFilterSet(django_filters.FilterSet):
-    """``?status=firing&rule=<name>&endpoint=<id>``."""
+    """``?status=firing&rule=<name>&endpoint=<id>``. ``rule`` matches the rule's current name or
+    the name the alert recorded (a renamed or deleted rule's history stays findable)."""
 
-    rule = django_filters.CharFilter(field_name="rule__name")
+    rule = django_filters.CharFilter(method="filter_rule")
 
     class Meta:
         model = Alert
         fields = ["status", "rule", "endpoint"]
+
+    def filter_rule(self, queryset, name, value):
+        return queryset.filter(Q(rule__name=value) | Q(rule_name=value))
 
 
 class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

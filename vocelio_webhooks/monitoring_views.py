@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.http import HttpResponse
+from django.utils.log import log_response
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -34,7 +35,11 @@ class _IgnoreAccept(BaseContentNegotiation):
 class ReadinessView(APIView):
     """``GET /health/ready``: 200 ``{"status": "ready", "checks": {...}}`` when the database, the
     broker, a worker and beat are all fine; otherwise 503 ``NOT_READY`` with the same checks as
-    ``details``. No authentication (orchestrators call it); reveals no URL or secret."""
+    ``details``. No authentication (orchestrators call it); reveals no URL or secret.
+
+    A 503 is logged by ``django.request`` at WARNING, not ERROR: "not ready" is an expected answer
+    while a worker restarts, and a probe every few seconds would flood error logs and error
+    trackers with it."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
@@ -48,6 +53,15 @@ class ReadinessView(APIView):
             failing = sorted(name for name, check in readiness.checks.items() if check["status"] != monitoring.OK)
             raise ServiceUnavailable(f"Not ready: {', '.join(failing)}.", code="NOT_READY", details=readiness.checks)
         return Response({"status": "ready", "checks": readiness.checks})
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        if response is not None and response.status_code == 503:
+            # Django's handler logs every 5xx at ERROR unless the response says it was logged;
+            # log_response marks it so, after logging it once with the usual message and extras.
+            log_response("%s: %s", response.reason_phrase, self.request.path, response=response,
+                         request=self.request, level="warning")
+        return response
 
 
 @dataclass(frozen=True)
@@ -104,7 +118,8 @@ class AllEnvironmentsOnly(BasePermission):
 class MetricsView(APIView):
     """``GET /metrics``: Prometheus text exposition (``vocelio_webhooks.metrics``). Needs
     ``Bearer <WEBHOOK_METRICS_TOKEN>`` or an API key with the ``read`` scope and no environment
-    limit; 401 otherwise."""
+    limit. No or an unknown credential: 401 ``UNAUTHENTICATED``; a key without the ``read`` scope:
+    403 ``INSUFFICIENT_SCOPE``; a key limited to some environments: 403 ``ENVIRONMENT_FORBIDDEN``."""
 
     authentication_classes = [MetricsTokenAuthentication, ApiKeyAuthentication]
     permission_classes = [HasScope, AllEnvironmentsOnly]

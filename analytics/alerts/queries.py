@@ -146,7 +146,10 @@ def firing_alerts_for_metrics() -> list[FiringAlertSample]:
     ``vocelio_alert_firing{rule,metric,action,scope} 1`` and, for ``scale_processing_capacity``,
     ``vocelio_alert_capacity_ratio{rule} value/threshold`` (README "Alerting")."""
     samples = []
-    for alert in Alert.objects.filter(status=Alert.Status.FIRING).select_related("rule").order_by("rule__name", "scope_key"):
+    # An alert whose rule is gone (deleted outside ``delete_rule``) is left out: no rule gauge
+    # names it, and the next evaluation resolves it.
+    firing = Alert.objects.filter(status=Alert.Status.FIRING, rule__isnull=False).select_related("rule")
+    for alert in firing.order_by("rule__name", "scope_key"):
         value = alert.last_value if alert.last_value is not None else (alert.value_at_fire or 0.0)
         threshold = alert.rule.threshold
         samples.append(FiringAlertSample(

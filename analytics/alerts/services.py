@@ -71,6 +71,7 @@ def evaluate_alert_rules(*, now: datetime | None = None) -> EvaluationReport:
     """
     now = now or timezone.now()
     report = EvaluationReport()
+    report.changes.extend(_close_orphans(now=now))
     for rule_id in AlertRule.objects.order_by("name").values_list("id", flat=True):
         try:
             report.changes.extend(evaluate_rule(rule_id=rule_id, now=now))
@@ -78,6 +79,19 @@ def evaluate_alert_rules(*, now: datetime | None = None) -> EvaluationReport:
         except Exception:
             logger.exception("Evaluating alert rule %s failed", rule_id)
     return report
+
+
+def _close_orphans(*, now: datetime) -> list[AlertChange]:
+    """Active alerts whose rule was deleted without ``delete_rule`` (a bulk or admin delete: the
+    FK is SET_NULL) resolve here, ``reason: rule_deleted``, so none stays firing forever."""
+    try:
+        with transaction.atomic():
+            orphans = (Alert.objects.select_for_update(of=("self",)).select_related("endpoint")
+                       .filter(rule__isnull=True, status__in=Alert.ACTIVE_STATUSES).order_by("id"))
+            return [_close(rule=None, alert=alert, now=now, reason="rule_deleted") for alert in orphans]
+    except Exception:
+        logger.exception("Resolving the alerts of deleted rules failed")
+        return []
 
 
 def evaluate_rule(*, rule_id: int, now: datetime) -> list[AlertChange]:
@@ -140,12 +154,20 @@ def _start(*, rule: AlertRule, measurement: Measurement, now: datetime) -> Alert
         endpoint = WebhookEndpoint.objects.filter(pk=measurement.endpoint_id).first()
     try:
         with transaction.atomic():
-            return Alert.objects.create(
-                rule=rule, scope_key=measurement.scope_key, endpoint=endpoint, status=Alert.Status.PENDING,
-                pending_since=now, threshold=rule.threshold, details=dict(measurement.details),
-            )
+            alert = Alert(rule=rule, scope_key=measurement.scope_key, endpoint=endpoint, status=Alert.Status.PENDING,
+                          pending_since=now, details=dict(measurement.details))
+            _snapshot_rule(rule=rule, alert=alert)
+            alert.save()
+            return alert
     except IntegrityError:
         return None
+
+
+def _snapshot_rule(*, rule: AlertRule, alert: Alert) -> None:
+    """Copy what the alert is about from ``rule`` (at start, and again at firing): later edits or
+    the rule's deletion must not rewrite the alert's history (``/alerts``, resolved events)."""
+    alert.rule_name, alert.metric, alert.action = rule.name, rule.metric, rule.action
+    alert.threshold, alert.period_seconds = rule.threshold, rule.period_seconds
 
 
 def _record_value(*, alert: Alert, measurement: Measurement, now: datetime, clear_since: datetime | None) -> None:
@@ -160,14 +182,14 @@ def _record_value(*, alert: Alert, measurement: Measurement, now: datetime, clea
 def _fire(*, rule: AlertRule, alert: Alert, measurement: Measurement, now: datetime) -> None:
     alert.status = Alert.Status.FIRING
     alert.fired_at = now
-    alert.threshold = rule.threshold
+    _snapshot_rule(rule=rule, alert=alert)
     alert.value_at_fire = measurement.value
     alert.clear_since = None
     alert.details = {**measurement.details, "samples": measurement.samples}
     alert.firing_event_id = _announce(rule=rule, alert=alert, status="firing")
 
 
-def _resolve(*, rule: AlertRule, alert: Alert, measurement: Measurement | None, now: datetime, reason: str) -> None:
+def _resolve(*, rule: AlertRule | None, alert: Alert, measurement: Measurement | None, now: datetime, reason: str) -> None:
     alert.status = Alert.Status.RESOLVED
     alert.resolved_at = now
     alert.details = {**alert.details, "resolution": {
@@ -178,35 +200,46 @@ def _resolve(*, rule: AlertRule, alert: Alert, measurement: Measurement | None, 
 
 
 def _close_for_disabled_rule(*, rule: AlertRule, alert: Alert, now: datetime) -> AlertChange:
+    return _close(rule=rule, alert=alert, now=now, reason="rule_disabled")
+
+
+def _close(*, rule: AlertRule | None, alert: Alert, now: datetime, reason: str) -> AlertChange:
+    """End an active alert for a reason other than its measurement: a pending one is dropped
+    (never announced), a firing one resolves and publishes its ``resolved`` event with
+    ``details.resolution.reason`` = ``reason``. ``rule`` is None for an alert whose rule is gone."""
+    name = _described(rule=rule, alert=alert)[0]
     if alert.status == Alert.Status.PENDING:
         alert_id = alert.pk
         alert.delete()
-        return AlertChange(rule.name, alert.scope_key, Transition.CANCEL, alert_id, None)
-    _resolve(rule=rule, alert=alert, measurement=None, now=now, reason="rule_disabled")
+        return AlertChange(name, alert.scope_key, Transition.CANCEL, alert_id, None)
+    _resolve(rule=rule, alert=alert, measurement=None, now=now, reason=reason)
     alert.save()
-    return AlertChange(rule.name, alert.scope_key, Transition.RESOLVE, alert.pk, None)
+    return AlertChange(name, alert.scope_key, Transition.RESOLVE, alert.pk, None)
 
 
-def alert_payload(*, rule: AlertRule, alert: Alert, status: str) -> dict[str, Any]:
+def alert_payload(*, rule: AlertRule | None, alert: Alert, status: str) -> dict[str, Any]:
     """The ``data`` of the ``system.health_alert`` event for ``alert`` (``status``: ``firing`` or
     ``resolved``), shaped like the catalog's sample (``{"alert": {...}}``) plus the rule, scope
-    and endpoint, so a Slack template can use ``{{ data.alert.value }}`` and the like."""
+    and endpoint, so a Slack template can use ``{{ data.alert.value }}`` and the like. Name,
+    metric, action, threshold and period are the alert's snapshot of ``rule`` (as it fired), so
+    the resolved event describes the same condition as the firing one."""
     endpoint = alert.endpoint
+    name, metric, action, period_seconds = _described(rule=rule, alert=alert)
     return {
         "alert": {
             "id": f"alert_{alert.pk}",
-            "name": rule.name,
+            "name": name,
             "status": status,
-            "severity": SEVERITY.get(rule.action, "warning") if status == "firing" else "info",
+            "severity": SEVERITY.get(action, "warning") if status == "firing" else "info",
             "service": "webhooks",
-            "metric": rule.metric,
+            "metric": metric,
             "value": alert.value_at_fire,
             "last_value": alert.last_value,
             "peak_value": alert.peak_value,
             "threshold": alert.threshold,
-            "period": format_period(rule.period_seconds),
-            "period_seconds": rule.period_seconds,
-            "action": rule.action,
+            "period": format_period(period_seconds) if period_seconds else None,
+            "period_seconds": period_seconds,
+            "action": action,
             "scope": alert.scope_key,
             "triggered_at": alert.fired_at.isoformat() if alert.fired_at else None,
             "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
@@ -217,22 +250,32 @@ def alert_payload(*, rule: AlertRule, alert: Alert, status: str) -> dict[str, An
     }
 
 
-def _announce(*, rule: AlertRule, alert: Alert, status: str) -> str:
+def _described(*, rule: AlertRule | None, alert: Alert) -> tuple[str, str, str, int | None]:
+    """(name, metric, action, period_seconds) of ``alert``: its snapshot, or ``rule`` where the
+    snapshot is empty (an alert being started)."""
+    if rule is None:
+        return alert.rule_name, alert.metric, alert.action, alert.period_seconds
+    return (alert.rule_name or rule.name, alert.metric or rule.metric, alert.action or rule.action,
+            alert.period_seconds or rule.period_seconds)
+
+
+def _announce(*, rule: AlertRule | None, alert: Alert, status: str) -> str:
     """Publish the ``system.health_alert`` event (event id ``alert_<id>_<status>``, so a re-run
     never publishes twice) and, after commit, mail whom the rule's action names. Returns the
     event id, or "" when publishing failed (logged; the alert is still recorded)."""
     event_id = f"alert_{alert.pk}_{status}"
+    name, _, action, _ = _described(rule=rule, alert=alert)
     environment = alert.endpoint.environment if alert.endpoint else settings.WEBHOOK_ALERT_ENVIRONMENT
     try:
         event_services.publish(
             event_type=ALERT_EVENT_TYPE, data=alert_payload(rule=rule, alert=alert, status=status), event_id=event_id,
             environment=environment,
-            metadata={"source_service": settings.WEBHOOK_SOURCE_SERVICE, "alert_id": alert.pk, "rule": rule.name},
+            metadata={"source_service": settings.WEBHOOK_SOURCE_SERVICE, "alert_id": alert.pk, "rule": name},
         )
     except ServiceError as exc:  # e.g. the system.health_alert type was deleted from the catalog
-        logger.error("Alert %s (%s) could not be published: %s", alert.pk, rule.name, exc)
+        logger.error("Alert %s (%s) could not be published: %s", alert.pk, name, exc)
         event_id = ""
-    recipients = mail_recipients(rule=rule, endpoint=alert.endpoint)
+    recipients = mail_recipients(action=action, endpoint=alert.endpoint)
     if recipients:
         transaction.on_commit(functools.partial(
             _send_mail, subject=_mail_subject(rule=rule, alert=alert, status=status),
@@ -241,28 +284,31 @@ def _announce(*, rule: AlertRule, alert: Alert, status: str) -> str:
     return event_id
 
 
-def mail_recipients(*, rule: AlertRule, endpoint: WebhookEndpoint | None) -> list[str]:
-    """Who is mailed for ``rule``'s action: ``alert_operations_team`` → ``WEBHOOK_ALERT_OPERATOR_EMAILS``;
+def mail_recipients(*, action: str, endpoint: WebhookEndpoint | None) -> list[str]:
+    """Who is mailed for an alert with ``action`` (the rule's, as the alert fired, so the resolved
+    mail goes where the firing one went): ``alert_operations_team`` → ``WEBHOOK_ALERT_OPERATOR_EMAILS``;
     ``alert_endpoint_owner`` → the endpoint's ``owner_email``, or the operators when it has none
     (an alert nobody reads is no alert); ``scale_processing_capacity`` → nobody (event + metric)."""
     operators = list(settings.WEBHOOK_ALERT_OPERATOR_EMAILS)
-    if rule.action == AlertRule.Action.ALERT_OPERATIONS_TEAM:
+    if action == AlertRule.Action.ALERT_OPERATIONS_TEAM:
         return operators
-    if rule.action == AlertRule.Action.ALERT_ENDPOINT_OWNER:
+    if action == AlertRule.Action.ALERT_ENDPOINT_OWNER:
         return [endpoint.owner_email] if endpoint is not None and endpoint.owner_email else operators
     return []
 
 
-def _mail_subject(*, rule: AlertRule, alert: Alert, status: str) -> str:
+def _mail_subject(*, rule: AlertRule | None, alert: Alert, status: str) -> str:
     where = f" on {alert.endpoint.name}" if alert.endpoint else ""
-    return f"[Vocelio Webhooks] {status.upper()}: {rule.name}{where}"
+    return f"[Vocelio Webhooks] {status.upper()}: {_described(rule=rule, alert=alert)[0]}{where}"
 
 
-def _mail_body(*, rule: AlertRule, alert: Alert, status: str) -> str:
+def _mail_body(*, rule: AlertRule | None, alert: Alert, status: str) -> str:
+    name, metric, _, period_seconds = _described(rule=rule, alert=alert)
     lines = [
-        f"Alert rule: {rule.name} ({rule.get_metric_display()})",
+        f"Alert rule: {name} ({dict(AlertRule.Metric.choices).get(metric, metric)})",
         f"Status: {status}",
-        f"Value at firing: {alert.value_at_fire}  (threshold {alert.threshold:g}, period {format_period(rule.period_seconds)})",
+        (f"Value at firing: {alert.value_at_fire}  (threshold {alert.threshold:g}, "
+         f"period {format_period(period_seconds) if period_seconds else '-'})"),
         f"Last value: {alert.last_value}",
         f"Fired at: {alert.fired_at.isoformat() if alert.fired_at else '-'}",
     ]
@@ -293,16 +339,50 @@ def create_rule(**fields: Any) -> AlertRule:
     return _save_rule(rule=AlertRule(), fields=fields)
 
 
-def update_rule(*, rule: AlertRule, **fields: Any) -> AlertRule:
-    """Change ``fields`` of ``rule``; the next evaluation uses them (a firing alert then resolves
-    against the new threshold with the usual hysteresis). Raises ``ValidationFailed`` (400)."""
-    return _save_rule(rule=rule, fields=fields)
+def update_rule(*, rule: AlertRule, now: datetime | None = None, **fields: Any) -> AlertRule:
+    """Change ``fields`` of ``rule`` and return it; raises ``ValidationFailed`` (400).
+
+    Threshold, period and the like apply from the next evaluation (a firing alert then resolves
+    against the new threshold with the usual hysteresis). Two edits end the rule's active alerts
+    at once, in the same transaction (firing ones resolve and publish their ``resolved`` event,
+    pending ones are dropped): ``enabled=false`` (reason ``rule_disabled``; the beat run would
+    otherwise do it up to ``WEBHOOK_ALERT_EVALUATION_INTERVAL_SECONDS`` later) and a new
+    ``metric`` (reason ``rule_metric_changed``: an alert about the failure rate cannot go on as
+    one about the backlog; the new metric starts its own episode at the next evaluation).
+    ``now`` (the resolution time) defaults to now.
+    """
+    with transaction.atomic():
+        # The evaluation holds this row lock too: an edit never interleaves with a run.
+        previous = AlertRule.objects.select_for_update().filter(pk=rule.pk).values("metric", "enabled").first() or {}
+        rule = _save_rule(rule=rule, fields=fields)
+        reason = None
+        if previous.get("enabled") and not rule.enabled:
+            reason = "rule_disabled"
+        elif previous and previous["metric"] != rule.metric:
+            reason = "rule_metric_changed"
+        if reason is not None:
+            _close_active(rule=rule, now=now or timezone.now(), reason=reason)
+    return rule
 
 
-def delete_rule(*, rule: AlertRule) -> None:
-    """Delete ``rule`` and its alert history. Firing alerts are not announced as resolved; disable
-    the rule first (``enabled=false``) to have them resolved."""
-    rule.delete()
+def delete_rule(*, rule: AlertRule, now: datetime | None = None) -> None:
+    """Delete ``rule``, the way Svix and PagerDuty retire a source: its firing alerts resolve
+    first (``resolved`` event and mail, ``details.resolution.reason: rule_deleted``) so no
+    subscriber is left with an alert that never ends; pending ones are dropped. The alert history
+    stays (``Alert.rule`` becomes null; the alerts keep the rule's name, metric, action, threshold
+    and period). ``now`` (the resolution time) defaults to now."""
+    with transaction.atomic():
+        locked = AlertRule.objects.select_for_update().filter(pk=rule.pk).first()
+        if locked is None:
+            return
+        _close_active(rule=locked, now=now or timezone.now(), reason="rule_deleted")
+        locked.delete()
+
+
+def _close_active(*, rule: AlertRule, now: datetime, reason: str) -> list[AlertChange]:
+    active = (Alert.objects.select_for_update(of=("self",)).select_related("endpoint")
+              .filter(rule=rule, status__in=Alert.ACTIVE_STATUSES).order_by("scope_key"))
+    return [_close(rule=rule, alert=alert, now=now, reason=reason) for alert in active]
 
 
 def _save_rule(*, rule: AlertRule, fields: dict[str, Any]) -> AlertRule:

@@ -7,7 +7,7 @@ from django.db.models import Q
 
 from endpoints.models import WebhookEndpoint
 
-__all__ = ["Alert", "AlertRule"]
+__all__ = ["ALLOWED_ACTIONS", "Alert", "AlertRule"]
 
 
 class AlertRule(models.Model):
@@ -50,9 +50,35 @@ class AlertRule(models.Model):
         return f"{self.name} ({self.metric} > {self.threshold:g} over {self.period_seconds}s → {self.action})"
 
     def clean(self) -> None:
-        """A percentage threshold must be at most 100."""
+        """Cross-field rules, raised as ``ValidationError`` by field: a percentage threshold is at
+        most 100; a name is not all digits (``/alert-rules/{id or name}`` reads digits as an id, so
+        a rule named ``123`` could never be fetched by name); the action must suit the metric
+        (``ALLOWED_ACTIONS``)."""
+        errors = {}
         if self.metric == self.Metric.DELIVERY_FAILURE_RATE_PERCENT and self.threshold is not None and self.threshold > 100:
-            raise ValidationError({"threshold": "A failure rate threshold is a percentage: 0 to 100."})
+            errors["threshold"] = "A failure rate threshold is a percentage: 0 to 100."
+        if self.name and self.name.isdigit():
+            errors["name"] = "A rule name cannot be all digits: /alert-rules/{id or name} would read it as an id."
+        allowed = ALLOWED_ACTIONS.get(self.metric)
+        if allowed is not None and self.action and self.action not in allowed:
+            errors["action"] = (f"{self.action} does not suit {self.metric}; "
+                                f"allowed: {', '.join(sorted(allowed))}.")
+        if errors:
+            raise ValidationError(errors)
+
+
+# Which actions make sense for which metric. ``alert_endpoint_owner`` needs an endpoint, so only the
+# per-endpoint metric has an owner to mail (the global metrics would always fall back to the
+# operators: a second, misleading name for ``alert_operations_team``). ``scale_processing_capacity``
+# only for the backlog: more workers drain due deliveries, but make no receiver faster or less
+# failing, and its gauge (value / threshold) is a capacity ratio only for a count of waiting work.
+ALLOWED_ACTIONS: dict[str, frozenset[str]] = {
+    AlertRule.Metric.DELIVERY_FAILURE_RATE_PERCENT: frozenset({AlertRule.Action.ALERT_OPERATIONS_TEAM}),
+    AlertRule.Metric.ENDPOINT_AVG_RESPONSE_TIME_MS: frozenset({AlertRule.Action.ALERT_OPERATIONS_TEAM,
+                                                                AlertRule.Action.ALERT_ENDPOINT_OWNER}),
+    AlertRule.Metric.QUEUE_BACKLOG_DELIVERIES: frozenset({AlertRule.Action.ALERT_OPERATIONS_TEAM,
+                                                           AlertRule.Action.SCALE_PROCESSING_CAPACITY}),
+}
 
 
 class Alert(models.Model):
@@ -72,7 +98,15 @@ class Alert(models.Model):
     ACTIVE_STATUSES = (Status.PENDING, Status.FIRING)
     GLOBAL_SCOPE = "global"
 
-    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
+    # SET_NULL: deleting a rule resolves its firing alerts first (``delete_rule``) and keeps the
+    # history, which then names the rule through the snapshot below.
+    rule = models.ForeignKey(AlertRule, on_delete=models.SET_NULL, null=True, blank=True, related_name="alerts")
+    # The rule as it was when this alert started (name) and fired (metric, action, period, and
+    # ``threshold`` below): later edits or deletion of the rule do not rewrite what happened.
+    rule_name = models.CharField(max_length=100, blank=True)
+    metric = models.CharField(max_length=40, choices=AlertRule.Metric.choices, blank=True)
+    action = models.CharField(max_length=40, choices=AlertRule.Action.choices, blank=True)
+    period_seconds = models.PositiveIntegerField(null=True, blank=True)
     # "global", or "endpoint:<id>"; kept when the endpoint is deleted (the FK then becomes null).
     scope_key = models.CharField(max_length=64, default=GLOBAL_SCOPE)
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.SET_NULL, null=True, blank=True,
@@ -105,4 +139,4 @@ class Alert(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"alert {self.pk}: {self.rule_id} {self.scope_key} ({self.status})"
+        return f"alert {self.pk}: {self.rule_name or self.rule_id} {self.scope_key} ({self.status})"

@@ -574,3 +574,178 @@ def test_alert_gauges_tell_an_autoscaler_to_scale(alert_settings, seed_rules, ev
             'rule="queue_backlog"} 1.0') in after
     assert ('vocelio_alerts_firing{action="alert_operations_team",metric="delivery_failure_rate_percent",'
             'rule="delivery_failure_rate"} 0.0') in after
+
+
+# --- rule edits and deletion keep alert history honest ----------------------------------------------
+def _fire_failure_rate(capture):
+    """The seed's failure-rate rule firing on 75 % failed attempts; returns (now, the alert)."""
+    now = timezone.now()
+    make_attempts(make_endpoint(), ok=5, failed=15, at=now - timedelta(seconds=30))
+    evaluate(now, capture)
+    return now, Alert.objects.get(status="firing")
+
+
+def test_deleting_a_firing_rule_resolves_its_alert_and_keeps_the_history(
+        api, alert_settings, seed_rules, event_types, mailoutbox, django_capture_on_commit_callbacks):
+    # given: delivery_failure_rate fired and published alert_<id>_firing
+    _, alert = _fire_failure_rate(django_capture_on_commit_callbacks)
+    rule_id = alert.rule_id
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.delete(f"/alert-rules/{rule_id}")
+
+    # then: the rule is gone, its alert resolved and announced, the history still readable
+    assert response.status_code == 204
+    assert not AlertRule.objects.filter(pk=rule_id).exists()
+    kept = Alert.objects.get(pk=alert.pk)
+    assert (kept.status, kept.rule_id, kept.rule_name) == ("resolved", None, "delivery_failure_rate")
+    assert kept.details["resolution"]["reason"] == "rule_deleted"
+    assert [(e.event_id, e.data["alert"]["status"]) for e in alert_events()] == [
+        (f"alert_{alert.pk}_firing", "firing"), (f"alert_{alert.pk}_resolved", "resolved")]
+    assert alert_events()[1].data["alert"]["name"] == "delivery_failure_rate"
+    assert [m.subject for m in mailoutbox] == ["[Vocelio Webhooks] FIRING: delivery_failure_rate",
+                                               "[Vocelio Webhooks] RESOLVED: delivery_failure_rate"]
+    shown = api.get(f"/alerts/{alert.pk}").json()
+    assert (shown["rule"], shown["rule_id"], shown["metric"], shown["status"]) == (
+        "delivery_failure_rate", None, "delivery_failure_rate_percent", "resolved")
+    assert [a["id"] for a in api.get("/alerts", {"rule": "delivery_failure_rate"}).json()["results"]] == [alert.pk]
+
+
+def test_a_rule_deleted_outside_the_api_has_its_alert_resolved_at_the_next_evaluation(
+        alert_settings, seed_rules, event_types, django_capture_on_commit_callbacks):
+    # given: a firing alert whose rule is deleted by a bulk delete (the admin's, a shell)
+    now, alert = _fire_failure_rate(django_capture_on_commit_callbacks)
+    AlertRule.objects.filter(pk=alert.rule_id).delete()
+    assert Alert.objects.get(pk=alert.pk).status == "firing" and firing_alerts_for_metrics() == []
+
+    # when
+    report = evaluate(now + timedelta(seconds=30), django_capture_on_commit_callbacks)
+
+    # then
+    orphan = Alert.objects.get(pk=alert.pk)
+    assert orphan.status == "resolved" and orphan.details["resolution"]["reason"] == "rule_deleted"
+    assert report.count("resolve") == 1
+    assert [e.data["alert"]["status"] for e in alert_events()] == ["firing", "resolved"]
+
+
+def test_changing_a_firing_rules_metric_resolves_the_alert_and_keeps_what_it_fired_on(
+        api, alert_settings, seed_rules, event_types, django_capture_on_commit_callbacks):
+    # given: the failure-rate alert is firing (threshold 10, period 5m, operators)
+    _, alert = _fire_failure_rate(django_capture_on_commit_callbacks)
+
+    # when: the rule is turned into a backlog rule with another threshold and period
+    response = api.patch(f"/alert-rules/{alert.rule_id}",
+                         {"metric": "queue_backlog_deliveries", "threshold": 500, "period": "1m"}, format="json")
+
+    # then: the alert resolved at once, and still says what it fired on
+    assert response.status_code == 200, response.content
+    assert response.json()["metric"] == "queue_backlog_deliveries" and response.json()["firing_alerts"] == 0
+    shown = api.get(f"/alerts/{alert.pk}").json()
+    assert (shown["status"], shown["metric"], shown["action"], shown["threshold"], shown["period"]) == (
+        "resolved", "delivery_failure_rate_percent", "alert_operations_team", 10.0, "5m")
+    assert shown["value_at_fire"] == 75.0 and shown["details"]["resolution"]["reason"] == "rule_metric_changed"
+    resolved = alert_events()[-1].data["alert"]
+    assert (resolved["status"], resolved["metric"], resolved["threshold"], resolved["period"]) == (
+        "resolved", "delivery_failure_rate_percent", 10.0, "5m")
+
+
+def test_editing_a_firing_rules_threshold_does_not_rewrite_the_alert(
+        api, alert_settings, seed_rules, event_types, django_capture_on_commit_callbacks):
+    # given
+    _, alert = _fire_failure_rate(django_capture_on_commit_callbacks)
+
+    # when: threshold and period change, the metric stays
+    response = api.patch("/alert-rules/delivery_failure_rate", {"threshold": 50, "period": "10m"}, format="json")
+
+    # then: still firing (it resolves by hysteresis against the new threshold), with its own values
+    assert response.status_code == 200, response.content
+    shown = api.get(f"/alerts/{alert.pk}").json()
+    assert (shown["status"], shown["threshold"], shown["period"], shown["period_seconds"]) == (
+        "firing", 10.0, "5m", 300)
+
+
+def test_disabling_a_firing_rule_through_the_api_resolves_its_alert_at_once(
+        api, alert_settings, seed_rules, event_types, django_capture_on_commit_callbacks):
+    # given
+    _, alert = _fire_failure_rate(django_capture_on_commit_callbacks)
+
+    # when: no evaluation runs after the edit
+    response = api.patch("/alert-rules/delivery_failure_rate", {"enabled": False}, format="json")
+
+    # then
+    assert response.status_code == 200 and response.json()["firing_alerts"] == 0
+    resolved = Alert.objects.get(pk=alert.pk)
+    assert resolved.status == "resolved" and resolved.details["resolution"]["reason"] == "rule_disabled"
+    assert [e.data["alert"]["status"] for e in alert_events()] == ["firing", "resolved"]
+
+
+@pytest.mark.parametrize("metric, action, accepted", [
+    ("delivery_failure_rate_percent", "alert_operations_team", True),
+    ("delivery_failure_rate_percent", "alert_endpoint_owner", False),
+    ("delivery_failure_rate_percent", "scale_processing_capacity", False),
+    ("endpoint_avg_response_time_ms", "alert_operations_team", True),
+    ("endpoint_avg_response_time_ms", "alert_endpoint_owner", True),
+    ("endpoint_avg_response_time_ms", "scale_processing_capacity", False),
+    ("queue_backlog_deliveries", "alert_operations_team", True),
+    ("queue_backlog_deliveries", "alert_endpoint_owner", False),
+    ("queue_backlog_deliveries", "scale_processing_capacity", True),
+])
+def test_alert_rules_accept_only_actions_that_suit_the_metric(api, seed_rules, metric, action, accepted):
+    # given / when
+    response = api.post("/alert-rules", {"name": "combo", "metric": metric, "threshold": 1, "period": "1m",
+                                         "action": action}, format="json")
+
+    # then
+    if accepted:
+        assert response.status_code == 201, response.content
+    else:
+        assert "action" in assert_seed_error(response, 400, "VALIDATION_ERROR")["details"]["fields"]
+        assert not AlertRule.objects.filter(name="combo").exists()
+
+
+def test_alert_rule_edit_to_an_unsuitable_action_is_refused(api, seed_rules):
+    # when: the backlog rule would mail an endpoint owner it does not have
+    response = api.patch("/alert-rules/queue_backlog", {"action": "alert_endpoint_owner"}, format="json")
+
+    # then
+    assert "action" in assert_seed_error(response, 400, "VALIDATION_ERROR")["details"]["fields"]
+    assert AlertRule.objects.get(name="queue_backlog").action == "scale_processing_capacity"
+
+
+def test_alert_rule_names_cannot_be_all_digits(api, seed_rules):
+    # given / when: "123" would be read as an id by /alert-rules/{id or name}
+    created = api.post("/alert-rules", {"name": "123", "metric": "queue_backlog_deliveries", "threshold": 1,
+                                        "period": "1m", "action": "scale_processing_capacity"}, format="json")
+    renamed = api.patch("/alert-rules/queue_backlog", {"name": "42"}, format="json")
+    mixed = api.post("/alert-rules", {"name": "123-backlog", "metric": "queue_backlog_deliveries", "threshold": 1,
+                                      "period": "1m", "action": "scale_processing_capacity"}, format="json")
+
+    # then
+    assert "name" in assert_seed_error(created, 400, "VALIDATION_ERROR")["details"]["fields"]
+    assert "name" in assert_seed_error(renamed, 400, "VALIDATION_ERROR")["details"]["fields"]
+    assert mixed.status_code == 201 and api.get("/alert-rules/123-backlog").json()["name"] == "123-backlog"
+    assert not AlertRule.objects.filter(name__in=["123", "42"]).exists()
+
+
+def test_support_staff_may_view_alert_rules_alerts_and_endpoint_health_in_the_admin(
+        alert_settings, seed_rules, event_types, django_capture_on_commit_callbacks):
+    # given: a staff user in the Support group (migrations), and a firing alert
+    from django.contrib.auth.models import Group, User
+    from django.test import Client
+
+    _, alert = _fire_failure_rate(django_capture_on_commit_callbacks)
+    user = User.objects.create_user("support", "support@example.com", "pw-support-123", is_staff=True)
+    user.groups.add(Group.objects.get(name="Support"))
+    client = Client()
+    client.force_login(user)
+
+    # when
+    pages = ["/admin/analytics/alertrule/", "/admin/analytics/alert/", f"/admin/analytics/alert/{alert.pk}/change/",
+             "/admin/endpoints/endpointhealth/"]
+    answers = {page: client.get(page).status_code for page in pages}
+    change = client.post(f"/admin/analytics/alertrule/{alert.rule_id}/change/", {"threshold": 1})
+
+    # then: read-only access
+    assert answers == dict.fromkeys(pages, 200)
+    assert change.status_code == 403 and AlertRule.objects.get(pk=alert.rule_id).threshold == 10.0

@@ -1,5 +1,8 @@
 """Readiness (``GET /health/ready``) and the heartbeats behind it, with a real Celery worker and a
 real ``celery beat`` process writing them."""
+import io
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -13,6 +16,7 @@ from rest_framework.test import APIClient
 
 from tests.conftest import ROOT, assert_seed_error, wait_until
 from vocelio_webhooks import monitoring
+from vocelio_webhooks.logs import JsonFormatter, MaskPersonalDataFilter
 from vocelio_webhooks.models import Heartbeat
 
 
@@ -183,3 +187,53 @@ def test_health_ready_answers_503_naming_broker_without_its_url(db, monkeypatch)
     assert "broker" in error["message"]
     assert b"hunter2" not in response.content and b"127.0.0.1:1" not in response.content
     assert error["details"]["database"] == {"status": "ok"}
+
+
+def test_health_ready_503_is_logged_as_a_warning_not_an_error(db, caplog):
+    # given: no beat ever ran, so readiness fails
+    Heartbeat.objects.filter(component="beat").delete()
+
+    # when
+    with caplog.at_level(logging.DEBUG, logger="django.request"):
+        response = APIClient().get("/health/ready")
+
+    # then: the same 503 body, logged once by django.request at WARNING, never at ERROR
+    assert_seed_error(response, 503, "NOT_READY")
+    records = [r for r in caplog.records if r.name == "django.request"]
+    assert [(r.levelno, r.getMessage()) for r in records] == [
+        (logging.WARNING, "Service Unavailable: /health/ready")]
+    assert records[0].status_code == 503
+
+
+def test_log_mask_keeps_celery_task_names_and_masks_personal_names():
+    # given: the service's masking filter and JSON formatter, and what Celery's tracer logs
+    # (celery.app.trace.info: the context both as the format arguments and as extra "data")
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.addFilter(MaskPersonalDataFilter(fields=("email", "phone", "name")))
+    handler.setFormatter(JsonFormatter())
+    celery_logger, app_logger = logging.getLogger("celery.app.trace"), logging.getLogger("tests.monitoring.events")
+    context = {"id": "c0ffee", "name": "deliveries.tasks.deliver", "return_value": "None", "runtime": 0.01,
+               "args": "(12,)", "kwargs": "{}"}
+    lead = {"lead": {"name": "John Doe", "email": "john.doe@example.com"}}
+
+    # when
+    for logger in (celery_logger, app_logger):
+        logger.addHandler(handler)
+    try:
+        celery_logger.info("Task %(name)s[%(id)s] succeeded in %(runtime)ss: %(return_value)s", context,
+                           extra={"data": context})
+        celery_logger.info("Task received", extra={"data": {"name": "John", "id": "x"}})
+        app_logger.info("lead published", extra={"data": lead})
+    finally:
+        for logger in (celery_logger, app_logger):
+            logger.removeHandler(handler)
+
+    # then: the task name is readable where Celery puts it; a person's name is still masked,
+    # in an application's event data and in a celery.* record whose "name" is not a task name
+    task, not_a_task, event = (json.loads(line) for line in buffer.getvalue().splitlines())
+    assert task["data"]["name"] == "deliveries.tasks.deliver" and task["logger"] == "celery.app.trace"
+    assert task["message"] == "Task deliveries.tasks.deliver[c0ffee] succeeded in 0.01s: None"
+    assert not_a_task["data"]["name"] == "[masked]"
+    assert event["data"] == {"lead": {"name": "[masked]", "email": "[masked]"}}
+    assert "John" not in buffer.getvalue() and "john.doe" not in buffer.getvalue()
