@@ -5,9 +5,14 @@ Delivery behaviour of replay/retry is tested with a live worker in ``test_replay
 ``test_dead_letters.py``."""
 import io
 import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -169,10 +174,19 @@ def test_purge_progress_bar_only_on_a_terminal_and_not_with_no_progress(event_ty
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("args", "message"), [
-    (("--older-than-days", "-1"), "--older-than-days must be 0 or more."),
-    (("--events-days", "-3"), "--events-days must be 0 or more."),
-    (("--batch-size", "0"), "--batch-size must be at least 1."),
-    (("--max-seconds", "0"), "--max-seconds must be more than 0."),
+    (("--older-than-days", "-1"), "argument --older-than-days: must be a whole number from 0 to 36,500 days, not '-1'."),
+    (("--events-days", "-3"), "argument --events-days: must be a whole number from 0 to 36,500 days"),
+    (("--batch-size", "0"), "argument --batch-size: must be a whole number from 1 to 10,000 rows, not '0'."),
+    (("--max-seconds", "0"), "argument --max-seconds: must be a finite number more than 0 to 315,360,000 seconds"),
+    # Past datetime's range (OverflowError) or beyond year 1 (date value out of range) before the bound.
+    (("--older-than-days", "99999999999", "--dry-run"), "argument --older-than-days: must be a whole number from 0"),
+    (("--older-than-days", "3000000", "--dry-run"), "argument --older-than-days: must be a whole number from 0"),
+    (("--events-days", "99999999999", "--dry-run"), "argument --events-days: must be a whole number from 0"),
+    (("--successful-bodies-days", "3000000"), "argument --successful-bodies-days: must be a whole number from 0"),
+    # nan compared as "not <= 0" and inf as a valid budget: both used to be accepted.
+    (("--max-seconds", "nan"), "argument --max-seconds: must be a finite number more than 0 .* not 'nan'."),
+    (("--max-seconds", "inf", "--dry-run"), "argument --max-seconds: must be a finite number .* not 'inf'."),
+    (("--max-seconds=-inf",), "argument --max-seconds: must be a finite number .* not '-inf'."),
 ])
 def test_purge_rejects_bad_options_and_deletes_nothing(event_types, args, message):
     # given
@@ -182,6 +196,7 @@ def test_purge_rejects_bad_options_and_deletes_nothing(event_types, args, messag
     with pytest.raises(CommandError, match=message):
         run("purge", *args)
     assert Event.objects.count() == 1
+    assert not AuditLogEntry.objects.exists()
 
 
 # --- send_test_event -----------------------------------------------------------------------------
@@ -383,3 +398,125 @@ def test_replay_events_dry_run_writes_nothing_and_ends_with_the_summary(event_ty
                                 "Would replay 1 delivery(ies) of 1 event(s) to 1 endpoint(s)."]
     assert Delivery.objects.count() == 1 and not AuditLogEntry.objects.exists()
     assert err == ""
+
+
+# --- bad input: bounded options, unknown endpoints, exit statuses (issue 6 review) ----------------
+TOO_BIG = "99999999999999999999999"  # beyond bigint: OverflowError in SQLite's driver, LIMIT mismatch
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("args", "message"), [
+    (("retry_deliveries", "--endpoint", TOO_BIG, "--dry-run"),
+     f"argument --endpoint: must be a whole number from 1 to 9,223,372,036,854,775,807, not '{TOO_BIG}'."),
+    (("retry_deliveries", "--limit", TOO_BIG, "--dry-run"), "argument --limit: must be a whole number from 1 to "),
+    (("retry_deliveries", "--limit", "0"), "argument --limit: must be a whole number from 1 to "),
+    (("replay_events", "--endpoint", TOO_BIG, "--since", "2025-08-05", "--dry-run"), "argument --endpoint: must be"),
+    (("replay_events", "--since", "2025-08-05", "--limit", TOO_BIG, "--dry-run"), "argument --limit: must be"),
+    (("endpoint_health", "--endpoint", TOO_BIG), "argument --endpoint: must be a whole number from 1 to "),
+    (("endpoint_health", "--endpoint", "0"), "argument --endpoint: must be a whole number from 1 to "),
+    (("send_test_event", TOO_BIG, "--dry-run"), "argument endpoint_id: must be a whole number from 1 to "),
+    # +05:00 turns year 1 into year 0 in UTC: OverflowError before the check.
+    (("replay_events", "--since", "0001-01-01T00:00:00+05:00", "--dry-run"),
+     r"argument --since: '0001-01-01T00:00:00\+05:00' is out of range once converted to UTC"),
+    (("retry_deliveries", "--until", "9999-12-31T23:00:00-05:00", "--dry-run"), "argument --until: .* out of range"),
+    (("retry_deliveries", "--since", "yesterday", "--dry-run"),
+     "argument --since: 'yesterday' is not an ISO-8601 date or date-time."),
+])
+def test_operator_commands_refuse_out_of_range_options_with_one_argparse_error(event_types, args, message):
+    # given: a dead-lettered delivery a faulty bound could act on
+    endpoint = make_endpoint()
+    delivery = make_delivery(make_event("evt_dead", age_days=0), status="dead_lettered", age_days=0)
+    Delivery.objects.filter(pk=delivery.pk).update(endpoint=endpoint)
+
+    # when / then: argparse's error (call_command raises it as CommandError), not a traceback
+    with pytest.raises(CommandError, match=message):
+        run(*args)
+    assert Delivery.objects.get().status == "dead_lettered" and not AuditLogEntry.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("dry_run", [(), ("--dry-run",)])
+def test_retry_deliveries_refuses_an_endpoint_that_does_not_exist(event_types, dry_run):
+    # given
+    endpoint = make_endpoint()
+    delivery = make_delivery(make_event("evt_dead", age_days=0), status="dead_lettered", age_days=0)
+    Delivery.objects.filter(pk=delivery.pk).update(endpoint=endpoint)
+    missing = endpoint.pk + 100
+
+    # when / then
+    with pytest.raises(CommandError, match=rf"^Endpoint {missing} does not exist\.$"):
+        run("retry_deliveries", "--endpoint", str(missing), "--since", "2025-08-05T17:00:00Z", *dry_run)
+    assert Delivery.objects.get().status == "dead_lettered" and not AuditLogEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_endpoint_health_refuses_endpoints_that_do_not_exist():
+    # given
+    endpoint = make_endpoint()
+
+    # when / then: one unknown id, then two (the known one is not reported)
+    with pytest.raises(CommandError, match=rf"^Endpoint {endpoint.pk + 98} does not exist\.$"):
+        run("endpoint_health", "--endpoint", str(endpoint.pk + 98))
+    with pytest.raises(CommandError, match=rf"^Endpoints {endpoint.pk + 1}, {endpoint.pk + 2} do not exist\.$"):
+        run("endpoint_health", "--endpoint", str(endpoint.pk + 2), "--endpoint", str(endpoint.pk),
+            "--endpoint", str(endpoint.pk + 1))
+
+
+def manage(*args: str) -> subprocess.CompletedProcess:
+    """``python manage.py ARGS`` as an operator runs it, on the test database (as the worker fixture
+    does), so exit statuses and stderr are the real ones."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
+           "VOCELIO_TEST_DB_NAME": str(settings.DATABASES["default"]["NAME"])}
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=Path(__file__).resolve().parents[2], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_a_malformed_option_exits_2_with_argparse_usage_and_one_error_line():
+    # given / when
+    result = manage("retry_deliveries", "--endpoint", TOO_BIG, "--dry-run")
+
+    # then
+    assert result.returncode == 2 and result.stdout == ""
+    assert "Traceback" not in result.stderr and result.stderr.startswith("usage: manage.py retry_deliveries ")
+    assert result.stderr.splitlines()[-1] == (
+        f"manage.py retry_deliveries: error: argument --endpoint: must be a whole number from 1 to "
+        f"9,223,372,036,854,775,807, not '{TOO_BIG}'.")
+
+
+def test_a_nan_budget_exits_2_and_purges_nothing():
+    # given / when
+    result = manage("purge", "--max-seconds", "nan")
+
+    # then
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == ("manage.py purge: error: argument --max-seconds: must be a finite "
+                                              "number more than 0 to 315,360,000 seconds, not 'nan'.")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unknown_endpoint_exits_1_with_one_command_error_line():
+    # given
+    make_endpoint()
+
+    # when
+    result = manage("endpoint_health", "--endpoint", "999999")
+
+    # then
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", "CommandError: Endpoint 999999 does not exist.\n")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replay_events_enqueues_without_kombu_warnings_on_stderr(event_types):
+    # given: one event its endpoint received, so a real replay publishes one task to the broker
+    endpoint = make_endpoint()
+    original = make_delivery(make_event("evt_replay_me", age_days=1), status="succeeded", age_days=1)
+    Delivery.objects.filter(pk=original.pk).update(endpoint=endpoint)
+
+    # when
+    result = manage("replay_events", "--since", (timezone.now() - timedelta(days=2)).isoformat(), "--no-progress")
+
+    # then: stderr is empty (kombu used to log "No hostname was supplied" for filesystem://)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "Replayed 1 of 1 delivery(ies) of 1 event(s) to 1 endpoint(s)."
+    assert result.stderr == ""
+    assert Delivery.objects.filter(is_replay=True).count() == 1

@@ -96,9 +96,15 @@ def test_rotate_secret_dry_run_changes_nothing_and_shows_no_secret():
 @pytest.mark.django_db
 @pytest.mark.parametrize(("args", "message"), [
     (("999999",), "Endpoint 999999 does not exist."),
-    (("{pk}", "--grace-hours", "-1"), "--grace-hours must be 0 or more."),
-    (("{pk}", "--grace-hours", "200"), "overlap_seconds must be between 0 and 604800"),
-    (("{pk}", "--dry-run", "--grace-hours", "200"), "overlap_seconds must be between 0 and 604800"),
+    (("99999999999999999999999",), "argument endpoint_id: must be a whole number from 1 to 9,223,372,036,854,775,807"),
+    (("{pk}", "--grace-hours", "-1"), "argument --grace-hours: must be a finite number from 0 to 168 hours, not '-1'."),
+    # The service's limit (604,800 s) said in the option's name and unit.
+    (("{pk}", "--grace-hours", "169"), "argument --grace-hours: must be a finite number from 0 to 168 hours, not '169'."),
+    (("{pk}", "--dry-run", "--grace-hours", "200"), "argument --grace-hours: must be a finite number from 0 to 168 hours"),
+    (("{pk}", "--grace-hours", "168.01"), "argument --grace-hours: must be a finite number from 0 to 168 hours"),
+    # nan used to crash round() with a ValueError traceback.
+    (("{pk}", "--grace-hours", "nan"), "argument --grace-hours: must be a finite number from 0 to 168 hours, not 'nan'."),
+    (("{pk}", "--grace-hours", "inf"), "argument --grace-hours: must be a finite number from 0 to 168 hours, not 'inf'."),
 ])
 def test_rotate_secret_rejects_bad_input_with_one_line_and_changes_nothing(args, message):
     # given
@@ -130,3 +136,30 @@ def test_rotate_secret_help_shows_examples(capsys):
     # then
     out = capsys.readouterr().out
     assert "examples:\n  python manage.py rotate_secret 7 --dry-run" in out and "--grace-hours 48" in out
+
+
+@pytest.mark.django_db
+def test_rotate_secret_accepts_the_longest_grace_period_of_168_hours():
+    # given
+    endpoint = make_endpoint()
+    before = timezone.now()
+
+    # when
+    run(str(endpoint.pk), "--grace-hours", "168")
+
+    # then
+    endpoint.refresh_from_db()
+    assert timedelta(hours=167, minutes=59) < endpoint.previous_secret_expires_at - before <= timedelta(hours=168, seconds=5)
+
+
+@pytest.mark.django_db
+def test_rotate_encryption_keys_refuses_a_batch_size_that_would_skip_or_crash():
+    # given
+    make_endpoint()
+
+    # when / then: 0 crashed range(); -1 re-encrypted nothing and said so
+    for size in ("0", "-1"):
+        with pytest.raises(CommandError, match=f"argument --batch-size: must be a whole number from 1 to 10,000 rows, "
+                                               f"not '{size}'."):
+            call_command("rotate_encryption_keys", "--batch-size", size, stdout=io.StringIO())
+    assert not AuditLogEntry.objects.exists()

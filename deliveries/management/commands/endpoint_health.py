@@ -12,9 +12,11 @@ import json
 from collections import Counter
 from datetime import datetime
 
+from django.core.management.base import CommandError
+
 from deliveries import queries as delivery_queries
 from endpoints.models import EndpointHealth, WebhookEndpoint
-from vocelio_webhooks.commands import OperatorCommand, note, plural
+from vocelio_webhooks.commands import OperatorCommand, note, object_id, plural
 
 NAME_WIDTH = 24
 HOST_WIDTH = 32
@@ -69,11 +71,18 @@ python manage.py endpoint_health --endpoint 7 --json | jq '.[0].dead_lettered'
     def add_arguments(self, parser):
         parser.add_argument("--status", action="append", dest="statuses", choices=WebhookEndpoint.Status.values,
                             help="Only endpoints with this status (repeatable).")
-        parser.add_argument("--endpoint", action="append", dest="endpoint_ids", type=int, metavar="ID",
-                            help="Only this endpoint (repeatable).")
+        parser.add_argument("--endpoint", action="append", dest="endpoint_ids", type=object_id, metavar="ID",
+                            help="Only this endpoint (repeatable; it must exist).")
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print a JSON array instead of the table.")
 
     def handle(self, *args, statuses, endpoint_ids, as_json: bool, **options):
+        if endpoint_ids:
+            # As replay_events and rotate_secret: an id that matches nothing is a typo, not an empty table.
+            missing = sorted(set(endpoint_ids) - set(WebhookEndpoint.objects.filter(pk__in=endpoint_ids)
+                                                     .values_list("pk", flat=True)))
+            if missing:
+                raise CommandError(f"Endpoint {', '.join(map(str, missing))} does not exist." if len(missing) == 1
+                                   else f"Endpoints {', '.join(map(str, missing))} do not exist.")
         rows = delivery_queries.endpoint_health_rows(statuses=statuses, endpoint_ids=endpoint_ids)
         summary = self._summary(rows)
         if as_json:

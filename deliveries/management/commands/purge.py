@@ -21,7 +21,6 @@ operator watches it, and every batch is its own transaction, so Ctrl-C leaves co
 """
 import time
 
-from django.core.management.base import CommandError
 from django.utils import timezone
 
 from deliveries import queries as delivery_queries
@@ -31,6 +30,9 @@ from vocelio_webhooks.commands import (
     OperatorCommand,
     add_dry_run_argument,
     add_progress_argument,
+    batch_size,
+    bounded_float,
+    days,
     note,
     progress,
     tick,
@@ -48,6 +50,8 @@ PERIOD_OPTIONS = tuple(period for _, period, _ in STEPS)
 PERIOD_HELP = {"successful_bodies_days": "successful attempts' bodies", "attempts_days": "attempts",
                "deliveries_days": "deliveries", "events_days": "events"}
 NO_TIME_LIMIT_SECONDS = 10 * 365 * 86400
+# --max-seconds: finite, more than 0 and at most the "no limit" stand-in (nan and inf refused).
+max_seconds = bounded_float(0, NO_TIME_LIMIT_SECONDS, " seconds", low_exclusive=True)
 
 
 def _summary(counts: dict[str, int]) -> str:
@@ -65,32 +69,23 @@ python manage.py purge --max-seconds 300 --no-progress     # from cron: bounded,
 """
 
     def add_arguments(self, parser):
-        parser.add_argument("--older-than-days", type=int, metavar="N",
-                            help="Use N days for every period below that is not given itself.")
+        parser.add_argument("--older-than-days", type=days, metavar="N",
+                            help="Use N days (0 to 36,500) for every period below that is not given itself.")
         for period in PERIOD_OPTIONS:
-            parser.add_argument(f"--{period.replace('_', '-')}", type=int, metavar="N", dest=period,
-                                help=f"Retention of {PERIOD_HELP[period]} in days (default: its WEBHOOK_RETENTION_* setting; "
+            parser.add_argument(f"--{period.replace('_', '-')}", type=days, metavar="N", dest=period,
+                                help=f"Retention of {PERIOD_HELP[period]} in days, 0 to 36,500 (default: its WEBHOOK_RETENTION_* setting; "
                                      "0 turns this step off).")
-        parser.add_argument("--batch-size", type=int, default=None,
-                            help="Rows per transaction (default WEBHOOK_RETENTION_BATCH_SIZE).")
-        parser.add_argument("--max-seconds", type=float, default=None,
+        parser.add_argument("--batch-size", type=batch_size, default=None, metavar="N",
+                            help="Rows per transaction, 1 to 10,000 (default WEBHOOK_RETENTION_BATCH_SIZE).")
+        parser.add_argument("--max-seconds", type=max_seconds, default=None, metavar="S",
                             help="Start no new batch after this many seconds (default: no limit).")
         add_dry_run_argument(parser, "Count per table what would be blanked or deleted; change nothing.")
         add_progress_argument(parser)
 
     def handle(self, *args, **options):
-        if options["older_than_days"] is not None and options["older_than_days"] < 0:
-            raise CommandError("--older-than-days must be 0 or more.")
-        periods = {}
-        for period in PERIOD_OPTIONS:
-            value = options[period] if options[period] is not None else options["older_than_days"]
-            if value is not None and value < 0:
-                raise CommandError(f"--{period.replace('_', '-')} must be 0 or more.")
-            periods[period] = value
-        if options["batch_size"] is not None and options["batch_size"] < 1:
-            raise CommandError("--batch-size must be at least 1.")
-        if options["max_seconds"] is not None and options["max_seconds"] <= 0:
-            raise CommandError("--max-seconds must be more than 0.")
+        # Every number was bounded by its argparse type (vocelio_webhooks.commands).
+        periods = {period: options[period] if options[period] is not None else options["older_than_days"]
+                   for period in PERIOD_OPTIONS}
         now = timezone.now()
         cutoffs = delivery_queries.retention_cutoffs(now=now, **periods)
         for period in PERIOD_OPTIONS:

@@ -26,8 +26,10 @@ from vocelio_webhooks.commands import (
     OperatorCommand,
     add_dry_run_argument,
     add_progress_argument,
-    parse_when,
+    iso_datetime,
+    object_id,
     progress,
+    row_limit,
     tick,
 )
 
@@ -35,9 +37,10 @@ BATCH_SIZE = 500
 
 
 def add_common_arguments(parser) -> None:
-    parser.add_argument("--endpoint", type=int, help="Endpoint id.")
+    parser.add_argument("--endpoint", type=object_id, metavar="ID", help="Endpoint id (it must exist).")
     parser.add_argument("--event-type", help="Event type: an exact name, 'lead.*' or '*'.")
-    parser.add_argument("--limit", type=int, help="Act on at most this many deliveries (default: all).")
+    parser.add_argument("--limit", type=row_limit, metavar="N",
+                        help="Act on at most this many deliveries (default: all).")
     add_dry_run_argument(parser, "Count and list what would be done (per endpoint); write nothing.")
     add_progress_argument(parser)
 
@@ -53,8 +56,8 @@ python manage.py replay_events --event-id evt_123 --event-id evt_456 --no-progre
 
     def add_arguments(self, parser):
         add_common_arguments(parser)
-        parser.add_argument("--since", help="Events received at or after this time (ISO-8601).")
-        parser.add_argument("--until", help="Events received before this time (ISO-8601).")
+        parser.add_argument("--since", type=iso_datetime, help="Events received at or after this time (ISO-8601).")
+        parser.add_argument("--until", type=iso_datetime, help="Events received before this time (ISO-8601).")
         parser.add_argument("--event-id", action="append", dest="event_ids", metavar="EVENT_ID",
                             help="This event (repeatable).")
         parser.add_argument("--status", action="append", dest="statuses", choices=Delivery.Status.values,
@@ -64,14 +67,11 @@ python manage.py replay_events --event-id evt_123 --event-id evt_456 --no-progre
                                  "pending, in-flight or retrying delivery).")
 
     def handle(self, *args, **options):
-        since = parse_when(options["since"], "--since")
-        until = parse_when(options["until"], "--until")
+        since, until = options["since"], options["until"]
         if since is None and not options["event_ids"]:
             raise CommandError("Give --since (and optionally --until) or --event-id.")
         if since and until and until <= since:
             raise CommandError("--until must be later than --since.")
-        if options["limit"] is not None and options["limit"] < 1:
-            raise CommandError("--limit must be at least 1.")
         endpoint = None
         if options["endpoint"] is not None:
             endpoint = WebhookEndpoint.objects.filter(pk=options["endpoint"]).first()

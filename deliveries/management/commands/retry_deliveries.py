@@ -23,8 +23,9 @@ from deliveries.management.commands.replay_events import (
 )
 from deliveries.models import Delivery
 from deliveries.services.replay import RETRYABLE_STATUSES
+from endpoints.models import WebhookEndpoint
 from vocelio_webhooks import services as audit_services
-from vocelio_webhooks.commands import OperatorCommand, parse_when, progress, tick
+from vocelio_webhooks.commands import OperatorCommand, iso_datetime, progress, tick
 
 STATUS_CHOICES = [str(s) for s in RETRYABLE_STATUSES]
 
@@ -40,18 +41,18 @@ python manage.py retry_deliveries --limit 1000 --no-progress
 
     def add_arguments(self, parser):
         add_common_arguments(parser)
-        parser.add_argument("--since", help="Deliveries created at or after this time (ISO-8601).")
-        parser.add_argument("--until", help="Deliveries created before this time (ISO-8601).")
+        parser.add_argument("--since", type=iso_datetime, help="Deliveries created at or after this time (ISO-8601).")
+        parser.add_argument("--until", type=iso_datetime, help="Deliveries created before this time (ISO-8601).")
         parser.add_argument("--status", action="append", dest="statuses", choices=STATUS_CHOICES,
                             help="Deliveries in this status (repeatable; default dead_lettered).")
 
     def handle(self, *args, **options):
-        since = parse_when(options["since"], "--since")
-        until = parse_when(options["until"], "--until")
+        since, until = options["since"], options["until"]
         if since and until and until <= since:
             raise CommandError("--until must be later than --since.")
-        if options["limit"] is not None and options["limit"] < 1:
-            raise CommandError("--limit must be at least 1.")
+        # As replay_events: an id that matches nothing is a typo, not "nothing to retry".
+        if options["endpoint"] is not None and not WebhookEndpoint.objects.filter(pk=options["endpoint"]).exists():
+            raise CommandError(f"Endpoint {options['endpoint']} does not exist.")
         selection = delivery_services.DeliverySelection(
             statuses=tuple(options["statuses"] or (Delivery.Status.DEAD_LETTERED,)),
             endpoint_id=options["endpoint"], event_type=options["event_type"],

@@ -21,7 +21,7 @@ from deliveries import queries as delivery_queries
 from deliveries import services as delivery_services
 from endpoints.models import WebhookEndpoint
 from events.models import Event
-from vocelio_webhooks.commands import OperatorCommand, add_dry_run_argument
+from vocelio_webhooks.commands import OperatorCommand, add_dry_run_argument, object_id
 
 RESPONSE_EXCERPT_CHARS = 500
 
@@ -46,7 +46,7 @@ python manage.py send_test_event 7 --dry-run     # print the signed request, sen
 """
 
     def add_arguments(self, parser):
-        parser.add_argument("endpoint_id", type=int, help="The endpoint's id.")
+        parser.add_argument("endpoint_id", type=object_id, help="The endpoint's id.")
         parser.add_argument("--event-type", help="Event type to send (default: the endpoint's first exact event "
                                                  "type, else lead.created).")
         parser.add_argument("--data", help="The event's data as a JSON object (default: the type's sample data).")

@@ -18,10 +18,17 @@ from vocelio_webhooks.audit import snapshot
 from vocelio_webhooks.commands import (
     OperatorCommand,
     add_dry_run_argument,
+    bounded_float,
     note,
+    object_id,
     rolled_back,
 )
 from vocelio_webhooks.errors import ValidationFailed
+
+# The service's limit on the overlap, 7 days (604,800 s; Svix's maximum), in the option's unit, so
+# ``--grace-hours 169`` is refused in hours and by the option's name.
+MAX_GRACE_HOURS = 7 * 24
+grace_hours_type = bounded_float(0, MAX_GRACE_HOURS, " hours")
 
 
 class Command(OperatorCommand):
@@ -34,15 +41,13 @@ SECRET=$(python manage.py rotate_secret 7 --grace-hours 0)   # drop the old secr
 """
 
     def add_arguments(self, parser):
-        parser.add_argument("endpoint_id", type=int, help="The endpoint's id.")
-        parser.add_argument("--grace-hours", type=float, default=None,
+        parser.add_argument("endpoint_id", type=object_id, help="The endpoint's id.")
+        parser.add_argument("--grace-hours", type=grace_hours_type, default=None, metavar="H",
                             help="Hours the old secret stays valid beside the new one (default: "
                                  "WEBHOOK_SECRET_ROTATION_OVERLAP_SECONDS, 24 h; 0 drops it now; at most 168).")
         add_dry_run_argument(parser, "Check the rotation and say what it would do; change nothing, show no secret.")
 
     def handle(self, *args, endpoint_id: int, grace_hours: float | None, dry_run: bool, **options):
-        if grace_hours is not None and grace_hours < 0:
-            raise CommandError("--grace-hours must be 0 or more.")
         endpoint = WebhookEndpoint.objects.filter(pk=endpoint_id).first()
         if endpoint is None:
             raise CommandError(f"Endpoint {endpoint_id} does not exist.")

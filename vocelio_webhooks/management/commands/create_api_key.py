@@ -13,6 +13,7 @@ from vocelio_webhooks.commands import (
     OperatorCommand,
     add_dry_run_argument,
     note,
+    positive_days,
     rolled_back,
 )
 from vocelio_webhooks.errors import ValidationFailed
@@ -43,13 +44,11 @@ KEY=$(python manage.py create_api_key dashboard --scopes read)
             "--environments", type=_csv, default=None,
             help="Comma-separated environments the key is limited to (default: all), e.g. 'staging'.",
         )
-        parser.add_argument("--expires-in-days", type=int, default=None,
-                            help="Days until the key stops working (default: never).")
+        parser.add_argument("--expires-in-days", type=positive_days, default=None, metavar="N",
+                            help="Days until the key stops working, 1 to 36,500 (default: never).")
         add_dry_run_argument(parser, "Validate the options and show the key that would be created; create nothing.")
 
     def handle(self, *args, name: str, scopes, environments, expires_in_days, dry_run: bool = False, **options):
-        if expires_in_days is not None and expires_in_days < 1:
-            raise CommandError("--expires-in-days must be at least 1.")
         if scopes is not None and not scopes:
             raise CommandError("--scopes needs at least one scope.")
         expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
