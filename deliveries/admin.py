@@ -128,7 +128,8 @@ def replay_selected(modeladmin, request, queryset):
 
 @admin.register(Delivery)
 class DeliveryAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    """Delivery history is read-only (attempts are append-only). Users with the
+    """Delivery history is read-only and never deleted here (attempts are append-only; only the
+    retention purge removes old rows). Users with the
     ``deliveries.retry_delivery`` permission (the Support group) may retry deliveries."""
 
     list_display = ("id", "event_id_link", "event_type", "endpoint_link", "status_badge", "attempt_count",
@@ -189,6 +190,11 @@ class DeliveryAdmin(AuditedAdminMixin, admin.ModelAdmin):
         # History is read-only: deliveries change through the actions (services), never the form.
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Delivery history is never deleted by hand (README, "Deliveries"): only the retention
+        # purge removes old rows. This also removes Django's "Delete selected" action.
+        return False
+
     @admin.display(description="last error")
     def last_error_summary(self, obj) -> str:
         return obj.last_error if len(obj.last_error) <= 80 else obj.last_error[:79] + "…"
@@ -218,6 +224,8 @@ class DeliveryAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 @admin.register(DeliveryAttempt)
 class DeliveryAttemptAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Every HTTP try, read-only: attempts are append-only and only the retention purge deletes them."""
+
     list_display = ("delivery", "attempt_number", "response_status_code", "outcome", "duration_ms", "error_class",
                     "created_at")
     list_filter = ("outcome", "error_class")
@@ -229,4 +237,8 @@ class DeliveryAttemptAdmin(AuditedAdminMixin, admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Attempts are append-only; only the retention purge removes them.
         return False

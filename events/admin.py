@@ -75,7 +75,7 @@ def replay_to_matching_endpoints(modeladmin, request, queryset):
 
 @admin.register(Event)
 class EventAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    """Events are immutable published facts: read-only here. Search by ``event_id`` or by a
+    """Events are immutable published facts: read-only and never deleted here. Search by ``event_id`` or by a
     customer's phone number or email inside the payload."""
 
     list_display = ("event_id", "event_type", "environment", "timestamp", "received_at", "deliveries_link")
@@ -112,4 +112,9 @@ class EventAdmin(AuditedAdminMixin, admin.ModelAdmin):
         return False
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Deleting an event would delete its deliveries (CASCADE): history is removed only by the
+        # retention purge (the GDPR erasure redacts values, it deletes nothing), never by hand here.
         return False

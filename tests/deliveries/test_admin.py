@@ -191,3 +191,63 @@ def test_event_admin_links_to_its_deliveries(admin_client, endpoint):
     # then
     assert f"?event__id__exact={delivery.event_id}" in events_page and "1 delivery" in events_page
     assert _ids(deliveries) == {delivery.pk}
+
+
+def test_delivery_admin_never_deletes_history_even_for_a_superuser(admin_client, endpoint):
+    # given
+    delivery = _delivery(endpoint, "evt_keep", {})
+    attempt = DeliveryAttempt.objects.create(delivery=delivery, attempt_number=1, url=endpoint.url,
+                                             started_at=timezone.now(), outcome=DeliveryAttempt.Outcome.SUCCEEDED,
+                                             response_status_code=200)
+
+    # when
+    listed = admin_client.get(CHANGELIST)
+    bulk = admin_client.post(CHANGELIST, {"action": "delete_selected", "_selected_action": [delivery.pk],
+                                          "post": "yes"})
+    one = admin_client.post(f"{CHANGELIST}{delivery.pk}/delete/", {"post": "yes"})
+    one_attempt = admin_client.post(f"/admin/deliveries/deliveryattempt/{attempt.pk}/delete/", {"post": "yes"})
+    detail = admin_client.get(f"{CHANGELIST}{delivery.pk}/change/").content.decode()
+
+    # then
+    assert "delete_selected" not in [name for name, _ in listed.context["action_form"].fields["action"].choices]
+    assert bulk.status_code in (200, 302)
+    assert (one.status_code, one_attempt.status_code) == (403, 403)
+    assert f"{CHANGELIST}{delivery.pk}/delete/" not in detail
+    assert Delivery.objects.filter(pk=delivery.pk).exists()
+    assert DeliveryAttempt.objects.filter(pk=attempt.pk).exists()
+
+
+@pytest.mark.parametrize("query", [
+    "created_at__year=99999999999",
+    "created_at__year=2024&created_at__month=99999999999",
+    "created_at__year=9999&created_at__month=12&created_at__day=31",
+    "created_at__year=0",
+    "next_attempt_at__year=99999999999",
+])
+def test_delivery_admin_out_of_range_dates_in_the_query_string_show_the_unfiltered_list(admin_client, endpoint,
+                                                                                         query):
+    # given
+    delivery = _delivery(endpoint, "evt_dates", {})
+
+    # when
+    response = admin_client.get(f"{CHANGELIST}?{query}")
+
+    # then Django's answer to any bad filter: back to the list without it
+    assert response.status_code == 302
+    assert response["Location"] == f"{CHANGELIST}?e=1"
+    assert _ids(admin_client.get(response["Location"])) == {delivery.pk}
+
+
+def test_delivery_admin_action_with_a_bad_id_changes_nothing(admin_client, endpoint):
+    # given
+    delivery = _delivery(endpoint, "evt_bad_id", {}, status=Delivery.Status.DEAD_LETTERED)
+
+    # when
+    response = admin_client.post(CHANGELIST, {"action": "discard_selected", "_selected_action": [delivery.pk, "abc"]},
+                                 follow=True)
+
+    # then
+    assert response.status_code == 200
+    assert "Not a valid id: &#x27;abc&#x27;. No items have been changed." in response.content.decode()
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.DEAD_LETTERED

@@ -1,4 +1,5 @@
 """The event admin: search by a customer's phone, and the replay action (the API's replay service)."""
+import pytest
 from django.utils import timezone
 
 from deliveries.models import Delivery
@@ -39,3 +40,35 @@ def test_event_admin_search_by_phone(admin_client, event_types):
 
     # then
     assert [row.pk for row in response.context["cl"].result_list] == [wanted.pk]
+
+
+def test_event_admin_never_deletes_events_even_for_a_superuser(admin_client, event_types):
+    # given an event with a delivery (deleting the event would delete the delivery too)
+    endpoint = endpoint_services.create_endpoint(data={"name": "a", "url": "https://a.example.com/h",
+                                                       "events": ["*"]})
+    event = Event.objects.create(event_id="evt_keep", event_type=EventType.objects.get(name="lead.created"),
+                                 timestamp=timezone.now(), data={}, environment="production")
+    Delivery.objects.create(event=event, endpoint=endpoint, status=Delivery.Status.SUCCEEDED)
+
+    # when
+    bulk = admin_client.post("/admin/events/event/", {"action": "delete_selected", "_selected_action": [event.pk],
+                                                      "post": "yes"})
+    one = admin_client.post(f"/admin/events/event/{event.pk}/delete/", {"post": "yes"})
+
+    # then
+    assert bulk.status_code in (200, 302)
+    assert one.status_code == 403
+    assert Event.objects.filter(pk=event.pk).exists()
+    assert Delivery.objects.filter(event=event).count() == 1
+
+
+@pytest.mark.parametrize("query", ["received_at__year=99999999999", "received_at__year=9999&received_at__month=12",
+                                   "timestamp__year=0"])
+def test_event_admin_out_of_range_dates_in_the_query_string_show_the_unfiltered_list(admin_client, event_types,
+                                                                                      query):
+    # when
+    response = admin_client.get(f"/admin/events/event/?{query}")
+
+    # then
+    assert (response.status_code, response["Location"]) == (302, "/admin/events/event/?e=1")
+    assert admin_client.get(response["Location"]).status_code == 200
