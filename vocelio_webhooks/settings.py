@@ -233,6 +233,10 @@ SPECTACULAR_SETTINGS = {
 _redis_url = env.str("REDIS_URL", default="")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=_redis_url or "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Without a host kombu logs "No hostname was supplied" at every publish (any command or request
+    # that enqueues); the filesystem transport ignores the host, so the bare URL names localhost.
+    if CELERY_BROKER_URL.rstrip("/") == "filesystem:":
+        CELERY_BROKER_URL = "filesystem://localhost/"
     _broker_dir = VAR_DIR / env.str("WEBHOOK_EMBEDDED_BROKER_DIRNAME", default="broker")
     for _sub in ("out", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
