@@ -730,10 +730,14 @@ def test_alert_rule_names_cannot_be_all_digits(api, seed_rules):
 
 def test_support_staff_may_view_alert_rules_alerts_and_endpoint_health_in_the_admin(
         alert_settings, seed_rules, event_types, django_capture_on_commit_callbacks):
-    # given: a staff user in the Support group (migrations), and a firing alert
+    # given: a staff user in the Support group as the migrations make it (run again: a
+    # transactional test's flush may have emptied the auth tables), and a firing alert
+    from django.apps import apps as django_apps
     from django.contrib.auth.models import Group, User
     from django.test import Client
 
+    importlib.import_module("vocelio_webhooks.migrations.0007_support_views_alerts_and_health").add_view_permissions(
+        django_apps, None)
     _, alert = _fire_failure_rate(django_capture_on_commit_callbacks)
     user = User.objects.create_user("support", "support@example.com", "pw-support-123", is_staff=True)
     user.groups.add(Group.objects.get(name="Support"))

@@ -17,8 +17,9 @@ VIEW_PERMISSIONS = [
 
 
 def add_view_permissions(apps, schema_editor):
-    """Add the three view permissions to the Support group (created by 0005). Safe to run again."""
-    using = schema_editor.connection.alias
+    """Add the three view permissions to the Support group (created by 0005). Safe to run again,
+    also with the project's app registry and no schema editor (tests recreate the group so)."""
+    using = schema_editor.connection.alias if schema_editor else "default"
     # 0005's routine makes sure every model's permissions exist now (post_migrate would create
     # them only after all migrations) and creates the group if it is missing.
     support_group = importlib.import_module("vocelio_webhooks.migrations.0005_support_group")
