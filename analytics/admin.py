@@ -15,8 +15,10 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from analytics import charts
+from analytics.alerts import services as alert_services
 from analytics.models import Alert, AlertRule
-from vocelio_webhooks.admin import AuditedAdminMixin
+from vocelio_webhooks import audit
+from vocelio_webhooks.admin import AuditedAdminMixin, _pending_snapshots
 
 REFRESH_SECONDS = 15
 
@@ -189,6 +191,26 @@ class AlertRuleAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_filter = ("enabled", "metric", "action")
     search_fields = ("name", "description")
     list_editable = ("enabled",)
+
+    def save_model(self, request, obj, form, change):
+        """Changes go through ``analytics.alerts.services.update_rule``, as the API's do: a new
+        metric or ``enabled`` unticked resolves the rule's firing alerts at once (resolved event
+        and mail). The form has already run the model's validation, the service's own rules."""
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        current = AlertRule.objects.get(pk=obj.pk)
+        _pending_snapshots(request)[(obj._meta.label_lower, obj.pk)] = audit.snapshot(current)
+        changed = {name: form.cleaned_data[name] for name in form.changed_data if name in alert_services.RULE_FIELDS}
+        alert_services.update_rule(rule=current, **changed)
+
+    def delete_model(self, request, obj):
+        """Through ``delete_rule``: firing alerts resolve and are announced before the rule goes."""
+        alert_services.delete_rule(rule=obj)
+
+    def delete_queryset(self, request, queryset):
+        for rule in queryset:
+            alert_services.delete_rule(rule=rule)
 
 
 @admin.register(Alert)

@@ -1,5 +1,6 @@
 """The admin dashboard: SVG chart functions (pure), the dashboard built from the analytics
 queries' documented shapes, and the staff-only page on a known dataset."""
+import importlib
 import re
 from datetime import timedelta
 
@@ -10,6 +11,7 @@ from django.utils import timezone
 
 from analytics import charts
 from analytics.admin import RANGES, build_dashboard
+from analytics.models import Alert, AlertRule
 from deliveries.models import Delivery, DeliveryAttempt
 from endpoints import services as endpoint_services
 from events.models import Event, EventType
@@ -240,3 +242,63 @@ def test_alert_rules_and_alerts_are_listed_in_the_admin(admin_client):
 
     # then
     assert (rules.status_code, alerts.status_code, add_alert.status_code) == (200, 200, 403)
+
+
+# --- alert rules edited in the admin go through the alert services -----------------------------
+def _firing_failure_rate_alert(capture):
+    from tests.analytics.test_alerts import evaluate, make_attempts, make_endpoint
+
+    now = timezone.now()
+    make_attempts(make_endpoint(), ok=5, failed=15, at=now - timedelta(seconds=30))
+    evaluate(now, capture)
+    return Alert.objects.get(status="firing")
+
+
+def _rule_form(rule, **changes) -> dict:
+    fields = {"name": rule.name, "description": rule.description, "metric": rule.metric,
+              "threshold": rule.threshold, "period_seconds": rule.period_seconds, "action": rule.action,
+              "min_samples": rule.min_samples, "resolve_ratio": rule.resolve_ratio}
+    if rule.enabled:
+        fields["enabled"] = "on"
+    fields.update(changes)
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def test_unticking_enabled_in_the_admin_resolves_the_firing_alert_at_once(
+        admin_client, event_types, django_capture_on_commit_callbacks):
+    # given: the seed's failure-rate rule is firing
+    for rule in importlib.import_module("analytics.migrations.0002_alerts").SEED_RULES:
+        AlertRule.objects.update_or_create(name=rule["name"], defaults=rule)
+    alert = _firing_failure_rate_alert(django_capture_on_commit_callbacks)
+    rule = alert.rule
+
+    # when: support unticks "enabled" on the change form
+    data = _rule_form(rule)
+    data.pop("enabled")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(f"/admin/analytics/alertrule/{rule.pk}/change/", data)
+
+    # then: saved, and the alert resolved now with its resolved event, not at the next evaluation
+    assert response.status_code == 302, response.content.decode()[:2000]
+    alert.refresh_from_db()
+    rule.refresh_from_db()
+    assert (rule.enabled, alert.status, alert.details["resolution"]["reason"]) == (False, "resolved", "rule_disabled")
+    assert Event.objects.filter(event_id=f"alert_{alert.pk}_resolved").exists()
+
+
+def test_deleting_a_firing_rule_in_the_admin_resolves_its_alert_and_keeps_it(
+        admin_client, event_types, django_capture_on_commit_callbacks):
+    # given
+    for rule in importlib.import_module("analytics.migrations.0002_alerts").SEED_RULES:
+        AlertRule.objects.update_or_create(name=rule["name"], defaults=rule)
+    alert = _firing_failure_rate_alert(django_capture_on_commit_callbacks)
+
+    # when: deleted from the rule's delete page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(f"/admin/analytics/alertrule/{alert.rule_id}/delete/", {"post": "yes"})
+
+    # then
+    assert response.status_code == 302
+    kept = Alert.objects.get(pk=alert.pk)
+    assert (kept.status, kept.rule_id, kept.details["resolution"]["reason"]) == ("resolved", None, "rule_deleted")
+    assert Event.objects.filter(event_id=f"alert_{alert.pk}_resolved").exists()
