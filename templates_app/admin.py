@@ -76,11 +76,11 @@ def parse_content(*, form: str, body: str, content_type: str, header_templates: 
 def check_content(content: dict[str, Any]) -> dict[str, Any]:
     """Every check the save will make (form, body type, content type, header names and value
     types, the size limit, Jinja2 syntax), without saving: the service's own validation
-    (``templates_app.services._validated_content``), so the admin cannot accept what the save
+    (``templates_app.services.validate_content``), so the admin cannot accept what the save
     refuses. Returns the content with the service's defaults applied; raises ``ValidationFailed``
     (``TEMPLATE_SYNTAX_ERROR`` with line and column, or per-field details)."""
     try:
-        return template_services._validated_content(**content)
+        return template_services.validate_content(**content)
     except RecursionError as exc:  # json.dumps / the syntax walk on a structure nested too deeply
         raise too_deep("body") from exc
 
