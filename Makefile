@@ -11,7 +11,7 @@ SHELL := /bin/bash
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := help
 
-.PHONY: help venv env migrate run test superuser bench bench-isolation
+.PHONY: help venv env migrate run test superuser bench bench-isolation bench-analytics
 
 help:
 	@echo "make venv       create .venv and install requirements.txt"
@@ -22,6 +22,7 @@ help:
 	@echo "make superuser  create an admin user"
 	@echo "make bench     the benchmark suite (bench/run.py; BENCH_ARGS=--quick for a short run)"
 	@echo "make bench-isolation  only scenario 7: one hanging endpoint among ten healthy ones"
+	@echo "make bench-analytics  analytics overview/trends with 1,000,000 attempts on PostgreSQL (bench/analytics.py)"
 
 # --- virtualenv -------------------------------------------------------------------------------
 venv: $(VENV)/.installed
@@ -52,6 +53,8 @@ migrate: venv env
 
 run: venv env migrate
 	mkdir -p var
+	# prometheus-client's multiprocess files must be wiped before the processes start (its docs).
+	rm -rf "$${PROMETHEUS_MULTIPROC_DIR:-var/prometheus}"
 	$(VENV)/bin/honcho start -f Procfile
 
 test: venv
@@ -67,3 +70,7 @@ bench: venv
 
 bench-isolation: venv
 	$(VPY) bench/run.py --only isolation $(BENCH_ARGS)
+
+# Needs DATABASE_URL=postgres://… (seeds with COPY into a scratch <name>_bench database, dropped after).
+bench-analytics: venv
+	$(VPY) bench/analytics.py $(BENCH_ARGS)

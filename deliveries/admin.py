@@ -1,27 +1,73 @@
+import json
 from datetime import timedelta
+from typing import ClassVar
 
 from django.contrib import admin, messages
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from deliveries import services as delivery_services
 from deliveries.models import Delivery, DeliveryAttempt
+from events.admin import events_mentioning
+from events.models import Event
 from vocelio_webhooks import services as audit_services
 from vocelio_webhooks.admin import AuditedAdminMixin
 from vocelio_webhooks.audit import snapshot
 from vocelio_webhooks.errors import ServiceError
 
+_STATUS_COLOURS = {"succeeded": "#009E73", "failed": "#D55E00", "dead_lettered": "#B00020", "retrying": "#E69F00",
+                   "in_flight": "#0072B2", "pending": "#555", "cancelled": "#777"}
+
+
+def _pretty(value) -> str:
+    """JSON (headers) indented, a JSON body re-indented, any other text as it is."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    try:
+        parsed = json.loads(value)
+    except (TypeError, ValueError):
+        return value or ""
+    return json.dumps(parsed, indent=2, ensure_ascii=False) if isinstance(parsed, (dict, list)) else value
+
+
+def _block(summary: str, text: str):
+    return format_html('<details><summary>{}</summary><pre style="white-space:pre-wrap;max-width:60em;'
+                       'max-height:30em;overflow:auto">{}</pre></details>', summary, text)
+
 
 class DeliveryAttemptInline(admin.TabularInline):
+    """Every HTTP try of the delivery with what was sent (credentials were masked before the
+    headers were stored) and what came back, each folded in a ``<details>`` block."""
+
     model = DeliveryAttempt
     extra = 0
     can_delete = False
-    fields = ("attempt_number", "started_at", "url", "response_status_code", "duration_ms", "error_class",
-              "outcome")
+    fields = ("attempt_number", "started_at", "outcome", "response_status_code", "duration_ms", "error",
+              "request", "response")
     readonly_fields = fields
     show_change_link = True
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="error")
+    def error(self, obj: DeliveryAttempt) -> str:
+        return f"{obj.error_class}: {obj.error_message}" if obj.error_class else "—"
+
+    @admin.display(description="request")
+    def request(self, obj: DeliveryAttempt):
+        headers = _pretty(obj.request_headers)
+        body = _pretty(obj.request_body)
+        size = f"{obj.request_body_size} bytes, sha256 {obj.request_body_sha256[:12]}…" if obj.request_body_sha256 else ""
+        return format_html("{}{}", _block(f"{obj.http_method} {obj.url}", headers),
+                           _block(f"body ({size})" if size else "body", body))
+
+    @admin.display(description="response")
+    def response(self, obj: DeliveryAttempt):
+        status = obj.response_status_code if obj.response_status_code is not None else "no answer"
+        return format_html("{}{}", _block(f"headers ({status})", _pretty(obj.response_headers)),
+                           _block("body", _pretty(obj.response_body)))
 
 
 class DeadLetterFilter(admin.SimpleListFilter):
@@ -29,7 +75,7 @@ class DeadLetterFilter(admin.SimpleListFilter):
 
     title = "dead letters"
     parameter_name = "dead_letter"
-    _windows = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
+    _windows: ClassVar = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
     def lookups(self, request, model_admin):
         return [("all", "All dead letters"), ("24h", "Dead-lettered in the last 24 hours"),
@@ -82,20 +128,71 @@ def replay_selected(modeladmin, request, queryset):
 
 @admin.register(Delivery)
 class DeliveryAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    """Delivery history is read-only (attempts are append-only). Users with the
+    """Delivery history is read-only and never deleted here (attempts are append-only; only the
+    retention purge removes old rows). Users with the
     ``deliveries.retry_delivery`` permission (the Support group) may retry deliveries."""
 
-    list_display = ("id", "event", "endpoint", "status", "attempt_count", "last_status_code", "next_attempt_at",
-                    "created_at", "is_replay", "last_error_summary")
+    list_display = ("id", "event_id_link", "event_type", "endpoint_link", "status_badge", "attempt_count",
+                    "last_status_code", "next_attempt_at", "created_at", "is_replay", "last_error_summary")
     list_filter = ("status", "event__event_type", "endpoint", DeadLetterFilter, "is_replay")
-    search_fields = ("event__event_id", "=id")
+    search_fields = ("=id", "event__event_id", "endpoint__name", "endpoint__url")
+    search_help_text = ("A delivery id (123 or dlv_123), an event id, an endpoint name or URL, or a customer's "
+                        "phone number or email (found inside the event payload).")
     date_hierarchy = "created_at"
     list_select_related = ("event__event_type", "endpoint")
-    inlines = [DeliveryAttemptInline]
-    readonly_fields = [f.name for f in Delivery._meta.fields]
-    actions = ["retry_selected", discard_selected, replay_selected]
+    inlines = (DeliveryAttemptInline,)
+    readonly_fields = (*(f.name for f in Delivery._meta.fields), "payload")
+    actions = ("retry_selected", discard_selected, replay_selected)
+    list_per_page = 50
+
+    def get_search_results(self, request, queryset, search_term):
+        """Besides ``search_fields``: ``dlv_<id>`` (the id receivers see) and a customer's phone
+        number or email anywhere in the event payload (``events.admin.events_mentioning``)."""
+        term = search_term.strip()
+        if term.startswith("dlv_") and term[4:].isdigit():
+            return queryset.filter(pk=int(term[4:])), False
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        if term:
+            event_pks = events_mentioning(term, Event.objects.filter(pk__in=queryset.values("event_id")))
+            if event_pks:
+                found = found | queryset.filter(event_id__in=event_pks)
+        return found, may_have_duplicates
+
+    @admin.display(description="event id", ordering="event__event_id")
+    def event_id_link(self, obj: Delivery):
+        url = reverse("admin:events_event_change", args=[obj.event_id])
+        return format_html('<a href="{}">{}</a>', url, obj.event.event_id)
+
+    @admin.display(description="event type", ordering="event__event_type__name")
+    def event_type(self, obj: Delivery) -> str:
+        return obj.event.event_type.name
+
+    @admin.display(description="endpoint", ordering="endpoint__name")
+    def endpoint_link(self, obj: Delivery):
+        if obj.endpoint is None:
+            return "(deleted)"
+        url = reverse("admin:endpoints_webhookendpoint_change", args=[obj.endpoint_id])
+        return format_html('<a href="{}" title="{}">{}</a>', url, obj.endpoint.url, obj.endpoint.name)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Delivery):
+        return format_html('<strong class="delivery-status" data-status="{}" style="color:{}">{}</strong>', obj.status,
+                           _STATUS_COLOURS.get(obj.status, "#333"), obj.get_status_display())
+
+    @admin.display(description="event payload")
+    def payload(self, obj: Delivery):
+        return format_html('<pre style="white-space:pre-wrap">{}</pre>', _pretty(obj.event.data))
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # History is read-only: deliveries change through the actions (services), never the form.
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Delivery history is never deleted by hand (README, "Deliveries"): only the retention
+        # purge removes old rows. This also removes Django's "Delete selected" action.
         return False
 
     @admin.display(description="last error")
@@ -127,15 +224,21 @@ class DeliveryAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 @admin.register(DeliveryAttempt)
 class DeliveryAttemptAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Every HTTP try, read-only: attempts are append-only and only the retention purge deletes them."""
+
     list_display = ("delivery", "attempt_number", "response_status_code", "outcome", "duration_ms", "error_class",
                     "created_at")
     list_filter = ("outcome", "error_class")
     search_fields = ("delivery__event__event_id", "url")
     date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in DeliveryAttempt._meta.fields]
+    readonly_fields = tuple(f.name for f in DeliveryAttempt._meta.fields)
 
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Attempts are append-only; only the retention purge removes them.
         return False

@@ -1,5 +1,11 @@
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from endpoints.models import EndpointHealth, WebhookEndpoint
 from endpoints.serializers import mask_custom_headers
@@ -34,12 +40,42 @@ class WebhookEndpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
     replaced by its mask; only users with the change permission get the form."""
 
     form = EndpointAdminForm
-    list_display = ("name", "url", "environment", "status", "circuit", "signature_method", "secret_hint", "updated_at")
-    list_filter = ("status", "environment", "signature_method", "http_method")
+    list_display = ("name", "url", "environment", "status", "circuit", "consecutive_failures", "last_success",
+                    "last_failure", "success_rate_24h", "signature_method", "secret_hint", "updated_at")
+    list_filter = ("status", "environment", "signature_method", "http_method", "health__circuit_state")
     search_fields = ("name", "url", "owner_email")
     date_hierarchy = "created_at"
 
-    actions = ["rotate_secret", "pause", "resume"]
+    actions = ("test_endpoint", "rotate_secret", "pause", "resume")
+    readonly_fields = ("health_summary",)
+
+    @admin.action(description="Send a test event (signed, not stored, not retried)", permissions=["change"])
+    def test_endpoint(self, request, queryset):
+        """Admin twin of ``POST /endpoints/{id}/test`` (``deliveries.services.send_test``): one
+        signed test event of the endpoint's first exact event type with that type's sample data;
+        the receiver's status, time and error are shown for each endpoint."""
+        from deliveries import services as delivery_services
+        from events.models import EventType
+        from vocelio_webhooks import services as audit_services
+
+        for endpoint in queryset:
+            exact = [p for p in (endpoint.events or []) if "*" not in p]
+            event_type = EventType.objects.filter(name=exact[0] if exact else "lead.created").first()
+            if event_type is None:
+                self.message_user(request, f"{endpoint.name}: unknown event type {exact[0]!r}.", messages.ERROR)
+                continue
+            outcome = delivery_services.send_test(endpoint=endpoint, event_type=event_type)
+            result = outcome.result
+            audit_services.record_audit(action="test_send", obj=endpoint, request=request,
+                                        changes={"event_id": outcome.event_id, "status_code": result.status_code})
+            if outcome.success:
+                self.message_user(request, f"{endpoint.name}: test {event_type.name} answered {result.status_code} in "
+                                  f"{result.duration_ms} ms.", messages.SUCCESS)
+            else:
+                answer = f"answered {result.status_code}" if result.status_code is not None else "did not answer"
+                error = f" ({result.error_class}: {result.error_message})" if result.error_class else ""
+                self.message_user(request, f"{endpoint.name}: test {event_type.name} failed — {answer} in "
+                                  f"{result.duration_ms} ms{error}.", messages.ERROR)
 
     @admin.action(description="Rotate the secret (the old one keeps signing for the overlap period)",
                   permissions=["change"])
@@ -93,7 +129,55 @@ class WebhookEndpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
         return f"{health.circuit_state} ({health.consecutive_failures} failures, probe {health.next_probe_at:%H:%M:%S})"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("health")
+        """Health in one query: the health row joined, and the last 24 hours' attempt counts as
+        two subqueries (indexed on ``created_at``), not one query per endpoint."""
+        from deliveries.models import DeliveryAttempt
+
+        since = timezone.now() - timedelta(hours=24)
+        recent = DeliveryAttempt.objects.filter(delivery__endpoint=OuterRef("pk"), created_at__gte=since)
+        counted = recent.values("delivery__endpoint").annotate(n=Count("pk")).values("n")
+        succeeded = recent.filter(outcome=DeliveryAttempt.Outcome.SUCCEEDED)
+        succeeded_count = succeeded.values("delivery__endpoint").annotate(n=Count("pk")).values("n")
+        return super().get_queryset(request).select_related("health").annotate(
+            attempts_24h=Coalesce(Subquery(counted), 0), succeeded_24h=Coalesce(Subquery(succeeded_count), 0),
+        )
+
+    @admin.display(description="health")
+    def health_summary(self, obj: WebhookEndpoint):
+        health = getattr(obj, "health", None)
+        rows = [
+            ("circuit", self.circuit(obj)),
+            ("failures in a row", self.consecutive_failures(obj)),
+            ("last success", self.last_success(obj)),
+            ("last failure", self.last_failure(obj)),
+            ("failing since", health.failing_since if health and health.failing_since else "—"),
+            ("disabled automatically at", health.auto_disabled_at if health and health.auto_disabled_at else "—"),
+            ("success rate, last 24 hours", self.success_rate_24h(obj)),
+        ]
+        return format_html('<table class="endpoint-health">{}</table>',
+                           format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
+
+    @admin.display(description="failures in a row", ordering="health__consecutive_failures")
+    def consecutive_failures(self, obj: WebhookEndpoint) -> int:
+        health = getattr(obj, "health", None)
+        return health.consecutive_failures if health else 0
+
+    @admin.display(description="last success", ordering="health__last_success_at")
+    def last_success(self, obj: WebhookEndpoint):
+        health = getattr(obj, "health", None)
+        return health.last_success_at if health and health.last_success_at else "—"
+
+    @admin.display(description="last failure", ordering="health__last_failure_at")
+    def last_failure(self, obj: WebhookEndpoint):
+        health = getattr(obj, "health", None)
+        return health.last_failure_at if health and health.last_failure_at else "—"
+
+    @admin.display(description="success (24 h)", ordering="succeeded_24h")
+    def success_rate_24h(self, obj: WebhookEndpoint) -> str:
+        attempts = getattr(obj, "attempts_24h", 0)
+        if not attempts:
+            return "no attempts"
+        return f"{100 * obj.succeeded_24h / attempts:.1f}% of {attempts}"
 
     @admin.display(description="custom headers")
     def custom_headers_masked(self, obj: WebhookEndpoint) -> dict:
@@ -116,7 +200,7 @@ class EndpointHealthAdmin(admin.ModelAdmin):
     list_display = ("endpoint", "circuit_state", "consecutive_failures", "next_probe_at", "failing_since",
                     "auto_disabled_at", "last_success_at")
     list_filter = ("circuit_state",)
-    readonly_fields = [f.name for f in EndpointHealth._meta.fields]
+    readonly_fields = tuple(f.name for f in EndpointHealth._meta.fields)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -1,28 +1,120 @@
-from django.contrib import admin
+import json
+import re
 
+from django.contrib import admin, messages
+from django.db.models import Count, Q, QuerySet
+from django.urls import reverse
+from django.utils.html import format_html
+
+from events import privacy
 from events.models import Event, EventType
+from vocelio_webhooks import services as audit_services
 from vocelio_webhooks.admin import AuditedAdminMixin
+from vocelio_webhooks.errors import ValidationFailed
+
+# Characters privacy.py accepts between the digits of one phone number ("+1 (555) 012-3456").
+_PHONE_TERM_RE = re.compile(r"^\+?[\d\s().\-/]{7,30}$")
+_DB_SEPARATORS = "[- ()./]{0,3}"
+
+
+def events_mentioning(term: str, events: QuerySet | None = None) -> list[int]:
+    """Primary keys of the events (of ``events``, default all) whose ``data`` or ``metadata``
+    mention the customer ``term`` — a phone number (7–15 digits, any formatting) or an email —
+    by the same rules as the GDPR erasure (``events.privacy.Subject``: a phone matches by its
+    digits, a number without its country code matches the full one). ``[]`` when ``term`` is
+    neither a phone number nor an email.
+
+    Payloads are JSON text in the database: a regular expression on the last 7 digits (or a
+    substring match of the email) narrows the rows there, then ``privacy.Subject`` confirms each,
+    so the admin search scans only the few rows that can match.
+    """
+    term = term.strip()
+    try:
+        if "@" in term:
+            who = privacy.subject(email=term)
+            narrowed = Q(data__icontains=who.email) | Q(metadata__icontains=who.email)
+        elif _PHONE_TERM_RE.match(term):
+            who = privacy.subject(phone=term)
+            pattern = _DB_SEPARATORS.join(who.phone_digits[-privacy.MIN_PHONE_DIGITS:])
+            narrowed = Q(data__regex=pattern) | Q(metadata__regex=pattern)
+        else:
+            return []
+    except ValidationFailed:
+        return []
+    events = Event.objects.all() if events is None else events
+    return [
+        pk for pk, data, metadata in events.filter(narrowed).values_list("pk", "data", "metadata").iterator(chunk_size=500)
+        if any(who.matches_text(json.dumps(value, ensure_ascii=False)) for value in (data, metadata))
+    ]
 
 
 @admin.register(EventType)
 class EventTypeAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ("name", "category", "description")
-    list_filter = ("category",)
+    list_display = ("name", "category", "is_high_priority", "description")
+    list_filter = ("category", "is_high_priority")
     search_fields = ("name", "description")
+
+
+@admin.action(permissions=["retry"], description="Replay to all matching endpoints (a new delivery each)")
+def replay_to_matching_endpoints(modeladmin, request, queryset):
+    """``deliveries.services.replay_event`` (as ``POST /events/{event_id}/replay``) for each
+    selected event: a new delivery, marked as a replay, to every endpoint that would receive the
+    event if it were published now; audited like the API's replay."""
+    from deliveries import services as delivery_services
+
+    created = 0
+    for event in queryset.select_related("event_type"):
+        result = delivery_services.replay_event(event=event)
+        if result.replayed:
+            audit_services.record_audit(request=request, action="replay", obj=event,
+                                        changes={"deliveries": result.delivery_ids})
+        created += result.replayed
+    level = messages.SUCCESS if created else messages.WARNING
+    modeladmin.message_user(request, f"Created {created} replay delivery(ies) for {queryset.count()} event(s).", level)
 
 
 @admin.register(Event)
 class EventAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    """Events are immutable published facts: read-only here."""
+    """Events are immutable published facts: read-only and never deleted here. Search by ``event_id`` or by a
+    customer's phone number or email inside the payload."""
 
-    list_display = ("event_id", "event_type", "environment", "timestamp", "received_at")
+    list_display = ("event_id", "event_type", "environment", "timestamp", "received_at", "deliveries_link")
     list_filter = ("environment", "event_type__category", "event_type")
     search_fields = ("event_id",)
+    search_help_text = "An event id, or a customer's phone number or email (found inside the payload)."
     date_hierarchy = "received_at"
     list_select_related = ("event_type",)
+    readonly_fields = ("deliveries_link",)
+    actions = (replay_to_matching_endpoints,)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(delivery_count=Count("deliveries"))
+
+    def get_search_results(self, request, queryset, search_term):
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        mentioning = events_mentioning(search_term, queryset) if search_term else []
+        if mentioning:
+            found = found | queryset.filter(pk__in=mentioning)
+        return found, may_have_duplicates
+
+    @admin.display(description="deliveries", ordering="delivery_count")
+    def deliveries_link(self, obj: Event) -> str:
+        count = getattr(obj, "delivery_count", None)
+        if count is None:
+            count = obj.deliveries.count()
+        url = reverse("admin:deliveries_delivery_changelist") + f"?event__id__exact={obj.pk}"
+        return format_html('<a href="{}">{} deliver{}</a>', url, count, "y" if count == 1 else "ies")
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.has_perm("deliveries.retry_delivery")
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Deleting an event would delete its deliveries (CASCADE): history is removed only by the
+        # retention purge (the GDPR erasure redacts values, it deletes nothing), never by hand here.
         return False

@@ -66,7 +66,7 @@ def create_template(
     _full_clean(template)
     if PayloadTemplate.objects.filter(name=name).exists():
         raise Conflict(f"A template named {name!r} already exists.", details={"fields": {"name": ["Already taken."]}})
-    content = _validated_content(form=form, body=body, content_type=content_type, header_templates=header_templates)
+    content = validate_content(form=form, body=body, content_type=content_type, header_templates=header_templates)
     try:
         with transaction.atomic():
             template.save()
@@ -105,7 +105,7 @@ def update_template(
     if content_type is _UNSET or content_type is None:
         # A form change without a content type takes the new form's default (or asks for one).
         content_type = current.content_type if form == current.form else None
-    content = _validated_content(
+    content = validate_content(
         form=form,
         body=current.body if body is _UNSET else body,
         content_type=content_type,
@@ -129,7 +129,7 @@ def rollback(*, template: PayloadTemplate, version_number: int, author: str, not
     if template.current_version_id == source.pk:
         raise ValidationFailed(f"Version {version_number} is already the current version.",
                                details={"version": version_number})
-    content = _validated_content(form=source.form, body=source.body, content_type=source.content_type,
+    content = validate_content(form=source.form, body=source.body, content_type=source.content_type,
                                  header_templates=source.header_templates)
     return _add_version(template=template, number=_next_number(template), content=content, author=author,
                         note=note or f"Rollback to version {version_number}", restored_from=version_number)
@@ -212,8 +212,11 @@ def render_preview(
 
 
 # --- helpers ------------------------------------------------------------------------------------
-def _validated_content(*, form: str, body: Any, content_type: str | None, header_templates: dict | None) -> dict:
-    """Check a version's content and return it with defaults applied (raises ``ValidationFailed``)."""
+def validate_content(*, form: str, body: Any, content_type: str | None, header_templates: dict | None) -> dict:
+    """Check a version's content (``form`` json|text, ``body``, ``content_type``, ``header_templates``:
+    shape, size limit, header names and value types, Jinja2 syntax) and return it as a dict with
+    defaults applied. Raises ``ValidationFailed`` (400). Public so the admin's form checks exactly
+    what saving will check."""
     if form not in TemplateVersion.Form.values:
         _invalid("form", f"Use one of {TemplateVersion.Form.values}.")
     if form == TemplateVersion.Form.JSON and not isinstance(body, (dict, list)):

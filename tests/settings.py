@@ -19,6 +19,8 @@ os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.filebased.Emai
 # Short circuit-breaker cool-downs and claim margins keep health and crash tests fast.
 os.environ.setdefault("WEBHOOK_CIRCUIT_COOLDOWN_SECONDS", "2")
 os.environ.setdefault("WEBHOOK_CLAIM_MARGIN_SECONDS", "3")
+# Heartbeats every second, so readiness tests see a live worker soon after the flush between tests.
+os.environ.setdefault("WEBHOOK_HEARTBEAT_INTERVAL_SECONDS", "1")
 
 from vocelio_webhooks.settings import *  # noqa: E402,F401,F403
 

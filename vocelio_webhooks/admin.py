@@ -74,7 +74,7 @@ class ApiKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
     readonly_fields = ("prefix", "is_active", "revoked_at", "created_at", "last_used_at")
     fields = ("name", "prefix", "scopes", "environments", "expires_at", "is_active", "revoked_at", "created_at",
               "last_used_at")
-    actions = ["revoke_selected"]
+    actions = ("revoke_selected",)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -10,6 +10,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vocelio_webhooks.settings")
 app = Celery("vocelio_webhooks")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Heartbeat for GET /health/ready; by name, so loading this module does not import Django models.
+app.steps["worker"].add("vocelio_webhooks.heartbeats:WorkerHeartbeat")
 
 
 @signals.setup_logging.connect

@@ -8,7 +8,9 @@ before any formatter sees it:
   tracebacks: email addresses → ``[email]``, phone numbers → ``[phone]``, bearer tokens and our
   own key formats (``whsec_…``, ``vwk_…``) → ``[secret]``;
 * values of configured personal-data fields (``WEBHOOK_LOG_MASK_FIELDS``: ``"name": "John Doe"``,
-  ``email=…``) → ``[masked]``, matched by exact key, case-insensitively;
+  ``email=…``) → ``[masked]``, matched by exact key, case-insensitively — except Celery's own
+  ``name``: the task name in the ``data`` extra of ``celery.*`` records (``"Task … received"`` /
+  ``"succeeded"``), which is code, not a person (kept only when it looks like a dotted task name);
 * values of any key that names a credential (``secret``, ``password``, ``token``, ``api_key``,
   ``authorization``, ``cookie``, ``credential``, ``private_key`` anywhere in the key) → ``[secret]``.
 
@@ -57,6 +59,11 @@ SECRET_KEY_RE = re.compile(_SECRET_WORDS, re.IGNORECASE)
 _KEY_RE = re.compile(r"""(?<![\w-])["']?(?P<name>[\w-]++)["']?\s*[:=]\s*""")
 _VALUE_RE = re.compile(r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|(?:Bearer|Basic|Token)\s+[^\s,;&"']+|[^\s,;&"'()\[\]{}]+""",
                        re.IGNORECASE)
+
+# Celery's worker and tracer log ``extra={"data": {"id", "name", "args", "kwargs", ...}}`` where
+# ``name`` is the task's dotted name (celery.app.trace.info, celery.worker.strategy).
+_CELERY_LOGGER_PREFIX = "celery."
+_TASK_NAME_RE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+\Z")  # dotted: "deliveries.tasks.deliver"
 
 # LogRecord attributes that are not ``extra`` fields (plus the ones formatters add).
 _RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
@@ -152,7 +159,7 @@ class MaskPersonalDataFilter(logging.Filter):
                 message = f"{record.msg} {record.args!r}"
             record.msg, record.args = masker.mask_text(message), None
         for key in [k for k in record.__dict__ if k not in _RECORD_ATTRS]:
-            record.__dict__[key] = masker.mask_value(record.__dict__[key], key)
+            record.__dict__[key] = self._mask_extra(record, key, record.__dict__[key])
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -160,6 +167,20 @@ class MaskPersonalDataFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = masker.mask_text(record.stack_info)
         return True
+
+    def _mask_extra(self, record: logging.LogRecord, key: str, value: Any) -> Any:
+        masked = self.masker.mask_value(value, key)
+        if key == "data" and isinstance(value, dict) and isinstance(masked, dict) and _is_celery_task_name(record, value):
+            # The task name is Celery's, not a person's; the rest of the context (args, kwargs,
+            # return value) stays masked.
+            masked["name"] = value["name"]
+        return masked
+
+
+def _is_celery_task_name(record: logging.LogRecord, data: dict) -> bool:
+    name = data.get("name")
+    return ((record.name == "celery" or record.name.startswith(_CELERY_LOGGER_PREFIX))
+            and isinstance(name, str) and _TASK_NAME_RE.match(name) is not None)
 
 
 class PlainFormatter(logging.Formatter):

@@ -131,3 +131,24 @@ class AuditLogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.occurred_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.object_type} {self.object_id}"
+
+
+class Heartbeat(models.Model):
+    """Last sign of life of one background process, written by ``vocelio_webhooks.heartbeats``
+    and read by ``GET /health/ready``. In the database because it is the one thing web, worker
+    and beat share in every deployment (the default cache may be per process)."""
+
+    class Component(models.TextChoices):
+        WORKER = "worker"
+        BEAT = "beat"
+
+    component = models.CharField(max_length=10, choices=Component.choices)
+    # The Celery node name of a worker (``celery@host``) or ``host:pid`` of a beat process.
+    instance = models.CharField(max_length=255)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["component", "instance"], name="heartbeat_component_instance")]
+
+    def __str__(self) -> str:
+        return f"{self.component} {self.instance} {self.seen_at:%Y-%m-%d %H:%M:%S}"

@@ -48,14 +48,15 @@ SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31536000) if DJANGO
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=True)
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=True)
 # Load balancers probe /health over plain http; it answers there instead of redirecting.
-SECURE_REDIRECT_EXEMPT = [r"^health$"]
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^health/ready$"]
 # Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips it from clients), let
 # Django see the request as https; without it SECURE_SSL_REDIRECT would loop.
 if env.bool("DJANGO_TRUST_X_FORWARDED_PROTO", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with the delivery dashboard added (analytics/admin_site.py).
+    "analytics.admin_site.VocelioAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -232,6 +233,10 @@ SPECTACULAR_SETTINGS = {
 _redis_url = env.str("REDIS_URL", default="")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=_redis_url or "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Without a host kombu logs "No hostname was supplied" at every publish (any command or request
+    # that enqueues); the filesystem transport ignores the host, so the bare URL names localhost.
+    if CELERY_BROKER_URL.rstrip("/") == "filesystem:":
+        CELERY_BROKER_URL = "filesystem://localhost/"
     _broker_dir = VAR_DIR / env.str("WEBHOOK_EMBEDDED_BROKER_DIRNAME", default="broker")
     for _sub in ("out", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
@@ -268,7 +273,9 @@ CELERY_TASK_ROUTES = {
 }
 # Workers consume, in this order: priority, deliveries (first attempts), retries, maintenance
 # (the Procfile's `-Q`).
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler that also records beat's heartbeat at each tick
+# (vocelio_webhooks/heartbeats.py; read by GET /health/ready).
+CELERY_BEAT_SCHEDULER = "vocelio_webhooks.heartbeats:HeartbeatScheduler"
 CELERY_TIMEZONE = "UTC"
 
 # --- Webhook delivery knobs (WEBHOOK_*) -------------------------------------------------------
@@ -310,6 +317,27 @@ WEBHOOK_PROBE_INTERVAL_SECONDS = env.float("WEBHOOK_PROBE_INTERVAL_SECONDS", def
 WEBHOOK_OWNER_ALERT_INTERVAL_SECONDS = env.float("WEBHOOK_OWNER_ALERT_INTERVAL_SECONDS", default=3600.0)
 WEBHOOK_ENDPOINT_MAX_IN_FLIGHT = env.int("WEBHOOK_ENDPOINT_MAX_IN_FLIGHT", default=2)
 WEBHOOK_BUSY_RETRY_SECONDS = env.float("WEBHOOK_BUSY_RETRY_SECONDS", default=1.0)
+# Alert rules (analytics.alerts): how often beat evaluates them, who the operators are (mail of
+# alert_operations_team, and of alert_endpoint_owner when an endpoint has no owner_email), and the
+# environment of alerts about the whole service (per-endpoint alerts use the endpoint's).
+WEBHOOK_ALERT_EVALUATION_INTERVAL_SECONDS = env.float("WEBHOOK_ALERT_EVALUATION_INTERVAL_SECONDS", default=30.0)
+WEBHOOK_ALERT_OPERATOR_EMAILS = env.list("WEBHOOK_ALERT_OPERATOR_EMAILS", default=[])
+WEBHOOK_ALERT_ENVIRONMENT = env.str("WEBHOOK_ALERT_ENVIRONMENT", default=WEBHOOK_DEFAULT_ENVIRONMENT)
+
+# Monitoring (vocelio_webhooks/monitoring.py, heartbeats.py, metrics.py): how often worker and beat
+# write their heartbeat, and how old one may be before GET /health/ready answers 503.
+WEBHOOK_HEARTBEAT_INTERVAL_SECONDS = env.float("WEBHOOK_HEARTBEAT_INTERVAL_SECONDS", default=15.0)
+WEBHOOK_HEARTBEAT_MAX_AGE_SECONDS = env.float("WEBHOOK_HEARTBEAT_MAX_AGE_SECONDS", default=60.0)
+# Longest the readiness broker check waits for a connection (seconds).
+WEBHOOK_READY_BROKER_TIMEOUT_SECONDS = env.float("WEBHOOK_READY_BROKER_TIMEOUT_SECONDS", default=2.0)
+# Bearer token Prometheus sends to GET /metrics (empty: only API keys with the read scope may scrape).
+WEBHOOK_METRICS_TOKEN = env.str("WEBHOOK_METRICS_TOKEN", default="")
+# prometheus-client multiprocess mode: every worker process writes its counters to files in this
+# folder and /metrics (any web process) sums them. Exported to the environment because the library
+# reads it there; web and worker must see the same folder (docker-compose: a shared volume).
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "prometheus"))
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 
 # Mail to endpoint owners (auth failures, automatic disable/re-enable). Console by default.
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
@@ -351,6 +379,17 @@ WEBHOOK_RETENTION_INTERVAL_SECONDS = env.float("WEBHOOK_RETENTION_INTERVAL_SECON
                                                default=WEBHOOK_CLEANUP_INTERVAL_SECONDS)
 # A purge run starts no new batch after this long (below Celery's soft time limit); the next run goes on.
 WEBHOOK_RETENTION_MAX_SECONDS_PER_RUN = env.float("WEBHOOK_RETENTION_MAX_SECONDS_PER_RUN", default=60.0)
+# Analytics roll-ups (analytics/services.py): how often they run, how far behind the clock they stay
+# (rows commit a little after their created_at), the minutes re-aggregated each run for late rows,
+# and how long roll-ups are kept (independent of the raw rows' retention above; 0 keeps forever).
+WEBHOOK_ANALYTICS_ROLLUP_INTERVAL_SECONDS = env.float("WEBHOOK_ANALYTICS_ROLLUP_INTERVAL_SECONDS", default=60.0)
+WEBHOOK_ANALYTICS_ROLLUP_LAG_SECONDS = env.int("WEBHOOK_ANALYTICS_ROLLUP_LAG_SECONDS", default=60)
+WEBHOOK_ANALYTICS_ROLLUP_RECHECK_SECONDS = env.int("WEBHOOK_ANALYTICS_ROLLUP_RECHECK_SECONDS", default=600)
+WEBHOOK_ANALYTICS_ROLLUP_MAX_SECONDS_PER_RUN = env.float("WEBHOOK_ANALYTICS_ROLLUP_MAX_SECONDS_PER_RUN", default=50.0)
+WEBHOOK_ANALYTICS_MINUTE_ROLLUP_RETENTION_DAYS = env.int("WEBHOOK_ANALYTICS_MINUTE_ROLLUP_RETENTION_DAYS", default=35)
+WEBHOOK_ANALYTICS_ROLLUP_RETENTION_DAYS = env.int("WEBHOOK_ANALYTICS_ROLLUP_RETENTION_DAYS", default=400)
+# GET /analytics/trends answers 400 above this many buckets (10,000 minutes ≈ 6.9 days).
+WEBHOOK_ANALYTICS_MAX_BUCKETS = env.int("WEBHOOK_ANALYTICS_MAX_BUCKETS", default=10000)
 
 CELERY_BEAT_SCHEDULE = {
     "sweep_due_deliveries": {
@@ -365,6 +404,16 @@ CELERY_BEAT_SCHEDULE = {
     "purge_expired_data": {
         "task": "deliveries.tasks.purge_expired_data",
         "schedule": WEBHOOK_RETENTION_INTERVAL_SECONDS,
+        "options": {"queue": "maintenance"},
+    },
+    "evaluate_alert_rules": {
+        "task": "analytics.tasks.evaluate_alert_rules",
+        "schedule": WEBHOOK_ALERT_EVALUATION_INTERVAL_SECONDS,
+        "options": {"queue": "maintenance"},
+    },
+    "rollup_delivery_stats": {
+        "task": "analytics.tasks.rollup_delivery_stats",
+        "schedule": WEBHOOK_ANALYTICS_ROLLUP_INTERVAL_SECONDS,
         "options": {"queue": "maintenance"},
     },
 }

@@ -17,6 +17,7 @@ from endpoints.views import EndpointViewSet
 from events.views import EventTypeViewSet, EventViewSet, PublishView
 from events.privacy_views import EraseSubjectView
 from vocelio_webhooks.views import AuditLogViewSet
+from vocelio_webhooks.monitoring_views import MetricsView, ReadinessView
 
 router = SimpleRouter(trailing_slash=False)
 router.register("endpoints", EndpointViewSet, basename="endpoint")
@@ -40,6 +41,8 @@ class HealthView(APIView):
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", HealthView.as_view(), name="health"),
+    path("health/ready", ReadinessView.as_view(), name="health-ready"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("events/publish", PublishView.as_view(), name="event-publish"),

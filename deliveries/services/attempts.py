@@ -29,6 +29,7 @@ from deliveries.tasks import deliver_due as deliver_due_task
 from endpoints import network
 from endpoints.models import WebhookEndpoint, normalize_retry_policy
 from events.models import Event, EventType
+from vocelio_webhooks import metrics
 from vocelio_webhooks.errors import Conflict
 
 logger = logging.getLogger(__name__)
@@ -315,6 +316,9 @@ def store_attempts(*, planned: list[PlannedAttempt]) -> list[AttemptOutcome]:
                 delay = (plan.next_attempt_at - plan.now).total_seconds()
                 if delay <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
                     enqueue_on_commit(plan.delivery.pk, countdown=delay, queue=QUEUE_RETRIES)
+    for plan in planned:  # /metrics
+        metrics.observe_attempt(outcome=plan.attempt.outcome, delivery_status=plan.new_status,
+                                duration_ms=plan.attempt.duration_ms)
     return [AttemptOutcome(status=plan.new_status, attempt=attempt) for plan, attempt in zip(planned, attempts)]
 
 

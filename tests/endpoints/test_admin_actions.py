@@ -1,4 +1,7 @@
 """Endpoint admin actions call the same services as the API: rotate secret, pause, resume."""
+import pytest
+from django.contrib.messages import get_messages
+
 from endpoints.models import WebhookEndpoint
 from vocelio_webhooks.models import AuditLogEntry
 
@@ -38,3 +41,32 @@ def test_admin_pause_and_resume_actions(api, admin_client):
     # then
     assert paused == "paused"
     assert WebhookEndpoint.objects.get(pk=endpoint.pk).status == "active"
+
+
+@pytest.mark.parametrize("selected", [["abc"], ["1", "abc"], ["1.5"], ["99999999999999999999"]])
+def test_admin_action_with_an_id_that_is_not_a_number_changes_nothing(api, admin_client, selected):
+    # given
+    endpoint = _endpoint(api)
+
+    # when
+    response = admin_client.post("/admin/endpoints/webhookendpoint/",
+                                 {"action": "pause", "_selected_action": [str(endpoint.pk) if s == "1" else s
+                                                                          for s in selected]})
+
+    # then
+    assert response.status_code == 302
+    messages = [m.message for m in get_messages(response.wsgi_request)]
+    assert any(m.startswith("Not a valid id:") and "No items have been changed." in m for m in messages), messages
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).status == "active"
+
+
+def test_admin_endpoint_changelist_out_of_range_year_shows_the_unfiltered_list(api, admin_client):
+    # given
+    _endpoint(api)
+
+    # when
+    response = admin_client.get("/admin/endpoints/webhookendpoint/?created_at__year=99999999999")
+
+    # then
+    assert (response.status_code, response["Location"]) == (302, "/admin/endpoints/webhookendpoint/?e=1")
+    assert len(admin_client.get(response["Location"]).context["cl"].result_list) == 1

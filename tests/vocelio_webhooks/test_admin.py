@@ -230,3 +230,52 @@ def test_discard_selected_action_is_audited(support_client, endpoint):
     entry = AuditLogEntry.objects.get(action="discard")
     assert entry.actor == "user:sam"
     assert entry.changes == {"deliveries": {"new": [delivery.pk]}}
+
+
+def _changelists():
+    from django.contrib import admin as django_admin
+
+    return sorted(((model._meta.app_label, model._meta.model_name, model_admin)
+                   for model, model_admin in django_admin.site._registry.items()), key=lambda row: row[:2])
+
+
+def test_every_model_admin_checks_its_changelist_input():
+    # given / when
+    from analytics.admin_site import CheckedChangelistMixin
+
+    unchecked = [f"{app}.{model}" for app, model, model_admin in _changelists()
+                 if not isinstance(model_admin, CheckedChangelistMixin)]
+
+    # then
+    assert unchecked == []
+
+
+@pytest.mark.parametrize(("app", "model"), [row[:2] for row in _changelists() if row[2].date_hierarchy])
+def test_admin_changelist_out_of_range_date_drill_down_is_a_bad_filter_not_an_error(admin_client, event_types,
+                                                                                     app, model):
+    # given
+    url = f"/admin/{app}/{model}/"
+    field = next(ma.date_hierarchy for a, m, ma in _changelists() if (a, m) == (app, model))
+
+    # when
+    answers = [admin_client.get(f"{url}?{query}") for query in (
+        f"{field}__year=99999999999", f"{field}__year=2024&{field}__month=99999999999",
+        f"{field}__year=9999&{field}__month=12&{field}__day=31", f"{field}__year=9999")]
+
+    # then
+    assert [(a.status_code, a["Location"]) for a in answers] == [(302, f"{url}?e=1")] * 4
+
+
+@pytest.mark.parametrize(("app", "model"), [row[:2] for row in _changelists()])
+def test_admin_action_with_an_id_that_is_not_a_key_is_refused_not_an_error(admin_client, event_types, app, model):
+    # given
+    url = f"/admin/{app}/{model}/"
+    action_form = admin_client.get(url).context["action_form"]
+    actions = list(action_form.fields["action"].choices)[1:] if action_form else [("delete_selected", "")]
+
+    # when
+    answers = [admin_client.post(url, {"action": name, "_selected_action": ["abc"]}) for name, _ in actions]
+
+    # then refused with a message (302), or ignored where the list has no such action (200)
+    assert all(a.status_code == (302 if action_form else 200) for a in answers), [
+        (name, a.status_code) for (name, _), a in zip(actions, answers, strict=True)]

@@ -59,12 +59,55 @@ def test_create_api_key_with_scopes_environments_and_expiry(event_types):
     ("--environments", "moon"),
     ("--expires-in-days", "0"),
     ("--scopes", ","),
+    # Beyond datetime's year 9999: OverflowError tracebacks before the bound.
+    ("--expires-in-days", "99999999999"),
+    ("--expires-in-days", "3000000"),
+    ("--expires-in-days", "3000000", "--dry-run"),
 ])
 def test_create_api_key_rejects_bad_options_and_creates_nothing(args):
-    # given / when / then
+    # given / when / then: a one-line error, never another exception
     with pytest.raises(CommandError):
         _create_key("bad", *args)
     assert ApiKey.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_create_api_key_expiry_is_bounded_to_36500_days():
+    # given / when / then
+    with pytest.raises(CommandError, match="argument --expires-in-days: must be a whole number from 1 to 36,500 days, "
+                                           "not '36501'."):
+        _create_key("bad", "--expires-in-days", "36501")
+    _create_key("century", "--expires-in-days", "36500")
+    assert ApiKey.objects.get().expires_at.year >= timezone.now().year + 99
+
+
+@pytest.mark.django_db
+def test_create_api_key_dry_run_validates_and_creates_nothing():
+    # given
+    from vocelio_webhooks.models import AuditLogEntry
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+
+    # when
+    call_command("create_api_key", "ci", "--scopes", "read", "--environments", "staging", "--dry-run",
+                 stdout=stdout, stderr=stderr)
+
+    # then
+    assert stdout.getvalue() == ("Would create API key 'ci' (scopes read; environments staging; never expires). "
+                                 "Nothing was created.\n")
+    assert "vwk_" not in stdout.getvalue() + stderr.getvalue()
+    assert ApiKey.objects.count() == 0 and AuditLogEntry.objects.count() == 0
+    with pytest.raises(CommandError, match="moon"):
+        call_command("create_api_key", "ci", "--environments", "moon", "--dry-run", stdout=io.StringIO())
+
+
+def test_create_api_key_help_ends_with_examples(capsys):
+    # given / when
+    with pytest.raises(SystemExit):
+        call_command("create_api_key", "--help")
+
+    # then
+    assert "\nexamples:\n  python manage.py create_api_key crm-sync" in capsys.readouterr().out
 
 
 @pytest.mark.django_db
@@ -91,6 +134,18 @@ def test_revoke_api_key_stops_the_key_authenticating(event_types):
     response = client.get("/endpoints")
     assert response.status_code == 401
     assert ApiKey.objects.get().revoked_at is not None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("key", ["99999999999999999999999", "9223372036854775808", "²"])
+def test_revoke_api_key_an_id_beyond_bigint_or_not_ascii_is_just_not_found(key):
+    # given
+    _create_key("ops")
+
+    # when / then: not an OverflowError (SQLite) nor a ValueError (int("²"))
+    with pytest.raises(CommandError, match="No API key with id or prefix"):
+        call_command("revoke_api_key", key, stdout=io.StringIO())
+    assert ApiKey.objects.get().revoked_at is None
 
 
 @pytest.mark.django_db

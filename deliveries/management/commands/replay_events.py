@@ -14,68 +14,50 @@ exclusive; a time without offset is UTC). ``--status`` keeps only (event, endpoi
 latest delivery has that status; ``--only-failed`` only pairs the endpoint has not received and
 is not about to receive. Replays are written in transactions of 500.
 """
-import sys
 from collections import Counter
-from contextlib import nullcontext
-from datetime import UTC, datetime, time
 
-from django.core.management.base import BaseCommand, CommandError
-from django.utils import dateparse
-from tqdm import tqdm
+from django.core.management.base import CommandError
 
 from deliveries import services as delivery_services
 from deliveries.models import Delivery
 from endpoints.models import WebhookEndpoint
 from vocelio_webhooks import services as audit_services
+from vocelio_webhooks.commands import (
+    OperatorCommand,
+    add_dry_run_argument,
+    add_progress_argument,
+    iso_datetime,
+    object_id,
+    progress,
+    row_limit,
+    tick,
+)
 
 BATCH_SIZE = 500
 
 
-def parse_when(value: str | None, option: str) -> datetime | None:
-    """``--since``/``--until``: an ISO-8601 date-time or date (midnight); UTC when no offset."""
-    if value is None:
-        return None
-    try:
-        parsed = dateparse.parse_datetime(value)
-        if parsed is None and (day := dateparse.parse_date(value)) is not None:
-            parsed = datetime.combine(day, time())
-    except ValueError:
-        parsed = None
-    if parsed is None:
-        raise CommandError(f"{option}: {value!r} is not an ISO-8601 date or date-time.")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def progress(command: BaseCommand, *, enabled: bool, total: int, desc: str, unit: str):
-    """A tqdm bar on the command's stderr, drawn only when stderr is a terminal (and not with
-    ``--no-progress``); a no-op context otherwise."""
-    if not enabled:
-        return nullcontext(None)
-    stream = getattr(command.stderr, "_out", sys.stderr)
-    return tqdm(total=total, desc=desc, unit=unit, file=stream, disable=None, leave=True)
-
-
 def add_common_arguments(parser) -> None:
-    parser.add_argument("--endpoint", type=int, help="Endpoint id.")
+    parser.add_argument("--endpoint", type=object_id, metavar="ID", help="Endpoint id (it must exist).")
     parser.add_argument("--event-type", help="Event type: an exact name, 'lead.*' or '*'.")
-    parser.add_argument("--limit", type=int, help="Act on at most this many deliveries (default: all).")
-    parser.add_argument("--dry-run", action="store_true", help="Count and list what would be done; write nothing.")
-    parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    parser.add_argument("--limit", type=row_limit, metavar="N",
+                        help="Act on at most this many deliveries (default: all).")
+    add_dry_run_argument(parser, "Count and list what would be done (per endpoint); write nothing.")
+    add_progress_argument(parser)
 
 
-def tick(bar, n: int) -> None:
-    """Advance ``bar`` (from ``progress``) by ``n``; nothing when there is no bar."""
-    if bar is not None:
-        bar.update(n)
-
-
-class Command(BaseCommand):
-    help = "Replay events as new deliveries (same event_id, marked as replays) to their matching endpoints."
+class Command(OperatorCommand):
+    help = ("Replay events as new deliveries (same event_id, marked as replays) to the endpoints that would "
+            "receive them now. Earlier deliveries and attempts are not touched.")
+    examples = """
+python manage.py replay_events --endpoint 7 --since 2025-08-05T17:00:00Z --only-failed --dry-run
+python manage.py replay_events --since 2025-08-05 --until 2025-08-06 --event-type 'lead.*' --status dead_lettered
+python manage.py replay_events --event-id evt_123 --event-id evt_456 --no-progress
+"""
 
     def add_arguments(self, parser):
         add_common_arguments(parser)
-        parser.add_argument("--since", help="Events received at or after this time (ISO-8601).")
-        parser.add_argument("--until", help="Events received before this time (ISO-8601).")
+        parser.add_argument("--since", type=iso_datetime, help="Events received at or after this time (ISO-8601).")
+        parser.add_argument("--until", type=iso_datetime, help="Events received before this time (ISO-8601).")
         parser.add_argument("--event-id", action="append", dest="event_ids", metavar="EVENT_ID",
                             help="This event (repeatable).")
         parser.add_argument("--status", action="append", dest="statuses", choices=Delivery.Status.values,
@@ -85,14 +67,11 @@ class Command(BaseCommand):
                                  "pending, in-flight or retrying delivery).")
 
     def handle(self, *args, **options):
-        since = parse_when(options["since"], "--since")
-        until = parse_when(options["until"], "--until")
+        since, until = options["since"], options["until"]
         if since is None and not options["event_ids"]:
             raise CommandError("Give --since (and optionally --until) or --event-id.")
         if since and until and until <= since:
             raise CommandError("--until must be later than --since.")
-        if options["limit"] is not None and options["limit"] < 1:
-            raise CommandError("--limit must be at least 1.")
         endpoint = None
         if options["endpoint"] is not None:
             endpoint = WebhookEndpoint.objects.filter(pk=options["endpoint"]).first()
@@ -116,9 +95,10 @@ class Command(BaseCommand):
         summary = (f"{len(targets)} delivery(ies) of {len({t.event_pk for t in targets})} event(s) "
                    f"to {len(per_endpoint)} endpoint(s)")
         if options["dry_run"]:
-            self.stdout.write(f"Would replay {summary}.")
+            # The breakdown first, the summary last (every operator command ends with its summary).
             for endpoint_id, count in sorted(per_endpoint.items()):
                 self.stdout.write(f"  endpoint {endpoint_id}: {count}")
+            self.stdout.write(f"Would replay {summary}.")
         else:
             created: list[int] = []
             with progress(self, enabled=show, total=len(targets), desc="Replaying", unit="delivery") as bar:
@@ -137,4 +117,5 @@ class Command(BaseCommand):
                 + (f" ({skipped} skipped: endpoint deleted or disabled meanwhile)" if skipped else "") + "."
             ))
         if plan.limit_reached:
-            self.stdout.write(self.style.WARNING(f"Stopped at --limit {options['limit']}; more events match."))
+            # On stderr, so the summary stays the last line of stdout.
+            self.stderr.write(self.style.WARNING(f"Stopped at --limit {options['limit']}; more events match."))

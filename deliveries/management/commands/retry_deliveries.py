@@ -14,40 +14,45 @@ Deliveries are retried in transactions of 500.
 """
 from collections import Counter
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from deliveries import services as delivery_services
 from deliveries.management.commands.replay_events import (
     BATCH_SIZE,
     add_common_arguments,
-    parse_when,
-    progress,
-    tick,
 )
 from deliveries.models import Delivery
 from deliveries.services.replay import RETRYABLE_STATUSES
+from endpoints.models import WebhookEndpoint
 from vocelio_webhooks import services as audit_services
+from vocelio_webhooks.commands import OperatorCommand, iso_datetime, progress, tick
 
 STATUS_CHOICES = [str(s) for s in RETRYABLE_STATUSES]
 
 
-class Command(BaseCommand):
-    help = "Retry dead-lettered or failed deliveries (one more attempt each, now)."
+class Command(OperatorCommand):
+    help = ("Retry dead-lettered (default), failed or cancelled deliveries: one more attempt each, now. "
+            "Earlier attempts are not touched.")
+    examples = """
+python manage.py retry_deliveries --endpoint 7 --since 2025-08-05T17:00:00Z --dry-run
+python manage.py retry_deliveries --status dead_lettered --status failed --event-type 'call.*'
+python manage.py retry_deliveries --limit 1000 --no-progress
+"""
 
     def add_arguments(self, parser):
         add_common_arguments(parser)
-        parser.add_argument("--since", help="Deliveries created at or after this time (ISO-8601).")
-        parser.add_argument("--until", help="Deliveries created before this time (ISO-8601).")
+        parser.add_argument("--since", type=iso_datetime, help="Deliveries created at or after this time (ISO-8601).")
+        parser.add_argument("--until", type=iso_datetime, help="Deliveries created before this time (ISO-8601).")
         parser.add_argument("--status", action="append", dest="statuses", choices=STATUS_CHOICES,
                             help="Deliveries in this status (repeatable; default dead_lettered).")
 
     def handle(self, *args, **options):
-        since = parse_when(options["since"], "--since")
-        until = parse_when(options["until"], "--until")
+        since, until = options["since"], options["until"]
         if since and until and until <= since:
             raise CommandError("--until must be later than --since.")
-        if options["limit"] is not None and options["limit"] < 1:
-            raise CommandError("--limit must be at least 1.")
+        # As replay_events: an id that matches nothing is a typo, not "nothing to retry".
+        if options["endpoint"] is not None and not WebhookEndpoint.objects.filter(pk=options["endpoint"]).exists():
+            raise CommandError(f"Endpoint {options['endpoint']} does not exist.")
         selection = delivery_services.DeliverySelection(
             statuses=tuple(options["statuses"] or (Delivery.Status.DEAD_LETTERED,)),
             endpoint_id=options["endpoint"], event_type=options["event_type"],
@@ -60,9 +65,11 @@ class Command(BaseCommand):
         ids = [pk for pk, _, _ in rows]
 
         if options["dry_run"]:
-            self.stdout.write(f"Would retry {len(ids)} delivery(ies).")
-            for (status, endpoint_id), count in sorted(Counter((s, e) for _, s, e in rows).items()):
+            # The breakdown first, the summary last (every operator command ends with its summary).
+            for (status, endpoint_id), count in sorted(Counter((s, e) for _, s, e in rows).items(),
+                                                       key=lambda item: (item[0][1] or 0, item[0][0])):
                 self.stdout.write(f"  endpoint {endpoint_id}, {status}: {count}")
+            self.stdout.write(f"Would retry {len(ids)} delivery(ies).")
             return
         retried = 0
         with progress(self, enabled=not options["no_progress"], total=len(ids), desc="Retrying",

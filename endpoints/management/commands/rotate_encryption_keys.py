@@ -10,6 +10,7 @@ from django.db import transaction
 
 from endpoints.models import WebhookEndpoint
 from vocelio_webhooks import services as audit_services
+from vocelio_webhooks.commands import batch_size as batch_size_type
 
 ENCRYPTED_FIELDS = ("secret", "api_key", "previous_secret", "custom_headers")
 
@@ -19,7 +20,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--dry-run", action="store_true", help="Count what would be re-encrypted; write nothing.")
-        parser.add_argument("--batch-size", type=int, default=500)
+        # Bounded: 0 would crash range() and a negative size would silently re-encrypt nothing.
+        parser.add_argument("--batch-size", type=batch_size_type, default=500, metavar="N",
+                            help="Endpoints per transaction, 1 to 10,000 (default 500).")
 
     def handle(self, *args, dry_run: bool, batch_size: int, **options):
         total = 0

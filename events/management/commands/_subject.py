@@ -5,12 +5,15 @@ from collections.abc import Iterable
 
 from tqdm import tqdm
 
+from vocelio_webhooks.commands import batch_size
+
 
 def add_subject_arguments(parser) -> None:
     parser.add_argument("--email", help="The person's email address (matched case-insensitively).")
     parser.add_argument("--phone", help="The person's phone number, any spelling (matched by its digits).")
-    parser.add_argument("--chunk-size", type=int, default=1000,
-                        help="Rows read per database round trip and written per transaction (default 1000).")
+    parser.add_argument("--chunk-size", type=batch_size, default=1000, metavar="N",
+                        help="Rows read per database round trip and written per transaction, 1 to 10,000 "
+                             "(default 1000).")
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
 
 

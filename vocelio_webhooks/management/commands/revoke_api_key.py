@@ -2,6 +2,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from vocelio_webhooks import services as key_services
+from vocelio_webhooks.commands import MAX_ID
 from vocelio_webhooks.models import ApiKey
 
 
@@ -12,7 +13,12 @@ class Command(BaseCommand):
         parser.add_argument("key", help="The key's id or prefix (its first 12 characters).")
 
     def handle(self, *args, key: str, **options):
-        matches = list(ApiKey.objects.filter(pk=int(key)) if key.isdigit() else ApiKey.objects.filter(prefix=key[:12]))
+        # An id is ASCII digits within bigint ("²".isdigit() is true; 10**30 overflows SQLite's driver);
+        # anything else is looked up as a prefix and simply matches nothing.
+        if key.isascii() and key.isdigit() and len(key) <= len(str(MAX_ID)) and int(key) <= MAX_ID:
+            matches = list(ApiKey.objects.filter(pk=int(key)))
+        else:
+            matches = list(ApiKey.objects.filter(prefix=key[:12]))
         if not matches:
             raise CommandError(f"No API key with id or prefix {key!r}.")
         if len(matches) > 1:

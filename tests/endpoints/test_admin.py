@@ -1,0 +1,104 @@
+"""The endpoint admin: health in the list and the detail, and the test-send action (the same
+service as ``POST /endpoints/{id}/test``) against a real receiver on 127.0.0.1."""
+import pytest
+from django.utils import timezone
+
+from deliveries.models import Delivery, DeliveryAttempt
+from endpoints.models import EndpointHealth, WebhookEndpoint
+from events.models import Event, EventType
+from vocelio_webhooks.models import AuditLogEntry
+
+CHANGELIST = "/admin/endpoints/webhookendpoint/"
+
+
+def _endpoint(api, url: str, name: str = "Receiver") -> WebhookEndpoint:
+    created = api.post("/endpoints", {"name": name, "url": url, "events": ["lead.created"]}, format="json")
+    assert created.status_code == 201, created.content
+    return WebhookEndpoint.objects.get(pk=created.json()["id"])
+
+
+def _attempts(endpoint: WebhookEndpoint, outcomes: list[str]) -> None:
+    event = Event.objects.create(event_id=f"evt_h_{endpoint.pk}", event_type=EventType.objects.get(name="lead.created"),
+                                 timestamp=timezone.now(), data={}, environment=endpoint.environment)
+    delivery = Delivery.objects.create(event=event, endpoint=endpoint, status=Delivery.Status.RETRYING)
+    for number, outcome in enumerate(outcomes, start=1):
+        DeliveryAttempt.objects.create(delivery=delivery, attempt_number=number, url=endpoint.url, http_method="POST",
+                                       outcome=outcome, started_at=timezone.now(), duration_ms=10)
+
+
+def test_endpoint_admin_test_action_sends_a_signed_event_and_shows_the_answer(api, admin_client, receiver):
+    # given
+    endpoint = _endpoint(api, receiver.url("/hook"))
+    receiver.script("/hook", [(202, {}, b"accepted")])
+
+    # when
+    response = admin_client.post(CHANGELIST, {"action": "test_endpoint", "_selected_action": [endpoint.pk]},
+                                 follow=True)
+
+    # then
+    received = receiver.wait_for(1)
+    assert received[0].json()["event_type"] == "lead.created"
+    assert received[0].header("X-Vocelio-Signature") or received[0].header("webhook-signature")
+    assert "Receiver: test lead.created answered 202 in" in response.content.decode()
+    assert AuditLogEntry.objects.filter(action="test_send", object_id=str(endpoint.pk)).exists()
+
+
+def test_endpoint_admin_test_action_reports_a_failing_receiver(api, admin_client, receiver):
+    # given
+    endpoint = _endpoint(api, receiver.url("/broken"))
+    receiver.script("/broken", [(500, {}, b"boom")])
+
+    # when
+    response = admin_client.post(CHANGELIST, {"action": "test_endpoint", "_selected_action": [endpoint.pk]},
+                                 follow=True)
+
+    # then
+    assert "Receiver: test lead.created failed — answered 500" in response.content.decode()
+    assert Delivery.objects.count() == 0  # a test send stores nothing
+
+
+def test_endpoint_admin_lists_health_and_success_rate(api, admin_client, event_types):
+    # given one endpoint with 3 of 4 attempts succeeded and an open circuit, one without attempts
+    busy = _endpoint(api, "https://busy.example.com/h", name="Busy")
+    _endpoint(api, "https://idle.example.com/h", name="Idle")
+    _attempts(busy, ["succeeded", "succeeded", "retry", "succeeded"])
+    EndpointHealth.objects.update_or_create(endpoint=busy, defaults={
+        "circuit_state": "open", "consecutive_failures": 7, "next_probe_at": timezone.now(),
+        "last_failure_at": timezone.now()})
+
+    # when
+    listed = admin_client.get(CHANGELIST).content.decode()
+    detail = admin_client.get(f"{CHANGELIST}{busy.pk}/change/").content.decode()
+
+    # then
+    assert "75.0% of 4" in listed and "no attempts" in listed
+    assert "open (7 failures" in listed
+    assert "75.0% of 4" in detail and "failures in a row" in detail
+
+
+def test_endpoint_admin_changelist_queries_do_not_grow_with_rows(api, admin_client, django_assert_max_num_queries):
+    # given
+    for number in range(20):
+        endpoint = _endpoint(api, f"https://e{number}.example.com/h", name=f"e{number}")
+        _attempts(endpoint, ["succeeded"])
+
+    # when / then
+    with django_assert_max_num_queries(12):
+        response = admin_client.get(CHANGELIST)
+    assert len(response.context["cl"].result_list) == 20
+
+
+@pytest.mark.parametrize(("action", "status"), [("pause", "paused"), ("resume", "active")])
+def test_endpoint_admin_status_actions_audit_the_change(api, admin_client, action, status):
+    # given
+    endpoint = _endpoint(api, "https://example.com/h")
+    if action == "resume":
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(status="paused")
+
+    # when
+    admin_client.post(CHANGELIST, {"action": action, "_selected_action": [endpoint.pk]})
+
+    # then
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).status == status
+    entry = AuditLogEntry.objects.get(action="status_change", object_id=str(endpoint.pk))
+    assert entry.changes["status"]["new"] == status
