@@ -11,7 +11,7 @@ SHELL := /bin/bash
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := help
 
-.PHONY: help venv env migrate run test superuser bench-isolation bench-analytics
+.PHONY: help venv env migrate run test superuser bench bench-isolation bench-analytics
 
 help:
 	@echo "make venv       create .venv and install requirements.txt"
@@ -20,7 +20,8 @@ help:
 	@echo "make run        start web (http://127.0.0.1:8019), worker and beat via honcho"
 	@echo "make test       run the test suite (PYTEST_ARGS=... to pass pytest options)"
 	@echo "make superuser  create an admin user"
-	@echo "make bench-isolation  one hanging endpoint among ten healthy ones (bench/isolation.py)"
+	@echo "make bench     the benchmark suite (bench/run.py; BENCH_ARGS=--quick for a short run)"
+	@echo "make bench-isolation  only scenario 7: one hanging endpoint among ten healthy ones"
 	@echo "make bench-analytics  analytics overview/trends with 1,000,000 attempts on PostgreSQL (bench/analytics.py)"
 
 # --- virtualenv -------------------------------------------------------------------------------
@@ -62,9 +63,13 @@ test: venv
 superuser: venv env migrate
 	$(VPY) manage.py createsuperuser
 
-# Uses DATABASE_URL / REDIS_URL when set (a scratch database is created and dropped), else SQLite.
+# Uses DATABASE_URL / REDIS_URL when set, else the local vocelio_bench database (dropped and
+# re-created) and Redis db 9 (flushed). Prints a table; JSON results go to bench/results/.
+bench: venv
+	$(VPY) bench/run.py $(BENCH_ARGS)
+
 bench-isolation: venv
-	$(VPY) bench/isolation.py $(BENCH_ARGS)
+	$(VPY) bench/run.py --only isolation $(BENCH_ARGS)
 
 # Needs DATABASE_URL=postgres://… (seeds with COPY into a scratch <name>_bench database, dropped after).
 bench-analytics: venv

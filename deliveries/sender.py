@@ -47,7 +47,9 @@ def _session() -> requests.Session:
         session = requests.Session()
         session.trust_env = False  # never send webhooks through an ambient HTTP(S)_PROXY
         session.headers["Accept-Encoding"] = ACCEPT_ENCODING
-        adapter = network.GuardedHTTPAdapter(pool_connections=20, pool_maxsize=20, max_retries=0)
+        # WEBHOOK_CONNECTION_POOL_SIZE: receiver hosts whose connections are kept, and connections kept per host.
+        size = settings.WEBHOOK_CONNECTION_POOL_SIZE
+        adapter = network.GuardedHTTPAdapter(pool_connections=size, pool_maxsize=size, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         _local.session = session

@@ -22,6 +22,27 @@ def deliver(delivery_id: int) -> None:
     delivery_services.attempt_delivery(delivery_id=delivery_id)
 
 
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=10,
+)
+def deliver_due(high_priority_only: bool = False) -> None:
+    """Wake-up: claim, send and store one batch of due deliveries (``deliver_due_batch``); those of
+    high-priority event types only when ``high_priority_only`` (wake-ups on the ``priority`` queue).
+
+    Idempotent like ``deliver``: a wake-up that finds nothing due does nothing. A worker that dies
+    mid-batch leaves its claims to expire; the sweep makes them due again.
+    """
+    from deliveries import services as delivery_services
+
+    delivery_services.deliver_due_batch(high_priority_only=high_priority_only)
+
+
 @shared_task(ignore_result=True)
 def sweep_due_deliveries() -> None:
     """Periodic (beat): recover abandoned claims and enqueue overdue deliveries."""

@@ -26,10 +26,13 @@ RESERVED_HEADERS = frozenset(
 
 
 def default_retry_policy() -> dict[str, Any]:
-    """The seed's "Exponential Backoff Policy", exactly (keys, types and defaults)."""
+    """The seed's "Exponential Backoff Policy", exactly (keys, types and defaults); ``max_attempts``
+    is ``WEBHOOK_DEAD_LETTER_THRESHOLD`` (the seed's ``dead_letter_threshold``, 5)."""
+    from django.conf import settings
+
     return {
         "enabled": True,
-        "max_attempts": 5,
+        "max_attempts": settings.WEBHOOK_DEAD_LETTER_THRESHOLD,
         "initial_delay_seconds": 1,
         "max_delay_seconds": 300,
         "backoff_multiplier": 2.0,
@@ -329,6 +332,8 @@ class WebhookEndpoint(models.Model):
     failover_url = models.CharField(max_length=2048, blank=True, validators=[validate_webhook_url])
     allowed_ip_ranges = models.JSONField(default=list, blank=True, validators=[validate_ip_ranges])
     verify_ssl = models.BooleanField(default=True)
+    # Send bodies gzip-compressed (Content-Encoding: gzip); the signature covers the uncompressed body.
+    gzip_requests = models.BooleanField(default=False)
     # PEM bundle of CA certificates to trust for this endpoint instead of the system store.
     ca_bundle = models.TextField(blank=True)
     owner_email = models.EmailField(blank=True)

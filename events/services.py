@@ -15,7 +15,7 @@ from deliveries.models import Delivery
 from endpoints.filters import FilterValidationError, evaluate_filters, event_type_matches
 from endpoints.models import WebhookEndpoint
 from events.models import Environment, Event, EventType
-from vocelio_webhooks.errors import ValidationFailed
+from vocelio_webhooks.errors import ServiceUnavailable, ValidationFailed
 
 logger = logging.getLogger(__name__)
 EVENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}$")
@@ -79,6 +79,7 @@ def publish(
     existing = Event.objects.filter(event_id=event_id).first()
     if existing is not None:
         return _duplicate(existing)
+    _check_queue_size()
     try:
         with transaction.atomic():
             event = Event.objects.create(
@@ -99,9 +100,11 @@ def publish(
             deliveries = Delivery.objects.bulk_create(
                 [Delivery(event=event, endpoint=endpoint, next_attempt_at=now) for endpoint in endpoints]
             )
-            for delivery, endpoint in zip(deliveries, endpoints):
-                if endpoint.status == WebhookEndpoint.Status.ACTIVE:
-                    delivery_services.enqueue_on_commit(delivery.pk, queue="priority" if type_row.is_high_priority else None)
+            # Wake-ups, not one task per delivery: each claims a batch of whatever is due (issue 7).
+            delivery_services.enqueue_wakeups_on_commit(
+                deliveries=sum(1 for e in endpoints if e.status == WebhookEndpoint.Status.ACTIVE),
+                queue="priority" if type_row.is_high_priority else None,
+            )
     except IntegrityError:
         # Lost a race with a concurrent publish of the same event_id: answer with the winner's.
         existing = Event.objects.filter(event_id=event_id).first()
@@ -112,6 +115,30 @@ def publish(
         event=event, created=True, deliveries=deliveries, matched_endpoints=len(endpoints),
         filtered_out=len(subscribed) - len(endpoints),
     )
+
+
+_queue_size_seen: tuple[float, int] = (0.0, 0)  # (monotonic time, waiting deliveries) of the last count
+
+
+def _check_queue_size() -> None:
+    """Refuse to publish (503 ``QUEUE_FULL``) while more than ``WEBHOOK_MAX_QUEUE_SIZE`` deliveries
+    wait (``pending``/``retrying``): back-pressure instead of an unbounded backlog. The count is
+    taken at most once a second per process, so the limit is approximate by one second's worth."""
+    global _queue_size_seen
+    limit = settings.WEBHOOK_MAX_QUEUE_SIZE
+    if not limit:
+        return
+    import time
+
+    seen_at, waiting = _queue_size_seen
+    if time.monotonic() - seen_at > 1.0:
+        waiting = Delivery.objects.filter(status__in=Delivery.DUE_STATUSES).count()
+        _queue_size_seen = (time.monotonic(), waiting)
+    if waiting >= limit:
+        raise ServiceUnavailable(
+            f"{waiting} deliveries are waiting, at or above WEBHOOK_MAX_QUEUE_SIZE ({limit}); retry shortly.",
+            details={"waiting": waiting, "max_queue_size": limit}, code="QUEUE_FULL",
+        )
 
 
 def filter_envelope(event: Event) -> dict[str, Any]:

@@ -268,6 +268,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "inte
 CELERY_TASK_DEFAULT_QUEUE = "deliveries"
 CELERY_TASK_ROUTES = {
     "deliveries.tasks.deliver": {"queue": "deliveries"},
+    "deliveries.tasks.deliver_due": {"queue": "deliveries"},
     "deliveries.tasks.*": {"queue": "maintenance"},
 }
 # Workers consume, in this order: priority, deliveries (first attempts), retries, maintenance
@@ -287,7 +288,21 @@ WEBHOOK_REQUEST_BODY_STORE_LIMIT_BYTES = env.int("WEBHOOK_REQUEST_BODY_STORE_LIM
 WEBHOOK_RETRY_JITTER_RATIO = env.float("WEBHOOK_RETRY_JITTER_RATIO", default=0.1)
 WEBHOOK_RETRY_AFTER_MAX_SECONDS = env.int("WEBHOOK_RETRY_AFTER_MAX_SECONDS", default=3600)
 WEBHOOK_COUNTDOWN_MAX_SECONDS = env.int("WEBHOOK_COUNTDOWN_MAX_SECONDS", default=300)
-WEBHOOK_SWEEP_INTERVAL_SECONDS = env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=5.0)
+# Scaling (issue 7): the seed's "Scaling Configuration" keys with its defaults (README "Performance").
+# max_concurrent_deliveries: sending threads per worker process; batch_size: due deliveries one
+# deliver_due task claims; queue_check_interval: how often the sweep looks for due deliveries whose
+# wake-up was lost; connection_pool_size: keep-alive connections kept per receiver host (per sending
+# thread); max_queue_size: waiting deliveries above which publish answers 503 (0: no limit);
+# dead_letter_threshold: default max_attempts of a new endpoint's retry policy; cleanup_interval:
+# how often the retention purge runs.
+WEBHOOK_MAX_CONCURRENT_DELIVERIES = env.int("WEBHOOK_MAX_CONCURRENT_DELIVERIES", default=100)
+WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=50)
+WEBHOOK_QUEUE_CHECK_INTERVAL_SECONDS = env.float("WEBHOOK_QUEUE_CHECK_INTERVAL_SECONDS", default=5.0)
+WEBHOOK_CONNECTION_POOL_SIZE = env.int("WEBHOOK_CONNECTION_POOL_SIZE", default=20)
+WEBHOOK_MAX_QUEUE_SIZE = env.int("WEBHOOK_MAX_QUEUE_SIZE", default=10000)
+WEBHOOK_DEAD_LETTER_THRESHOLD = env.int("WEBHOOK_DEAD_LETTER_THRESHOLD", default=5)
+WEBHOOK_CLEANUP_INTERVAL_SECONDS = env.float("WEBHOOK_CLEANUP_INTERVAL_SECONDS", default=3600.0)
+WEBHOOK_SWEEP_INTERVAL_SECONDS = env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=WEBHOOK_QUEUE_CHECK_INTERVAL_SECONDS)
 WEBHOOK_SWEEP_GRACE_SECONDS = env.float("WEBHOOK_SWEEP_GRACE_SECONDS", default=10.0)
 WEBHOOK_SWEEP_BATCH_SIZE = env.int("WEBHOOK_SWEEP_BATCH_SIZE", default=1000)
 WEBHOOK_CLAIM_MARGIN_SECONDS = env.int("WEBHOOK_CLAIM_MARGIN_SECONDS", default=30)
@@ -360,7 +375,8 @@ WEBHOOK_RETENTION_DELIVERIES_DAYS = env.int("WEBHOOK_RETENTION_DELIVERIES_DAYS",
 WEBHOOK_RETENTION_ATTEMPTS_DAYS = env.int("WEBHOOK_RETENTION_ATTEMPTS_DAYS", default=30)
 WEBHOOK_RETENTION_SUCCESSFUL_BODIES_DAYS = env.int("WEBHOOK_RETENTION_SUCCESSFUL_BODIES_DAYS", default=7)
 WEBHOOK_RETENTION_BATCH_SIZE = env.int("WEBHOOK_RETENTION_BATCH_SIZE", default=1000)
-WEBHOOK_RETENTION_INTERVAL_SECONDS = env.float("WEBHOOK_RETENTION_INTERVAL_SECONDS", default=3600.0)
+WEBHOOK_RETENTION_INTERVAL_SECONDS = env.float("WEBHOOK_RETENTION_INTERVAL_SECONDS",
+                                               default=WEBHOOK_CLEANUP_INTERVAL_SECONDS)
 # A purge run starts no new batch after this long (below Celery's soft time limit); the next run goes on.
 WEBHOOK_RETENTION_MAX_SECONDS_PER_RUN = env.float("WEBHOOK_RETENTION_MAX_SECONDS_PER_RUN", default=60.0)
 # Analytics roll-ups (analytics/services.py): how often they run, how far behind the clock they stay

@@ -3,6 +3,7 @@ re-exports, so callers keep ``from deliveries import services as delivery_servic
 
 * ``building`` — the envelope, transformation, headers and signature of one request;
 * ``attempts`` — claim, send, record, schedule the retry; manual retry, cancel, test sends;
+* ``batch`` — the batch worker: claim many due deliveries, send concurrently, store in bulk;
 * ``sweep`` — the beat sweep that re-enqueues what the broker lost.
 """
 from deliveries.services.attempts import (  # noqa: F401
@@ -12,6 +13,7 @@ from deliveries.services.attempts import (  # noqa: F401
     attempt_delivery,
     cancel,
     enqueue_on_commit,
+    enqueue_wakeup,
     record_attempt,
     retry_now,
     send_request,
@@ -30,6 +32,7 @@ from deliveries.services.building import (  # noqa: F401
     render_payload,
     resolve_transformation,
 )
+from deliveries.services.batch import BatchResult, claim_due, deliver_due_batch, enqueue_wakeups_on_commit  # noqa: F401
 from deliveries.services.sweep import SweepResult, sweep_due_deliveries  # noqa: F401
 from deliveries.services.replay import (  # noqa: F401
     MAX_BULK, Acceptance, BulkResult, DeliverySelection, ReplayPlan, ReplayResult, ReplayTarget, bulk_discard,

@@ -25,6 +25,7 @@ from deliveries.services.building import (
     mask_headers,
 )
 from deliveries.tasks import deliver as deliver_task
+from deliveries.tasks import deliver_due as deliver_due_task
 from endpoints import network
 from endpoints.models import WebhookEndpoint, normalize_retry_policy
 from events.models import Event, EventType
@@ -83,6 +84,15 @@ def _enqueue(delivery_id: int, countdown: float | None = None, queue: str | None
         deliver_task.apply_async((delivery_id,), countdown=countdown or None, queue=queue or QUEUE_FIRST_ATTEMPTS)
     except Exception:  # noqa: BLE001 — any broker error; the database still holds the delivery
         logger.warning("Could not enqueue delivery %s; the sweep will pick it up", delivery_id, exc_info=True)
+
+
+def enqueue_wakeup(queue: str | None = None) -> None:
+    """Enqueue one ``deliver_due`` wake-up (a batch of whatever is due); a broker failure is logged,
+    not raised: the sweep finds the due deliveries."""
+    try:
+        deliver_due_task.apply_async((queue == QUEUE_PRIORITY,), queue=queue or QUEUE_FIRST_ATTEMPTS)
+    except Exception:  # noqa: BLE001 — any broker error; the database still holds the deliveries
+        logger.warning("Could not enqueue a delivery wake-up; the sweep will pick the deliveries up", exc_info=True)
 
 
 def enqueue_on_commit(delivery_id: int, countdown: float | None = None, queue: str | None = None) -> None:
@@ -159,10 +169,21 @@ def build_and_send(*, endpoint: WebhookEndpoint, event: Event, **build_kwargs) -
     signing or unexpected failure becomes a ``SendResult`` with ``error_class`` ``template_error``,
     ``signing_error`` or ``internal_error`` and no request is sent, so every claimed attempt ends
     recorded instead of stuck in flight."""
+    request, failure = build_or_fail(endpoint=endpoint, event=event, **build_kwargs)
+    if failure is not None:
+        return request, failure
+    return request, send_or_fail(request=request, endpoint=endpoint)
+
+
+def build_or_fail(*, endpoint: WebhookEndpoint, event: Event, **build_kwargs) -> tuple[WebhookRequest,
+                                                                                       sender.SendResult | None]:
+    """The build half of ``build_and_send``: ``(request, None)``, or an unsent request and the
+    failure to record. Reads the database (named templates), so the batch worker calls it in its
+    own thread, never in the sending threads."""
     unsent = WebhookRequest(method=endpoint.http_method, url=build_kwargs.get("url") or endpoint.url, headers={},
                             body=None)
     try:
-        request = build_request(endpoint=endpoint, event=event, **build_kwargs)
+        return build_request(endpoint=endpoint, event=event, **build_kwargs), None
     except TransformationFailed as exc:
         return unsent, sender.SendResult(status_code=None, error_class="template_error", error_message=str(exc))
     except ValueError as exc:
@@ -170,14 +191,32 @@ def build_and_send(*, endpoint: WebhookEndpoint, event: Event, **build_kwargs) -
     except Exception as exc:  # noqa: BLE001 — a bug must end as a recorded attempt, not a stuck claim
         logger.exception("Building a request for endpoint %s failed", endpoint.pk)
         return unsent, sender.SendResult(status_code=None, error_class="internal_error", error_message=type(exc).__name__)
+
+
+def send_or_fail(*, request: WebhookRequest, endpoint: WebhookEndpoint) -> sender.SendResult:
+    """The send half of ``build_and_send``; never raises. Thread-safe: no database access."""
     try:
-        return request, send_request(request=request, endpoint=endpoint)
+        return send_request(request=request, endpoint=endpoint)
     except Exception as exc:  # noqa: BLE001 — same: record it; the retry policy bounds repeats
         logger.exception("Sending a request to endpoint %s failed", endpoint.pk)
-        return request, sender.SendResult(status_code=None, error_class="internal_error", error_message=type(exc).__name__)
+        return sender.SendResult(status_code=None, error_class="internal_error", error_message=type(exc).__name__)
 
 
-def record_attempt(
+@dataclass
+class PlannedAttempt:
+    """One finished attempt, ready to store: the unsaved ``DeliveryAttempt`` row and the delivery's
+    next state (``new_status``, ``next_attempt_at``, ``last_error``)."""
+
+    delivery: Delivery
+    attempt: DeliveryAttempt
+    new_status: str
+    next_attempt_at: datetime | None
+    last_error: str
+    status_code: int | None
+    now: datetime
+
+
+def plan_attempt(
     *,
     delivery: Delivery,
     endpoint: WebhookEndpoint,
@@ -185,9 +224,8 @@ def record_attempt(
     result: sender.SendResult,
     attempt_number: int,
     started_at: datetime,
-) -> AttemptOutcome:
-    """Store the attempt and move the delivery to its next state in one transaction, then
-    enqueue the next retry after commit.
+) -> PlannedAttempt:
+    """Classify one attempt's result and work out the delivery's next state; no writes.
 
     Next state: ``succeeded``; ``failed`` (answer not retried by the policy); ``retrying`` at
     ``next_attempt_at`` (backoff with jitter, ``Retry-After`` honoured); ``dead_lettered`` when
@@ -217,46 +255,87 @@ def record_attempt(
             delay = 0.0  # the primary failed: the next attempt goes to the failover URL at once
         next_attempt_at = now + timedelta(seconds=delay)
 
-    body = request.body or b""
+    body = request.signed_body or request.body or b""  # stored uncompressed, as signed
     last_error = result.error_message or (
         "" if new_status == Delivery.Status.SUCCEEDED else f"HTTP {result.status_code}: {result.body[:500]}"
     )
+    attempt = DeliveryAttempt(
+        delivery=delivery,
+        attempt_number=attempt_number,
+        url=request.url,
+        http_method=request.method,
+        request_headers=mask_headers(request.headers),
+        request_body=body[: settings.WEBHOOK_REQUEST_BODY_STORE_LIMIT_BYTES].decode("utf-8", errors="replace"),
+        request_body_sha256=hashlib.sha256(body).hexdigest(),
+        request_body_size=len(body),
+        response_status_code=result.status_code,
+        response_headers=result.headers,
+        response_body=result.body,
+        duration_ms=result.duration_ms,
+        error_class=result.error_class or ("" if result.status_code is None or result.status_code < 300 else f"http_{result.status_code}"),
+        error_message=result.error_message,
+        outcome=outcome,
+        started_at=started_at,
+    )
+    return PlannedAttempt(delivery=delivery, attempt=attempt, new_status=new_status, next_attempt_at=next_attempt_at,
+                          last_error=last_error[:2000], status_code=result.status_code, now=now)
+
+
+def store_attempts(*, planned: list[PlannedAttempt]) -> list[AttemptOutcome]:
+    """Store finished attempts and move their deliveries to their next state, in one transaction,
+    then enqueue the retries that are near enough after commit. The one place every attempt's
+    outcome (``attempt.outcome``) and duration (``attempt.duration_ms``) is recorded.
+
+    Statements: one ``INSERT`` of all attempt rows, and one ``UPDATE`` per group of deliveries
+    that end in the same state (all successes of a batch share one), guarded by
+    ``status = in_flight`` so a delivery cancelled meanwhile is not overwritten.
+    """
+    if not planned:
+        return []
+    groups: dict[tuple, list[int]] = {}
+    for plan in planned:
+        key = (plan.new_status, plan.attempt.attempt_number, plan.next_attempt_at, plan.last_error, plan.status_code)
+        groups.setdefault(key, []).append(plan.delivery.pk)
+    now = max(plan.now for plan in planned)  # one time for the whole batch, so equal outcomes share one UPDATE
     with transaction.atomic():
-        attempt = DeliveryAttempt.objects.create(
-            delivery=delivery,
-            attempt_number=attempt_number,
-            url=request.url,
-            http_method=request.method,
-            request_headers=mask_headers(request.headers),
-            request_body=body[: settings.WEBHOOK_REQUEST_BODY_STORE_LIMIT_BYTES].decode("utf-8", errors="replace"),
-            request_body_sha256=hashlib.sha256(body).hexdigest(),
-            request_body_size=len(body),
-            response_status_code=result.status_code,
-            response_headers=result.headers,
-            response_body=result.body,
-            duration_ms=result.duration_ms,
-            error_class=result.error_class or ("" if result.status_code is None or result.status_code < 300 else f"http_{result.status_code}"),
-            error_message=result.error_message,
-            outcome=outcome,
-            started_at=started_at,
-        )
-        Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.IN_FLIGHT).update(
-            status=new_status,
-            attempt_count=attempt_number,
-            next_attempt_at=next_attempt_at,
-            claimed_until=None,
-            last_attempt_at=now,
-            last_status_code=result.status_code,
-            last_error=last_error[:2000],
-            completed_at=now if new_status in Delivery.FINAL_STATUSES else None,
-            updated_at=now,
-        )
-        if new_status == Delivery.Status.RETRYING:
-            delay = (next_attempt_at - now).total_seconds()
-            if delay <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
-                enqueue_on_commit(delivery.pk, countdown=delay, queue=QUEUE_RETRIES)
-    metrics.observe_attempt(outcome=outcome, delivery_status=new_status, duration_ms=result.duration_ms)  # /metrics
-    return AttemptOutcome(status=new_status, attempt=attempt)
+        attempts = DeliveryAttempt.objects.bulk_create([plan.attempt for plan in planned])
+        for (new_status, attempt_number, next_attempt_at, last_error, status_code), ids in groups.items():
+            Delivery.objects.filter(pk__in=ids, status=Delivery.Status.IN_FLIGHT).update(
+                status=new_status,
+                attempt_count=attempt_number,
+                next_attempt_at=next_attempt_at,
+                claimed_until=None,
+                last_attempt_at=now,
+                last_status_code=status_code,
+                last_error=last_error,
+                completed_at=now if new_status in Delivery.FINAL_STATUSES else None,
+                updated_at=now,
+            )
+        for plan in planned:
+            if plan.new_status == Delivery.Status.RETRYING:
+                delay = (plan.next_attempt_at - plan.now).total_seconds()
+                if delay <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
+                    enqueue_on_commit(plan.delivery.pk, countdown=delay, queue=QUEUE_RETRIES)
+    for plan in planned:  # /metrics
+        metrics.observe_attempt(outcome=plan.attempt.outcome, delivery_status=plan.new_status,
+                                duration_ms=plan.attempt.duration_ms)
+    return [AttemptOutcome(status=plan.new_status, attempt=attempt) for plan, attempt in zip(planned, attempts)]
+
+
+def record_attempt(
+    *,
+    delivery: Delivery,
+    endpoint: WebhookEndpoint,
+    request: WebhookRequest,
+    result: sender.SendResult,
+    attempt_number: int,
+    started_at: datetime,
+) -> AttemptOutcome:
+    """Store one attempt and move the delivery to its next state in one transaction, then
+    enqueue the next retry after commit (``plan_attempt`` + ``store_attempts``)."""
+    plan = plan_attempt(delivery=delivery, endpoint=endpoint, request=request, result=result,
+                        attempt_number=attempt_number, started_at=started_at)
+    return store_attempts(planned=[plan])[0]
 
 
 def _header(headers: dict[str, str], name: str) -> str | None:
@@ -329,5 +408,6 @@ def send_test(*, endpoint: WebhookEndpoint, event_type: EventType, data: dict | 
         endpoint=endpoint, event=event, delivery_public_id=f"dlv_test_{secrets.token_hex(6)}", attempt_number=1
     )
     success = result.status_code is not None and 200 <= result.status_code < 300
-    masked = WebhookRequest(method=request.method, url=request.url, headers=mask_headers(request.headers), body=request.body)
+    masked = WebhookRequest(method=request.method, url=request.url, headers=mask_headers(request.headers),
+                            body=request.signed_body or request.body)
     return TestSendResult(success=success, request=masked, result=result, event_id=event.event_id)

@@ -1,5 +1,6 @@
 """Building one webhook request: the seed's envelope, the endpoint's transformation (templates),
 custom headers and signature headers, over the exact bytes sent. No writes."""
+import gzip
 import json
 import logging
 import time
@@ -22,12 +23,15 @@ SENSITIVE_HEADER_WORDS = ("authorization", "api-key", "apikey", "secret", "token
 
 @dataclass(frozen=True)
 class WebhookRequest:
-    """One ready-to-send request: ``body`` is the exact bytes sent and signed (``None`` for GET)."""
+    """One ready-to-send request: ``body`` is the exact bytes sent (``None`` for GET).
+    ``signed_body`` is the uncompressed body the signature covers when the endpoint asked for gzip
+    (``body`` is then its gzip encoding), else ``None`` (``body`` is what was signed)."""
 
     method: str
     url: str
     headers: dict[str, str]
     body: bytes | None
+    signed_body: bytes | None = None
 
 
 def format_timestamp(value: datetime) -> str:
@@ -171,7 +175,9 @@ def build_request(
     ``-Delivery-Id``, ``-Timestamp`` (Unix seconds of this attempt), ``-Attempt`` (and
     ``-Replay: true`` for a replayed delivery, ``is_replay``), then the
     endpoint's custom headers (rendered when templated), then the signature headers
-    (``endpoints.signing``), computed over the exact body sent (transformed or not). GET requests
+    (``endpoints.signing``), computed over the exact body sent (transformed or not); with
+    ``gzip_requests`` the body is then sent gzip-compressed (``Content-Encoding: gzip``) and the
+    signature covers the uncompressed body. GET requests
     carry no body; their signature covers the empty body. Raises ``ValueError`` when the
     endpoint's signature method lacks its secret and ``TransformationFailed`` when a template
     cannot be rendered.
@@ -207,6 +213,12 @@ def build_request(
             jwt_ttl_seconds=settings.WEBHOOK_JWT_TTL_SECONDS,
         )
     )
+    if send_body and endpoint.gzip_requests:
+        # Content-Encoding is transport: proxies and frameworks often decode it before the
+        # application reads the body, so the signature covers the uncompressed bytes.
+        headers["Content-Encoding"] = "gzip"
+        return WebhookRequest(method=endpoint.http_method, url=url or endpoint.url, headers=headers,
+                              body=gzip.compress(send_body, compresslevel=6, mtime=0), signed_body=send_body)
     return WebhookRequest(method=endpoint.http_method, url=url or endpoint.url, headers=headers, body=send_body)
 
 

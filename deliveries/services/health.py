@@ -55,10 +55,11 @@ def _failed_at_primary_last_time(delivery: Delivery, endpoint: WebhookEndpoint) 
     return last is not None and last.url == endpoint.url and last.outcome == DeliveryAttempt.Outcome.RETRY
 
 
-def gate_delivery(*, delivery: Delivery, endpoint: WebhookEndpoint) -> GateResult:
-    """Decide whether (and where) the next attempt of ``delivery`` may be sent now."""
+def gate_delivery(*, delivery: Delivery, endpoint: WebhookEndpoint, check_busy: bool = True) -> GateResult:
+    """Decide whether (and where) the next attempt of ``delivery`` may be sent now. ``check_busy``
+    False skips the concurrency cap: the batch worker applies it when it claims (``batch``)."""
     now = timezone.now()
-    busy = Delivery.objects.filter(endpoint_id=endpoint.pk, status=Delivery.Status.IN_FLIGHT).count()
+    busy = Delivery.objects.filter(endpoint_id=endpoint.pk, status=Delivery.Status.IN_FLIGHT).count() if check_busy else 0
     if busy >= settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT:
         return GateResult(False, wait_until=now + timedelta(seconds=settings.WEBHOOK_BUSY_RETRY_SECONDS), reason="busy")
     url = endpoint.url

@@ -7,6 +7,9 @@ import collections
 import contextlib
 import contextvars
 import functools
+import heapq
+import itertools
+import os
 import socket
 import sys
 import threading
@@ -38,8 +41,6 @@ class AttemptDeadline:
         self._lock = threading.Lock()
         self._connection: HTTPConnection | None = None
         self._finished = False
-        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
-        self._timer.daemon = True
 
     def remaining(self) -> float:
         return max(self.expires_at - time.monotonic(), 0.0)
@@ -59,13 +60,57 @@ class AttemptDeadline:
                 _shutdown(self._connection)
 
     def start(self) -> None:
-        self._timer.start()
+        _watchdog().watch(self)
 
     def finish(self) -> None:
         with self._lock:
             self._finished = True
             self._connection = None
-        self._timer.cancel()
+
+
+class _Watchdog:
+    """One thread per process that expires attempt deadlines in time order (a heap), instead of
+    a ``threading.Timer`` thread per attempt: starting a thread per request cost more than the
+    request itself at a few hundred deliveries per second. Finished deadlines are dropped lazily."""
+
+    def __init__(self):
+        self._heap: list[tuple[float, int, AttemptDeadline]] = []
+        self._cond = threading.Condition()
+        self._counter = itertools.count()
+        self.pid = os.getpid()
+        threading.Thread(target=self._run, name="vocelio-deadlines", daemon=True).start()
+
+    def watch(self, deadline: AttemptDeadline) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (deadline.expires_at, next(self._counter), deadline))
+            if self._heap[0][2] is deadline:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                expires_at, _, deadline = self._heap[0]
+                wait = expires_at - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+            deadline._expire()  # outside the heap's lock: it may block on a socket shutdown
+
+
+_watchdog_instance: _Watchdog | None = None
+_watchdog_lock = threading.Lock()
+
+
+def _watchdog() -> _Watchdog:
+    """The process's watchdog; a forked child (Celery prefork) starts its own."""
+    global _watchdog_instance
+    with _watchdog_lock:
+        if _watchdog_instance is None or _watchdog_instance.pid != os.getpid():
+            _watchdog_instance = _Watchdog()
+        return _watchdog_instance
 
 
 def _shutdown(connection: HTTPConnection) -> None:

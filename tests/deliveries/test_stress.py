@@ -191,8 +191,8 @@ def test_high_priority_event_types_go_to_the_priority_queue(api, django_capture_
         api.post("/events/publish", {"event_type": "system.error", "data": {}}, format="json")
         api.post("/events/publish", {"event_type": "lead.created", "data": {}}, format="json")
 
-    # then
-    assert [callback.args[2] for callback in callbacks] == ["priority", None]
+    # then: one batch wake-up per publish, on the priority queue for the high-priority type
+    assert [callback.args for callback in callbacks] == [("priority",), (None,)]
 
 
 def test_worker_killed_mid_delivery_another_worker_sends_it(api, receiver, worker):

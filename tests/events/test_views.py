@@ -33,9 +33,13 @@ def _endpoint(api, name, events, *, environment="production", status="active") -
     return endpoint_id
 
 
-def _enqueued_delivery_ids(callbacks) -> list[int]:
-    """Delivery ids of the ``deliver`` wake-ups queued to run after commit."""
-    return sorted(callback.args[0] for callback in callbacks)
+def _claimed_after_wakeup(callbacks) -> list[int]:
+    """Ids of the deliveries a batch woken by this publish claims: exactly one ``deliver_due``
+    wake-up must be queued to run after commit (issue 7: a wake-up per batch, not per delivery)."""
+    from deliveries import services as delivery_services
+
+    assert [callback.func.__name__ for callback in callbacks] == ["enqueue_wakeup"]
+    return sorted(delivery_services.claim_due(limit=50))
 
 
 # --- publish and fan-out ----------------------------------------------------------------------
@@ -66,8 +70,8 @@ def test_publish_creates_one_delivery_per_matching_endpoint(api, django_capture_
     rows = Delivery.objects.filter(event__event_id=body["event_id"])
     assert sorted(rows.values_list("endpoint_id", flat=True)) == sorted([exact, prefix, everything, paused])
     assert set(rows.values_list("status", flat=True)) == {"pending"}
-    # the paused endpoint's delivery waits; only the active ones are enqueued, once each
-    assert _enqueued_delivery_ids(callbacks) == sorted(
+    # the paused endpoint's delivery waits; a batch claims only the active ones
+    assert _claimed_after_wakeup(callbacks) == sorted(
         by_endpoint[endpoint_id]["id"] for endpoint_id in (exact, prefix, everything)
     )
 
@@ -86,7 +90,7 @@ def test_publish_reaches_only_endpoints_of_the_events_environment(api, django_ca
     assert response.status_code == 202, response.content
     assert [d["endpoint_id"] for d in response.json()["deliveries"]] == [staging]
     assert Event.objects.get(event_id=response.json()["event_id"]).environment == "staging"
-    assert _enqueued_delivery_ids(callbacks) == [response.json()["deliveries"][0]["id"]]
+    assert _claimed_after_wakeup(callbacks) == [response.json()["deliveries"][0]["id"]]
 
 
 def test_publish_with_no_matching_endpoint_stores_event_without_deliveries(api, django_capture_on_commit_callbacks):
@@ -260,7 +264,7 @@ def test_event_types_create_custom_type_that_can_be_published(api, django_captur
     assert api.get("/event-types/billing.invoice_paid").json()["sample_data"] == {"invoice": {"id": "inv_1"}}
     assert published.status_code == 202, published.content
     assert {d["endpoint_id"] for d in published.json()["deliveries"]} == {everything, billing}
-    assert len(callbacks) == 2
+    assert _claimed_after_wakeup(callbacks) == sorted(d["id"] for d in published.json()["deliveries"])
 
 
 def test_event_types_create_duplicate_name_answers_400(api):

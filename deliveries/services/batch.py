@@ -1,0 +1,299 @@
+"""The batch worker (issue 7): claim up to ``WEBHOOK_BATCH_SIZE`` due deliveries with one statement,
+send them concurrently, store every attempt and state change in bulk.
+
+One ``deliver_due`` task run (``deliver_due_batch``):
+
+1. **Claim** — one ``UPDATE … SET status = 'in_flight' … WHERE id IN (…) AND status IN (pending,
+   retrying) AND next_attempt_at <= now RETURNING id``: the oldest due deliveries of active
+   endpoints, at most ``WEBHOOK_ENDPOINT_MAX_IN_FLIGHT`` minus those already in flight per endpoint
+   (the busy gate of issue 4, applied in the claim instead of after it). On PostgreSQL the
+   candidates are locked ``FOR UPDATE SKIP LOCKED`` so concurrent workers take different rows
+   without waiting; the conditional ``UPDATE`` alone already guarantees a delivery is claimed once.
+2. **Gates** — the circuit breaker, failover and rate limit of ``deliveries.services.health`` per
+   delivery, exactly as the single path does; the endpoints' health rows are read once per batch
+   and an endpoint whose circuit is closed with no failures skips the per-delivery checks. A
+   delivery a gate holds back is released (back to ``pending``/``retrying`` at the gate's time, no
+   attempt spent) and its wake-up re-armed.
+3. **Build** in this thread (templates may read the database), **send** in a thread pool of
+   ``WEBHOOK_MAX_CONCURRENT_DELIVERIES`` threads, each with its own pooled ``requests.Session``
+   (``WEBHOOK_CONNECTION_POOL_SIZE`` keep-alive connections per host).
+4. **Store** — ``attempts.store_attempts``: one ``INSERT`` of all attempts, one ``UPDATE`` per
+   resulting state, one transaction; retries enqueued after commit. Then the endpoints' health
+   (circuit, auto-disable, owner alerts) as after a single attempt.
+
+Why threads and not an async client inside the task: the sender's SSRF guard, deadline and
+bounded decompression are built on ``requests``/urllib3 (``endpoints.network``); an async client
+would need all of them again. Measured on the bench machine, a ``requests`` sender gets most of its
+throughput from keep-alive and concurrency across endpoints, which threads give (README,
+"Performance").
+"""
+import functools
+import logging
+import math
+import queue
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from deliveries.models import Delivery
+from deliveries.sender import SendResult
+from deliveries.services import attempts, health
+from deliveries.services.building import WebhookRequest
+from endpoints.models import EndpointHealth, WebhookEndpoint
+
+logger = logging.getLogger(__name__)
+
+# A send still running after this many seconds is left to the recorder thread, so one slow or
+# hanging receiver never holds the batch (and the worker process) for its whole timeout.
+STRAGGLER_WAIT_SECONDS = 0.5
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_outstanding = 0  # sends submitted by this process and not stored yet
+_stragglers: "queue.Queue[_Finished]" = queue.Queue()
+_recorder: threading.Thread | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Counts from one batch: ``claimed`` deliveries, of which ``sent`` were attempted and
+    ``released`` were held back by a gate (circuit open, rate limit) without spending an attempt."""
+
+    claimed: int
+    sent: int
+    released: int
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The process's sending pool, created on first use (after the prefork worker forked)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=settings.WEBHOOK_MAX_CONCURRENT_DELIVERIES,
+                                       thread_name_prefix="vocelio-send")
+        return _pool
+
+
+def enqueue_wakeups_on_commit(*, deliveries: int, queue: str | None = None) -> None:
+    """After commit, enqueue enough ``deliver_due`` wake-ups for ``deliveries`` new due deliveries:
+    one per ``WEBHOOK_BATCH_SIZE``, so a large fan-out is shared by every worker process at once."""
+    for _ in range(math.ceil(deliveries / settings.WEBHOOK_BATCH_SIZE)):
+        transaction.on_commit(functools.partial(attempts.enqueue_wakeup, queue), robust=True)
+
+
+def _claim_sql(vendor: str, high_priority_only: bool) -> str:
+    from events.models import Event, EventType
+
+    delivery = Delivery._meta.db_table
+    endpoint = WebhookEndpoint._meta.db_table
+    priority = (f"JOIN {Event._meta.db_table} ev ON ev.id = d.event_id "
+                f"JOIN {EventType._meta.db_table} et ON et.id = ev.event_type_id AND et.is_high_priority"
+                if high_priority_only else "")
+    lock = "FOR UPDATE OF d SKIP LOCKED" if vendor == "postgresql" else ""
+    # The claim lasts the endpoint's timeout + WEBHOOK_CLAIM_MARGIN_SECONDS, as in the single path.
+    seconds = f"((SELECT t.timeout_seconds FROM {endpoint} t WHERE t.id = {delivery}.endpoint_id) + %(margin)s)"
+    if vendor == "postgresql":
+        claimed_until = f"%(now)s + {seconds} * INTERVAL '1 second'"
+    else:
+        claimed_until = f"strftime('%%Y-%%m-%%d %%H:%%M:%%f', %(now)s, '+' || {seconds} || ' seconds')"
+    # The inner scan takes the oldest due rows (index delivery_due_idx); the window function then
+    # keeps at most (cap - in flight) per endpoint.
+    return f"""
+        UPDATE {delivery} SET status = %(in_flight)s, claimed_until = {claimed_until}, updated_at = %(now)s
+        WHERE id IN (
+            SELECT c.id FROM (
+                SELECT s.id, s.endpoint_id, s.next_attempt_at,
+                       ROW_NUMBER() OVER (PARTITION BY s.endpoint_id ORDER BY s.next_attempt_at, s.id) AS rn
+                FROM (
+                    SELECT d.id, d.endpoint_id, d.next_attempt_at FROM {delivery} d
+                    JOIN {endpoint} e ON e.id = d.endpoint_id AND e.status = %(active)s {priority}
+                    WHERE d.status IN (%(pending)s, %(retrying)s) AND d.next_attempt_at <= %(now)s
+                    ORDER BY d.next_attempt_at, d.id LIMIT %(scan)s {lock}
+                ) s
+            ) c
+            WHERE c.rn <= %(cap)s - (SELECT COUNT(*) FROM {delivery} f
+                                     WHERE f.endpoint_id = c.endpoint_id AND f.status = %(in_flight)s)
+            ORDER BY c.next_attempt_at, c.id LIMIT %(limit)s
+        ) AND status IN (%(pending)s, %(retrying)s) AND next_attempt_at <= %(now)s
+        RETURNING id"""
+
+
+def claim_due(*, limit: int, high_priority_only: bool = False) -> list[int]:
+    """Claim up to ``limit`` due deliveries (one statement, see the module docstring); returns their ids.
+    ``high_priority_only`` claims only deliveries of high-priority event types (a wake-up from the
+    ``priority`` queue), so they overtake a backlog of ordinary ones.
+    The claim lasts the endpoint's timeout plus ``WEBHOOK_CLAIM_MARGIN_SECONDS``; after that the
+    sweep makes an abandoned delivery due again (at-least-once)."""
+    if limit <= 0:
+        return []
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    params = {"in_flight": Delivery.Status.IN_FLIGHT, "pending": Delivery.Status.PENDING,
+              "retrying": Delivery.Status.RETRYING, "active": WebhookEndpoint.Status.ACTIVE, "now": now,
+              "margin": settings.WEBHOOK_CLAIM_MARGIN_SECONDS, "scan": limit * 4, "limit": limit,
+              "cap": settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT}
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_sql(connection.vendor, high_priority_only), params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _release(deliveries: list[Delivery], *, until, reason: str) -> None:
+    """Give claimed deliveries back (no attempt spent) until ``until`` and re-arm their wake-ups."""
+    now = timezone.now()
+    for first_attempt in (True, False):
+        ids = [d.pk for d in deliveries if (d.attempt_count == 0) == first_attempt]
+        if ids:
+            Delivery.objects.filter(pk__in=ids, status=Delivery.Status.IN_FLIGHT).update(
+                status=Delivery.Status.PENDING if first_attempt else Delivery.Status.RETRYING,
+                next_attempt_at=until, claimed_until=None, updated_at=now)
+    delay = max((until - now).total_seconds(), 0.05)
+    if delay <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
+        for delivery in deliveries:
+            attempts._enqueue(delivery.pk, countdown=delay,
+                              queue=attempts.QUEUE_RETRIES if delivery.attempt_count else attempts.QUEUE_FIRST_ATTEMPTS)
+    logger.debug("%s deliveries released (%s) until %s", len(deliveries), reason, until)
+
+
+@dataclass(frozen=True)
+class _Finished:
+    delivery: Delivery
+    request: WebhookRequest
+    result: SendResult
+    started_at: datetime
+
+
+def _track(change: int) -> None:
+    global _outstanding
+    with _pool_lock:
+        _outstanding += change
+
+
+def _capacity() -> int:
+    """Sending threads of this process not taken by a send that is not stored yet."""
+    with _pool_lock:
+        return settings.WEBHOOK_MAX_CONCURRENT_DELIVERIES - _outstanding
+
+
+def _store(finished: list[_Finished]) -> None:
+    """Store finished attempts in bulk (``attempts.store_attempts``), then apply them to the
+    endpoints' health as the single path does; one read finds which endpoints need it on success."""
+    if not finished:
+        return
+    planned = [attempts.plan_attempt(delivery=f.delivery, endpoint=f.delivery.endpoint, request=f.request,
+                                     result=f.result, attempt_number=f.delivery.attempt_count + 1,
+                                     started_at=f.started_at) for f in finished]
+    attempts.store_attempts(planned=planned)
+    succeeded = {f.delivery.endpoint_id for f in finished if _is_success(f.result)}
+    unhealthy = set(EndpointHealth.objects.filter(pk__in=succeeded).exclude(
+        circuit_state=EndpointHealth.CircuitState.CLOSED, consecutive_failures=0).values_list("pk", flat=True)
+    ) if succeeded else set()
+    for f in finished:
+        if _is_success(f.result) and f.delivery.endpoint_id not in unhealthy:
+            continue  # a success on a healthy endpoint changes nothing (endpoints.services.record_health)
+        health.after_attempt(delivery=f.delivery, endpoint=f.delivery.endpoint, url=f.request.url,
+                             status_code=f.result.status_code, error_class=f.result.error_class)
+
+
+def _is_success(result: SendResult) -> bool:
+    return result.status_code is not None and 200 <= result.status_code < 300
+
+
+def _hand_over(delivery: Delivery, request: WebhookRequest, started_at: datetime, future: Future) -> None:
+    global _recorder
+    _stragglers.put(_Finished(delivery, request, future.result(), started_at))
+    with _pool_lock:
+        if _recorder is None or not _recorder.is_alive():
+            _recorder = threading.Thread(target=_record_stragglers, name="vocelio-recorder", daemon=True)
+            _recorder.start()
+
+
+def _record_stragglers() -> None:
+    """The recorder thread: store slow attempts in bulk as they finish (its own DB connection)."""
+    from django.db import close_old_connections
+
+    while True:
+        items = [_stragglers.get()]
+        while len(items) < settings.WEBHOOK_BATCH_SIZE:
+            try:
+                items.append(_stragglers.get_nowait())
+            except queue.Empty:
+                break
+        try:
+            close_old_connections()
+            _store(items)
+        except Exception:  # the claims expire and the sweep sends again (at-least-once)
+            logger.exception("Storing %s slow attempts failed; the sweep will retry them", len(items))
+            connection.close()
+        finally:
+            _track(-len(items))
+        attempts.enqueue_wakeup()
+
+
+def _healthy(row: EndpointHealth | None) -> bool:
+    return row is None or (row.circuit_state == EndpointHealth.CircuitState.CLOSED and row.consecutive_failures == 0)
+
+
+def deliver_due_batch(*, limit: int | None = None, high_priority_only: bool = False) -> BatchResult:
+    """Claim, gate, send and store one batch of due deliveries (``limit`` defaults to
+    ``WEBHOOK_BATCH_SIZE``). Returns the counts; never raises for a receiver's trouble (every
+    claimed delivery ends recorded or released). When it claimed anything, one more wake-up is
+    enqueued so a backlog drains without waiting for the sweep."""
+    limit = min(limit or settings.WEBHOOK_BATCH_SIZE, _capacity())
+    ids = claim_due(limit=limit, high_priority_only=high_priority_only)
+    if not ids:
+        return BatchResult(claimed=0, sent=0, released=0)
+    deliveries = list(Delivery.objects.select_related("endpoint", "event__event_type").filter(pk__in=ids)
+                      .order_by("next_attempt_at", "id"))
+    endpoint_ids = {d.endpoint_id for d in deliveries}
+    health_rows = {row.pk: row for row in EndpointHealth.objects.filter(pk__in=endpoint_ids)}
+
+    to_send: list[tuple[Delivery, str]] = []
+    held: dict[tuple, list[Delivery]] = {}
+    for delivery in deliveries:
+        endpoint = delivery.endpoint
+        if _healthy(health_rows.get(endpoint.pk)) and not endpoint.rate_limit_per_minute and not (
+                endpoint.failover_url and delivery.attempt_count):
+            to_send.append((delivery, endpoint.url))  # nothing to gate: circuit closed, no limit, no failover
+            continue
+        gate = health.gate_delivery(delivery=delivery, endpoint=endpoint, check_busy=False)
+        if gate.allowed:
+            to_send.append((delivery, gate.url))
+        else:
+            held.setdefault((gate.wait_until, gate.reason), []).append(delivery)
+    for (until, reason), group in held.items():
+        _release(group, until=until, reason=reason)
+
+    started_at = timezone.now()
+    built = [
+        (delivery, *attempts.build_or_fail(
+            endpoint=delivery.endpoint, event=delivery.event, delivery_public_id=delivery.public_id,
+            attempt_number=delivery.attempt_count + 1, is_replay=delivery.is_replay, url=url))
+        for delivery, url in to_send
+    ]
+    pool = _executor()
+    finished: list[_Finished] = []
+    waiting: dict[Future, tuple] = {}
+    for delivery, request, failure in built:
+        if failure is not None:
+            finished.append(_Finished(delivery, request, failure, started_at))
+        else:
+            waiting[pool.submit(attempts.send_or_fail, request=request, endpoint=delivery.endpoint)] = (delivery, request)
+    _track(len(waiting))
+    done, slow = wait(waiting, timeout=STRAGGLER_WAIT_SECONDS)
+    for future in slow:
+        # A slow receiver must not hold this worker: its attempt is stored by the recorder thread.
+        delivery, request = waiting[future]
+        future.add_done_callback(functools.partial(_hand_over, delivery, request, started_at))
+    finished += [_Finished(*waiting[future], future.result(), started_at) for future in done]
+    try:
+        _store(finished)
+    finally:
+        _track(-len(done))
+    # Deliveries may still be due: beyond this batch, or held back by the per-endpoint cap while
+    # this batch was in flight. One more wake-up; a chain ends with a batch that claims nothing.
+    attempts.enqueue_wakeup()
+    return BatchResult(claimed=len(ids), sent=len(built), released=sum(len(g) for g in held.values()))

@@ -1,0 +1,168 @@
+"""The batch engine (issue 7): one-statement claims that respect the per-endpoint cap, bulk
+storage, gzip request bodies and publish back-pressure (``WEBHOOK_MAX_QUEUE_SIZE``)."""
+import gzip
+import hashlib
+import hmac
+import json
+import secrets
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from deliveries import services as delivery_services
+from deliveries.models import Delivery, DeliveryAttempt
+from endpoints.models import WebhookEndpoint
+from events import services as event_services
+from events.models import Event, EventType
+from tests.conftest import assert_seed_error, wait_until
+
+
+def _endpoint(receiver, name, **fields) -> WebhookEndpoint:
+    fields.setdefault("events", ["lead.*"])
+    return WebhookEndpoint.objects.create(name=name, url=receiver.url(f"/{name}"),
+                                          secret="whsec_batch_test_secret_0123456789", **fields)
+
+
+def _due_deliveries(endpoints, count) -> list[int]:
+    event_type = EventType.objects.get(name="lead.created")
+    now = timezone.now()
+    ids = []
+    for n in range(count):
+        event = Event.objects.create(event_id=f"evt_batch_{secrets.token_hex(6)}", event_type=event_type, timestamp=now, data={"n": n})
+        ids += [Delivery.objects.create(event=event, endpoint=e, next_attempt_at=now).pk for e in endpoints]
+    return ids
+
+
+def test_claim_due_claims_each_due_delivery_once(event_types, receiver):
+    # given
+    ids = _due_deliveries([_endpoint(receiver, "a"), _endpoint(receiver, "b")], 1)
+
+    # when
+    first = delivery_services.claim_due(limit=50)
+    second = delivery_services.claim_due(limit=50)
+
+    # then
+    assert sorted(first) == sorted(ids)
+    assert second == []
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"in_flight"}
+    assert all(d.claimed_until > timezone.now() for d in Delivery.objects.all())
+
+
+def test_claim_due_keeps_the_per_endpoint_in_flight_cap(event_types, receiver, settings):
+    # given: five due deliveries to one endpoint, one already in flight, a cap of 3
+    settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT = 3
+    ids = _due_deliveries([_endpoint(receiver, "capped")], 5)
+    Delivery.objects.filter(pk=ids[0]).update(status=Delivery.Status.IN_FLIGHT)
+
+    # when
+    claimed = delivery_services.claim_due(limit=50)
+
+    # then: 3 - 1 = 2 more, the oldest
+    assert claimed == ids[1:3]
+
+
+def test_claim_due_leaves_paused_endpoints_and_future_deliveries(event_types, receiver):
+    # given
+    paused = _due_deliveries([_endpoint(receiver, "paused", status="paused")], 1)
+    later = _due_deliveries([_endpoint(receiver, "later")], 1)
+    Delivery.objects.filter(pk__in=later).update(next_attempt_at=timezone.now() + timezone.timedelta(minutes=5))
+
+    # when
+    claimed = delivery_services.claim_due(limit=50)
+
+    # then
+    assert claimed == []
+    assert Delivery.objects.get(pk=paused[0]).status == "pending"
+
+
+def test_deliver_due_batch_sends_all_and_stores_them_in_bulk(transactional_db, event_types, receiver):
+    # given: 2 events to 5 endpoints (10 deliveries)
+    endpoints = [_endpoint(receiver, f"bulk{n}") for n in range(5)]
+    _due_deliveries(endpoints, 2)
+
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        result = delivery_services.deliver_due_batch()
+
+    # then: every delivery sent once and stored (a send slower than the batch's wait is stored by the
+    # recorder thread); far fewer statements than one per step per delivery
+    assert (result.claimed, result.sent, result.released) == (10, 10, 0)
+    wait_until(lambda: set(Delivery.objects.values_list("status", flat=True)) == {"succeeded"})
+    assert len(receiver.requests) == 10
+    assert DeliveryAttempt.objects.filter(outcome="succeeded").count() == 10
+    assert len(queries) <= 10, "\n".join(q["sql"][:70] for q in queries)
+
+
+def test_gzip_endpoint_gets_a_compressed_body_signed_uncompressed(api, receiver, worker):
+    # given
+    response = api.post("/endpoints", {"name": "gz", "url": receiver.url("/gz"), "events": ["lead.*"],
+                                       "gzip_requests": True, "secret": "whsec_gzip_test_secret_0123456789"},
+                        format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["gzip_requests"] is True
+
+    # when
+    api.post("/events/publish", {"event_type": "lead.created", "data": {"notes": "x" * 2000}}, format="json")
+
+    # then
+    request = receiver.wait_for(1, path="/gz")[0]
+    assert request.header("Content-Encoding") == "gzip"
+    plain = gzip.decompress(request.body)
+    assert len(request.body) < len(plain)
+    assert json.loads(plain)["data"]["notes"] == "x" * 2000
+    expected = hmac.new(b"whsec_gzip_test_secret_0123456789", plain, hashlib.sha256).hexdigest()
+    assert request.header("X-Vocelio-Signature") == f"sha256={expected}"
+    wait_until(lambda: DeliveryAttempt.objects.filter(outcome="succeeded").exists())
+    assert json.loads(DeliveryAttempt.objects.get().request_body)["data"]["notes"] == "x" * 2000
+
+
+def test_publish_answers_503_when_too_many_deliveries_wait(api, receiver, settings):
+    # given: a limit of 2 waiting deliveries, and 2 waiting
+    settings.WEBHOOK_MAX_QUEUE_SIZE = 2
+    event_services._queue_size_seen = (0.0, 0)
+    _due_deliveries([_endpoint(receiver, "q1"), _endpoint(receiver, "q2")], 1)
+
+    # when
+    response = api.post("/events/publish", {"event_type": "lead.created", "data": {}}, format="json")
+
+    # then
+    error = assert_seed_error(response, 503, "QUEUE_FULL")
+    assert error["details"] == {"waiting": 2, "max_queue_size": 2}
+    event_services._queue_size_seen = (0.0, 0)
+
+
+def test_claim_due_for_a_priority_wakeup_takes_only_high_priority_deliveries(event_types, receiver):
+    # given: an ordinary and a high-priority delivery, both due
+    endpoint = _endpoint(receiver, "prio", events=["*"])
+    ordinary = _due_deliveries([endpoint], 1)
+    EventType.objects.filter(name="system.error").update(is_high_priority=True)
+    urgent_event = Event.objects.create(event_id="evt_urgent", event_type=EventType.objects.get(name="system.error"),
+                                        timestamp=timezone.now(), data={})
+    urgent = Delivery.objects.create(event=urgent_event, endpoint=endpoint, next_attempt_at=timezone.now())
+
+    # when
+    claimed = delivery_services.claim_due(limit=50, high_priority_only=True)
+
+    # then
+    assert claimed == [urgent.pk]
+    assert Delivery.objects.get(pk=ordinary[0]).status == "pending"
+
+
+def test_a_hanging_receiver_does_not_hold_the_batch(transactional_db, event_types, receiver):
+    # given: one fast endpoint and one that answers after 3 s (timeout 10 s)
+    receiver.hang_seconds["/slow"] = 3
+    fast = _endpoint(receiver, "fast")
+    slow = _endpoint(receiver, "slow", timeout_seconds=10)
+    _due_deliveries([fast, slow], 1)
+
+    # when
+    result = delivery_services.deliver_due_batch()
+
+    # then: the batch returned with the fast delivery stored and the slow one still in flight ...
+    assert result.claimed == 2
+    assert Delivery.objects.get(endpoint=fast).status == "succeeded"
+    assert Delivery.objects.get(endpoint=slow).status == "in_flight"
+    # ... which the recorder thread stores when the answer comes
+    wait_until(lambda: Delivery.objects.get(endpoint=slow).status == "succeeded", timeout=20)
+    assert DeliveryAttempt.objects.get(delivery__endpoint=slow).response_status_code == 200
