@@ -124,7 +124,8 @@ def _claim_sql(vendor: str, high_priority_only: bool) -> str:
 
 
 def claim_due(*, limit: int, high_priority_only: bool = False) -> list[int]:
-    """Claim up to ``limit`` due deliveries (one statement, see the module docstring); returns their ids.
+    """Claim up to ``limit`` due deliveries (one statement, see the module docstring); returns their
+    ids in ascending order (oldest first: ``UPDATE … RETURNING`` itself promises no order).
     ``high_priority_only`` claims only deliveries of high-priority event types (a wake-up from the
     ``priority`` queue), so they overtake a backlog of ordinary ones.
     The claim lasts the endpoint's timeout plus ``WEBHOOK_CLAIM_MARGIN_SECONDS``; after that the
@@ -138,7 +139,7 @@ def claim_due(*, limit: int, high_priority_only: bool = False) -> list[int]:
               "cap": settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT}
     with connection.cursor() as cursor:
         cursor.execute(_claim_sql(connection.vendor, high_priority_only), params)
-        return [row[0] for row in cursor.fetchall()]
+        return sorted(row[0] for row in cursor.fetchall())
 
 
 def _release(deliveries: list[Delivery], *, until, reason: str) -> None:
