@@ -280,7 +280,8 @@ def _group_for_batches(to_send: list[tuple[Delivery, str]]) -> tuple[list[tuple[
     A delivery joins a batch when its endpoint has ``batch_max_events`` > 1, sends a body (not
     ``GET``), it is not a replay (which is marked per request) and its rendered payload is JSON;
     deliveries batch together when they go to the same endpoint and URL with identical (rendered)
-    custom headers. Each batch holds at most ``batch_max_events``. A payload that fails to render
+    custom headers. Each batch holds at most ``batch_max_events`` and, unless one event alone is
+    larger, at most ``WEBHOOK_MAX_REQUEST_BODY_BYTES`` of body. A payload that fails to render
     is left to the single path, which records the failure as for any delivery. Returns
     ``(singles, batches)``; a batch is the keyword arguments of ``_send_batch`` without the budget.
     """
@@ -309,10 +310,19 @@ def _group_for_batches(to_send: list[tuple[Delivery, str]]) -> tuple[list[tuple[
     batches = []
     for key, members in groups.items():
         size = members[0][0].endpoint.batch_max_events
-        for start in range(0, len(members), size):
-            chunk = members[start:start + size]
-            batches.append({"deliveries": [d for d, _ in chunk], "parts": [p for _, p in chunk],
-                            "custom_headers": headers_of[key], "url": key[1]})
+        chunks: list[list[tuple[Delivery, BatchPart]]] = [[]]
+        chunk_bytes = 0
+        for member in members:
+            part_bytes = len(member[1].body) + 1
+            # A batch also stays within the publish body limit, so 100 large events never make
+            # one request of hundreds of megabytes; a single larger event still goes alone.
+            if chunks[-1] and (len(chunks[-1]) >= size or chunk_bytes + part_bytes > settings.DATA_UPLOAD_MAX_MEMORY_SIZE):
+                chunks.append([])
+                chunk_bytes = 0
+            chunks[-1].append(member)
+            chunk_bytes += part_bytes
+        batches += [{"deliveries": [d for d, _ in chunk], "parts": [p for _, p in chunk],
+                     "custom_headers": headers_of[key], "url": key[1]} for chunk in chunks]
     return singles, batches
 
 

@@ -182,3 +182,20 @@ def test_endpoint_api_refuses_batch_max_events_out_of_range(api, value):
     # then
     error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "batch_max_events" in json.dumps(error["details"])
+
+
+def test_batch_stays_within_the_body_size_limit(transactional_db, event_types, receiver, settings):
+    # given: a body limit of 1,000 bytes and 6 events of about 350 bytes each
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    endpoint = _endpoint(receiver, "sized", batch_max_events=10)
+    deliveries = _due(endpoint, 6)
+    Event.objects.filter(pk__in=[d.event_id for d in deliveries]).update(data={"notes": "x" * 200})
+
+    # when
+    _drain()
+
+    # then: arrays of two (three would pass 1,000 bytes), every event once
+    requests = receiver.for_path("/sized")
+    assert [len(r.json()) for r in requests] == [2, 2, 2]
+    assert all(len(r.body) <= 1000 for r in requests)
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"succeeded"}
