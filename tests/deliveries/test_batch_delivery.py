@@ -1,5 +1,6 @@
 """Batch delivery (issue 7): an endpoint with ``batch_max_events`` > 1 gets several due events in
 one request as a JSON array, signed once over the array; a ``413`` answer splits the batch."""
+import base64
 import hashlib
 import hmac
 import json
@@ -199,3 +200,23 @@ def test_batch_stays_within_the_body_size_limit(transactional_db, event_types, r
     assert [len(r.json()) for r in requests] == [2, 2, 2]
     assert all(len(r.body) <= 1000 for r in requests)
     assert set(Delivery.objects.values_list("status", flat=True)) == {"succeeded"}
+
+
+def test_standard_webhooks_batch_verifies_with_the_batch_id(transactional_db, event_types, receiver):
+    # given: a Standard Webhooks endpoint batching up to 5, and 3 due events
+    from standardwebhooks.webhooks import Webhook
+
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    endpoint = WebhookEndpoint.objects.create(name="std", url=receiver.url("/std"), events=["lead.*"], secret=secret,
+                                              signature_method="standard_webhooks", batch_max_events=5)
+    _due(endpoint, 3)
+
+    # when
+    _drain()
+
+    # then: the array verifies with the standardwebhooks package; webhook-id is the batch id
+    request = receiver.for_path("/std")[0]
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    assert Webhook(secret).verify(request.body, headers) == request.json()
+    assert len(request.json()) == 3
+    assert headers["webhook-id"] == headers["x-vocelio-batch-id"]
