@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from events.models import Environment
@@ -281,6 +282,11 @@ def select_transformation(value: dict | None, event_type: str) -> dict | None:
     return None
 
 
+# Largest batch_max_events: keeps a batch request well under common receiver body limits (1-10 MB)
+# for ~1 KB events, and the per-delivery attempt rows of one request bounded.
+BATCH_MAX_EVENTS_LIMIT = 100
+
+
 def _default_timeout() -> int:
     return settings.WEBHOOK_TIMEOUT_SECONDS
 
@@ -334,6 +340,9 @@ class WebhookEndpoint(models.Model):
     verify_ssl = models.BooleanField(default=True)
     # Send bodies gzip-compressed (Content-Encoding: gzip); the signature covers the uncompressed body.
     gzip_requests = models.BooleanField(default=False)
+    # Batch delivery (issue 7): up to this many due events in one request, as a JSON array; 1 = off.
+    batch_max_events = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(BATCH_MAX_EVENTS_LIMIT)])
     # PEM bundle of CA certificates to trust for this endpoint instead of the system store.
     ca_bundle = models.TextField(blank=True)
     owner_email = models.EmailField(blank=True)

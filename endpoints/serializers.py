@@ -45,6 +45,7 @@ class EndpointSerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "description", "url", "http_method", "events", "custom_headers", "secret",
             "signature_method", "api_key", "retry_policy", "timeout_seconds", "rate_limit_per_minute", "gzip_requests",
+            "batch_max_events",
             "environment", "status", "status_reason", "failover_url", "allowed_ip_ranges", "verify_ssl",
             "ca_bundle", "owner_email", "filters", "transformation", "previous_secret_expires_at", "created_at", "updated_at",
         ]

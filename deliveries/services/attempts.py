@@ -44,7 +44,8 @@ class AttemptOutcome:
     attempt: DeliveryAttempt | None = None
 
 
-def send_request(*, request: WebhookRequest, endpoint: WebhookEndpoint) -> sender.SendResult:
+def send_request(*, request: WebhookRequest, endpoint: WebhookEndpoint,
+                 timeout_seconds: float | None = None) -> sender.SendResult:
     """Send ``request`` for ``endpoint`` (saved or not) and return a ``sender.SendResult``; never
     raises for network trouble.
 
@@ -53,14 +54,15 @@ def send_request(*, request: WebhookRequest, endpoint: WebhookEndpoint) -> sende
     ``allowed_ip_ranges``; plain http in production only to opened ones), checked after DNS
     resolution at connect time; a refused one is ``error_class="blocked_destination"``. TLS is
     verified against the endpoint's ``ca_bundle`` when set; ``verify_ssl=False`` is honoured only
-    outside production. ``timeout_seconds`` is the attempt's total deadline.
+    outside production. The attempt's total deadline is the endpoint's ``timeout_seconds``, or
+    ``timeout_seconds`` when given (the rest of a split batch's time budget).
     """
     from events.models import Environment
 
     production = endpoint.environment == Environment.PRODUCTION
     return sender.send(
         method=request.method, url=request.url, headers=request.headers, body=request.body,
-        timeout_seconds=endpoint.timeout_seconds, verify=endpoint.verify_ssl or production,
+        timeout_seconds=endpoint.timeout_seconds if timeout_seconds is None else timeout_seconds, verify=endpoint.verify_ssl or production,
         ca_bundle=endpoint.ca_bundle,
         policy=network.destination_policy(
             url=request.url, allowed_ip_ranges=endpoint.allowed_ip_ranges, production=production
@@ -193,10 +195,12 @@ def build_or_fail(*, endpoint: WebhookEndpoint, event: Event, **build_kwargs) ->
         return unsent, sender.SendResult(status_code=None, error_class="internal_error", error_message=type(exc).__name__)
 
 
-def send_or_fail(*, request: WebhookRequest, endpoint: WebhookEndpoint) -> sender.SendResult:
-    """The send half of ``build_and_send``; never raises. Thread-safe: no database access."""
+def send_or_fail(*, request: WebhookRequest, endpoint: WebhookEndpoint,
+                 timeout_seconds: float | None = None) -> sender.SendResult:
+    """The send half of ``build_and_send``; never raises. Thread-safe: no database access.
+    ``timeout_seconds`` overrides the endpoint's deadline (``send_request``)."""
     try:
-        return send_request(request=request, endpoint=endpoint)
+        return send_request(request=request, endpoint=endpoint, timeout_seconds=timeout_seconds)
     except Exception as exc:  # noqa: BLE001 — same: record it; the retry policy bounds repeats
         logger.exception("Sending a request to endpoint %s failed", endpoint.pk)
         return sender.SendResult(status_code=None, error_class="internal_error", error_message=type(exc).__name__)

@@ -5,8 +5,9 @@ One ``deliver_due`` task run (``deliver_due_batch``):
 
 1. **Claim** — one ``UPDATE … SET status = 'in_flight' … WHERE id IN (…) AND status IN (pending,
    retrying) AND next_attempt_at <= now RETURNING id``: the oldest due deliveries of active
-   endpoints, at most ``WEBHOOK_ENDPOINT_MAX_IN_FLIGHT`` minus those already in flight per endpoint
-   (the busy gate of issue 4, applied in the claim instead of after it). On PostgreSQL the
+   endpoints, at most ``WEBHOOK_ENDPOINT_MAX_IN_FLIGHT`` (× the endpoint's ``batch_max_events``)
+   minus those already in flight per endpoint (the busy gate of issue 4, applied in the claim
+   instead of after it). On PostgreSQL the
    candidates are locked ``FOR UPDATE SKIP LOCKED`` so concurrent workers take different rows
    without waiting; the conditional ``UPDATE`` alone already guarantees a delivery is claimed once.
 2. **Gates** — the circuit breaker, failover and rate limit of ``deliveries.services.health`` per
@@ -14,7 +15,9 @@ One ``deliver_due`` task run (``deliver_due_batch``):
    and an endpoint whose circuit is closed with no failures skips the per-delivery checks. A
    delivery a gate holds back is released (back to ``pending``/``retrying`` at the gate's time, no
    attempt spent) and its wake-up re-armed.
-3. **Build** in this thread (templates may read the database), **send** in a thread pool of
+3. **Build** in this thread (templates may read the database); deliveries of an endpoint with
+   ``batch_max_events`` > 1 are grouped into JSON-array requests (``_group_for_batches``, a
+   ``413`` answer splits one in halves, ``_send_batch``); **send** in a thread pool of
    ``WEBHOOK_MAX_CONCURRENT_DELIVERIES`` threads, each with its own pooled ``requests.Session``
    (``WEBHOOK_CONNECTION_POOL_SIZE`` keep-alive connections per host).
 4. **Store** — ``attempts.store_attempts``: one ``INSERT`` of all attempts, one ``UPDATE`` per
@@ -32,6 +35,7 @@ import logging
 import math
 import queue
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,7 +47,13 @@ from django.utils import timezone
 from deliveries.models import Delivery
 from deliveries.sender import SendResult
 from deliveries.services import attempts, health
-from deliveries.services.building import WebhookRequest
+from deliveries.services.building import (
+    BatchPart,
+    WebhookRequest,
+    build_batch_request,
+    build_envelope,
+    render_payload,
+)
 from endpoints.models import EndpointHealth, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -55,7 +65,7 @@ STRAGGLER_WAIT_SECONDS = 0.5
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _outstanding = 0  # sends submitted by this process and not stored yet
-_stragglers: "queue.Queue[_Finished]" = queue.Queue()
+_stragglers: "queue.Queue[list[_Finished]]" = queue.Queue()  # one list per slow send
 _recorder: threading.Thread | None = None
 
 
@@ -102,21 +112,22 @@ def _claim_sql(vendor: str, high_priority_only: bool) -> str:
     else:
         claimed_until = f"strftime('%%Y-%%m-%%d %%H:%%M:%%f', %(now)s, '+' || {seconds} || ' seconds')"
     # The inner scan takes the oldest due rows (index delivery_due_idx); the window function then
-    # keeps at most (cap - in flight) per endpoint.
+    # keeps at most (cap × batch_max_events - in flight) per endpoint: the cap counts requests, and
+    # a batching endpoint's request carries up to batch_max_events deliveries.
     return f"""
         UPDATE {delivery} SET status = %(in_flight)s, claimed_until = {claimed_until}, updated_at = %(now)s
         WHERE id IN (
             SELECT c.id FROM (
-                SELECT s.id, s.endpoint_id, s.next_attempt_at,
+                SELECT s.id, s.endpoint_id, s.next_attempt_at, s.batch_max_events,
                        ROW_NUMBER() OVER (PARTITION BY s.endpoint_id ORDER BY s.next_attempt_at, s.id) AS rn
                 FROM (
-                    SELECT d.id, d.endpoint_id, d.next_attempt_at FROM {delivery} d
+                    SELECT d.id, d.endpoint_id, d.next_attempt_at, e.batch_max_events FROM {delivery} d
                     JOIN {endpoint} e ON e.id = d.endpoint_id AND e.status = %(active)s {priority}
                     WHERE d.status IN (%(pending)s, %(retrying)s) AND d.next_attempt_at <= %(now)s
                     ORDER BY d.next_attempt_at, d.id LIMIT %(scan)s {lock}
                 ) s
             ) c
-            WHERE c.rn <= %(cap)s - (SELECT COUNT(*) FROM {delivery} f
+            WHERE c.rn <= %(cap)s * c.batch_max_events - (SELECT COUNT(*) FROM {delivery} f
                                      WHERE f.endpoint_id = c.endpoint_id AND f.status = %(in_flight)s)
             ORDER BY c.next_attempt_at, c.id LIMIT %(limit)s
         ) AND status IN (%(pending)s, %(retrying)s) AND next_attempt_at <= %(now)s
@@ -192,7 +203,11 @@ def _store(finished: list[_Finished]) -> None:
     unhealthy = set(EndpointHealth.objects.filter(pk__in=succeeded).exclude(
         circuit_state=EndpointHealth.CircuitState.CLOSED, consecutive_failures=0).values_list("pk", flat=True)
     ) if succeeded else set()
+    seen: set[int] = set()
     for f in finished:
+        if id(f.request) in seen:
+            continue  # a batch request is one outcome for the circuit breaker, however many events it carried
+        seen.add(id(f.request))
         if _is_success(f.result) and f.delivery.endpoint_id not in unhealthy:
             continue  # a success on a healthy endpoint changes nothing (endpoints.services.record_health)
         health.after_attempt(delivery=f.delivery, endpoint=f.delivery.endpoint, url=f.request.url,
@@ -203,9 +218,119 @@ def _is_success(result: SendResult) -> bool:
     return result.status_code is not None and 200 <= result.status_code < 300
 
 
-def _hand_over(delivery: Delivery, request: WebhookRequest, started_at: datetime, future: Future) -> None:
+# What one send (a thread-pool task) returns: the requests made, each with its deliveries and
+# result; more than one when a 413 answer split a batch.
+_Sent = list[tuple[list[Delivery], WebhookRequest, SendResult]]
+
+
+def _finished(future: Future, started_at: datetime) -> list[_Finished]:
+    """One ``_Finished`` per delivery of a completed send: every delivery of a batch request gets
+    its own attempt row with the request's answer."""
+    return [_Finished(delivery, request, result, started_at)
+            for deliveries, request, result in future.result() for delivery in deliveries]
+
+
+def _send_single(delivery: Delivery, request: WebhookRequest) -> _Sent:
+    return [([delivery], request, attempts.send_or_fail(request=request, endpoint=delivery.endpoint))]
+
+
+def _send_batch(*, deliveries: list[Delivery], parts: list[BatchPart], custom_headers: dict[str, str], url: str,
+                budget_until: float, split_from: str = "") -> _Sent:
+    """Send ``parts`` (the events of ``deliveries``, same endpoint and URL) as one JSON-array
+    request; never raises. A ``413`` answer to more than one event splits the batch in halves
+    sent again at once, recursively down to single events, without spending an attempt: each
+    delivery's attempt row is the request that finally answered for it. A single event answered
+    ``413`` is an ordinary failure (the retry policy decides, as for a single request).
+
+    ``budget_until`` (``time.monotonic()``) bounds the whole send including splits, so it ends
+    within the deliveries' claim; a split half left without at least one second is recorded as a
+    ``timeout`` (retried as usual) instead of being sent. Runs in a sending thread: no database.
+    """
+    endpoint = deliveries[0].endpoint
+    try:
+        request = build_batch_request(endpoint=endpoint, parts=parts, custom_headers=custom_headers, url=url,
+                                      split_from=split_from)
+        remaining = budget_until - time.monotonic()
+        if remaining < 1:
+            result = SendResult(status_code=None, error_class="timeout",
+                                error_message="Batch split: no time left in this attempt for this part.")
+        else:
+            result = attempts.send_or_fail(request=request, endpoint=endpoint,
+                                           timeout_seconds=min(endpoint.timeout_seconds, remaining))
+    except ValueError as exc:  # the signature method lacks its secret, as build_or_fail reports it
+        request = WebhookRequest(method=endpoint.http_method, url=url, headers={}, body=None)
+        result = SendResult(status_code=None, error_class="signing_error", error_message=str(exc))
+    except Exception as exc:  # noqa: BLE001 — a bug must end as recorded attempts, not stuck claims
+        logger.exception("Sending a batch to endpoint %s failed", endpoint.pk)
+        request = WebhookRequest(method=endpoint.http_method, url=url, headers={}, body=None)
+        result = SendResult(status_code=None, error_class="internal_error", error_message=type(exc).__name__)
+    if result.status_code == 413 and len(parts) > 1:
+        half = (len(parts) + 1) // 2
+        parent = request.headers.get("X-Vocelio-Batch-Id", "")
+        logger.info("Endpoint %s answered 413 to a batch of %s events; sending it in halves", endpoint.pk, len(parts))
+        return (_send_batch(deliveries=deliveries[:half], parts=parts[:half], custom_headers=custom_headers, url=url,
+                            budget_until=budget_until, split_from=parent)
+                + _send_batch(deliveries=deliveries[half:], parts=parts[half:], custom_headers=custom_headers,
+                              url=url, budget_until=budget_until, split_from=parent))
+    return [(deliveries, request, result)]
+
+
+def _group_for_batches(to_send: list[tuple[Delivery, str]]) -> tuple[list[tuple[Delivery, str]], list[dict]]:
+    """Split gated deliveries into those sent one per request and batch requests to make.
+
+    A delivery joins a batch when its endpoint has ``batch_max_events`` > 1, sends a body (not
+    ``GET``), it is not a replay (which is marked per request) and its rendered payload is JSON;
+    deliveries batch together when they go to the same endpoint and URL with identical (rendered)
+    custom headers. Each batch holds at most ``batch_max_events`` and, unless one event alone is
+    larger, at most ``WEBHOOK_MAX_REQUEST_BODY_BYTES`` of body. A payload that fails to render
+    is left to the single path, which records the failure as for any delivery. Returns
+    ``(singles, batches)``; a batch is the keyword arguments of ``_send_batch`` without the budget.
+    """
+    singles: list[tuple[Delivery, str]] = []
+    groups: dict[tuple, list[tuple[Delivery, BatchPart]]] = {}
+    headers_of: dict[tuple, dict[str, str]] = {}
+    for delivery, url in to_send:
+        endpoint = delivery.endpoint
+        if endpoint.batch_max_events <= 1 or endpoint.http_method == WebhookEndpoint.HttpMethod.GET or delivery.is_replay:
+            singles.append((delivery, url))
+            continue
+        try:
+            envelope = build_envelope(event=delivery.event, retry_count=delivery.attempt_count)
+            body, content_type, headers = render_payload(endpoint=endpoint, envelope=envelope)
+        except Exception:  # noqa: BLE001 — the single path renders again and records why it failed
+            singles.append((delivery, url))
+            continue
+        if content_type != "application/json":
+            singles.append((delivery, url))  # a text template's output cannot be a JSON array element
+            continue
+        key = (endpoint.pk, url, tuple(sorted(headers.items())))
+        headers_of[key] = headers
+        groups.setdefault(key, []).append((delivery, BatchPart(
+            delivery_public_id=delivery.public_id, event_id=delivery.event.event_id,
+            event_type=delivery.event.event_type.name, body=body)))
+    batches = []
+    for key, members in groups.items():
+        size = members[0][0].endpoint.batch_max_events
+        chunks: list[list[tuple[Delivery, BatchPart]]] = [[]]
+        chunk_bytes = 0
+        for member in members:
+            part_bytes = len(member[1].body) + 1
+            # A batch also stays within the publish body limit, so 100 large events never make
+            # one request of hundreds of megabytes; a single larger event still goes alone.
+            if chunks[-1] and (len(chunks[-1]) >= size or chunk_bytes + part_bytes > settings.DATA_UPLOAD_MAX_MEMORY_SIZE):
+                chunks.append([])
+                chunk_bytes = 0
+            chunks[-1].append(member)
+            chunk_bytes += part_bytes
+        batches += [{"deliveries": [d for d, _ in chunk], "parts": [p for _, p in chunk],
+                     "custom_headers": headers_of[key], "url": key[1]} for chunk in chunks]
+    return singles, batches
+
+
+def _hand_over(started_at: datetime, future: Future) -> None:
     global _recorder
-    _stragglers.put(_Finished(delivery, request, future.result(), started_at))
+    _stragglers.put(_finished(future, started_at))
+
     with _pool_lock:
         if _recorder is None or not _recorder.is_alive():
             _recorder = threading.Thread(target=_record_stragglers, name="vocelio-recorder", daemon=True)
@@ -217,7 +342,7 @@ def _record_stragglers() -> None:
     from django.db import close_old_connections
 
     while True:
-        items = [_stragglers.get()]
+        items = [_stragglers.get()]  # each item: the attempts of one send
         while len(items) < settings.WEBHOOK_BATCH_SIZE:
             try:
                 items.append(_stragglers.get_nowait())
@@ -225,9 +350,9 @@ def _record_stragglers() -> None:
                 break
         try:
             close_old_connections()
-            _store(items)
+            _store([f for item in items for f in item])
         except Exception:  # the claims expire and the sweep sends again (at-least-once)
-            logger.exception("Storing %s slow attempts failed; the sweep will retry them", len(items))
+            logger.exception("Storing %s slow sends failed; the sweep will retry them", len(items))
             connection.close()
         finally:
             _track(-len(items))
@@ -269,27 +394,32 @@ def deliver_due_batch(*, limit: int | None = None, high_priority_only: bool = Fa
         _release(group, until=until, reason=reason)
 
     started_at = timezone.now()
+    singles, batches = _group_for_batches(to_send)
     built = [
         (delivery, *attempts.build_or_fail(
             endpoint=delivery.endpoint, event=delivery.event, delivery_public_id=delivery.public_id,
             attempt_number=delivery.attempt_count + 1, is_replay=delivery.is_replay, url=url))
-        for delivery, url in to_send
+        for delivery, url in singles
     ]
     pool = _executor()
     finished: list[_Finished] = []
-    waiting: dict[Future, tuple] = {}
+    waiting: list[Future] = []
     for delivery, request, failure in built:
         if failure is not None:
             finished.append(_Finished(delivery, request, failure, started_at))
         else:
-            waiting[pool.submit(attempts.send_or_fail, request=request, endpoint=delivery.endpoint)] = (delivery, request)
+            waiting.append(pool.submit(_send_single, delivery, request))
+    for batch in batches:
+        # The whole batch, splits included, ends within the claim (timeout + WEBHOOK_CLAIM_MARGIN_SECONDS).
+        budget_until = (time.monotonic() + batch["deliveries"][0].endpoint.timeout_seconds
+                        + settings.WEBHOOK_CLAIM_MARGIN_SECONDS / 2)
+        waiting.append(pool.submit(_send_batch, budget_until=budget_until, **batch))
     _track(len(waiting))
     done, slow = wait(waiting, timeout=STRAGGLER_WAIT_SECONDS)
     for future in slow:
-        # A slow receiver must not hold this worker: its attempt is stored by the recorder thread.
-        delivery, request = waiting[future]
-        future.add_done_callback(functools.partial(_hand_over, delivery, request, started_at))
-    finished += [_Finished(*waiting[future], future.result(), started_at) for future in done]
+        # A slow receiver must not hold this worker: its attempts are stored by the recorder thread.
+        future.add_done_callback(functools.partial(_hand_over, started_at))
+    finished += [f for future in done for f in _finished(future, started_at)]
     try:
         _store(finished)
     finally:
@@ -297,4 +427,4 @@ def deliver_due_batch(*, limit: int | None = None, high_priority_only: bool = Fa
     # Deliveries may still be due: beyond this batch, or held back by the per-endpoint cap while
     # this batch was in flight. One more wake-up; a chain ends with a batch that claims nothing.
     attempts.enqueue_wakeup()
-    return BatchResult(claimed=len(ids), sent=len(built), released=sum(len(g) for g in held.values()))
+    return BatchResult(claimed=len(ids), sent=len(to_send), released=sum(len(g) for g in held.values()))
