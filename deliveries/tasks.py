@@ -2,16 +2,20 @@
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+# Delivery tasks are idempotent (claims are atomic), so acks_late with reject_on_worker_lost is safe;
+# database errors (a restart) are retried with backoff, anything left over is found by the sweep.
+_DELIVERY_TASK_OPTIONS = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+    "max_retries": 10,
+}
 
-@shared_task(
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=10,
-)
+
+@shared_task(**_DELIVERY_TASK_OPTIONS)
 def deliver(delivery_id: int) -> None:
     """Make the next attempt of delivery ``delivery_id`` if it is due (idempotent).
 
@@ -22,15 +26,7 @@ def deliver(delivery_id: int) -> None:
     delivery_services.attempt_delivery(delivery_id=delivery_id)
 
 
-@shared_task(
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=10,
-)
+@shared_task(**_DELIVERY_TASK_OPTIONS)
 def deliver_due(high_priority_only: bool = False) -> None:
     """Wake-up: claim, send and store one batch of due deliveries (``deliver_due_batch``); those of
     high-priority event types only when ``high_priority_only`` (wake-ups on the ``priority`` queue).
