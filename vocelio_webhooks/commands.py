@@ -24,11 +24,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, time
+from typing import TypeVar
 
 from django.core.management.base import BaseCommand, CommandError, DjangoHelpFormatter
 from django.db import transaction
 from django.utils import dateparse
 from tqdm import tqdm
+
+from vocelio_webhooks.errors import ValidationFailed
 
 
 class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -178,6 +181,9 @@ class _RolledBack(Exception):
     pass
 
 
+T = TypeVar("T")
+
+
 @contextmanager
 def rolled_back() -> Iterator[None]:
     """Run the block in a transaction that is always rolled back: a dry run calls the real
@@ -190,6 +196,19 @@ def rolled_back() -> Iterator[None]:
             raise _RolledBack
     except _RolledBack:
         pass
+
+
+def call_service(action: Callable[[], T], *, dry_run: bool) -> T:
+    """Return ``action()`` (a service call); with ``dry_run`` inside ``rolled_back()`` so it
+    validates like the real run and keeps nothing. ``ValidationFailed`` becomes ``CommandError``
+    (exit 1, one line)."""
+    try:
+        if dry_run:
+            with rolled_back():
+                return action()
+        return action()
+    except ValidationFailed as exc:
+        raise CommandError(exc.message) from exc
 
 
 def note(command: BaseCommand, message: str) -> None:

@@ -19,11 +19,10 @@ from vocelio_webhooks.commands import (
     OperatorCommand,
     add_dry_run_argument,
     bounded_float,
+    call_service,
     note,
     object_id,
-    rolled_back,
 )
-from vocelio_webhooks.errors import ValidationFailed
 
 # The service's limit on the overlap, 7 days (604,800 s; Svix's maximum), in the option's unit, so
 # ``--grace-hours 169`` is refused in hours and by the option's name.
@@ -57,14 +56,7 @@ SECRET=$(python manage.py rotate_secret 7 --grace-hours 0)   # drop the old secr
         def rotate() -> WebhookEndpoint:
             return endpoint_services.rotate_secret(endpoint=endpoint, overlap_seconds=overlap_seconds)
 
-        try:
-            if dry_run:
-                with rolled_back():
-                    rotated = rotate()
-            else:
-                rotated = rotate()
-        except ValidationFailed as exc:
-            raise CommandError(exc.message) from exc
+        rotated = call_service(rotate, dry_run=dry_run)
 
         label = f"endpoint {endpoint.pk} '{endpoint.name}' ({endpoint.signature_method})"
         if rotated.previous_secret_expires_at:

@@ -12,11 +12,10 @@ from vocelio_webhooks import services as key_services
 from vocelio_webhooks.commands import (
     OperatorCommand,
     add_dry_run_argument,
+    call_service,
     note,
     positive_days,
-    rolled_back,
 )
-from vocelio_webhooks.errors import ValidationFailed
 from vocelio_webhooks.models import Scope
 
 
@@ -58,14 +57,7 @@ KEY=$(python manage.py create_api_key dashboard --scopes read)
                 actor=key_services.command_actor("create_api_key"),
             )
 
-        try:
-            if dry_run:
-                with rolled_back():
-                    created = create()
-            else:
-                created = create()
-        except ValidationFailed as exc:
-            raise CommandError(exc.message) from exc
+        created = call_service(create, dry_run=dry_run)
         key = created.api_key
         limits = [f"scopes {', '.join(key.scopes)}",
                   f"environments {', '.join(key.environments) if key.environments else 'all'}",
