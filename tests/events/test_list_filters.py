@@ -1,0 +1,31 @@
+"""``GET /events?event_type=``: patterns, as endpoint subscriptions use them."""
+import pytest
+from django.utils import timezone
+
+from events.models import Event, EventType
+
+
+@pytest.fixture
+def stored_events(event_types):
+    for event_id, name in (("evt_l1", "lead.created"), ("evt_l2", "lead.converted"),
+                           ("evt_c1", "call.ended"), ("evt_a1", "appointment.scheduled")):
+        Event.objects.create(event_id=event_id, event_type=EventType.objects.get(name=name), data={},
+                             timestamp=timezone.now())
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("lead.created", {"evt_l1"}),
+    ("lead.*", {"evt_l1", "evt_l2"}),
+    ("lead.*,call.ended", {"evt_l1", "evt_l2", "evt_c1"}),
+    (" call.ended , appointment.scheduled ", {"evt_c1", "evt_a1"}),
+    ("*", {"evt_l1", "evt_l2", "evt_c1", "evt_a1"}),
+    ("lead", set()),  # a prefix without ".*" is an exact name, as in subscriptions
+    ("lea.*", set()),
+])
+def test_events_list_filters_event_type_by_pattern(api, stored_events, query, expected):
+    # when
+    response = api.get("/events", {"event_type": query})
+
+    # then
+    assert response.status_code == 200
+    assert {e["event_id"] for e in response.json()["results"]} == expected
