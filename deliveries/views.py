@@ -8,6 +8,7 @@ from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from deliveries import queries as delivery_queries
 from deliveries import services as delivery_services
 from deliveries.filtersets import DeadLetterFilterSet, DeliveryFilterSet
 from deliveries.models import Delivery, DeliveryAttempt
@@ -61,12 +62,11 @@ class DeliveryRetryView(APIView):
 
 
 def _event_type_for(name: str | None, endpoint: WebhookEndpoint) -> EventType:
-    if name is None:
-        exact = [p for p in (endpoint.events or []) if "*" not in p]
-        name = exact[0] if exact else "lead.created"
-    event_type = EventType.objects.filter(name=name).first()
+    event_type = delivery_queries.event_type_for_test_send(endpoint=endpoint, name=name)
     if event_type is None:
-        raise ValidationFailed(f"Unknown event type {name!r}.", details={"event_type": name}, code="UNKNOWN_EVENT_TYPE")
+        message = (f"Unknown event type {name!r}." if name else
+                   "The endpoint's default test event type does not exist; give an event_type.")
+        raise ValidationFailed(message, details={"event_type": name}, code="UNKNOWN_EVENT_TYPE")
     return event_type
 
 
