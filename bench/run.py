@@ -12,11 +12,15 @@ each the median of ``--runs`` runs with min and max:
 2. ``raw`` — the same payloads, signed, sent to the same receiver by a plain ``requests`` sender with
    the same number of processes as the worker: the machine's limit; the ratio 1/2;
 3. ``naive`` — one Celery task per delivery doing single-row writes (``bench/naive.py``); ratio 1/3;
-4. ``publish_api`` — ``POST /events/publish`` at 50 concurrent keep-alive clients, 1/10/100 endpoints;
+4. ``publish_api`` — ``POST /events/publish`` at 50 concurrent keep-alive clients, 1/10/100 endpoints
+   (closed loop), and 4b at fixed offered rates (``--api-rates``, open loop) with 10 endpoints
+   (``publish_open`` runs 4b alone);
 5. ``fanout`` — one event to 1,000 endpoints: seconds until all are delivered;
 6. ``cost`` — SQL statements per successful delivery (in-process, amortised) and the worker's RSS over
    a long run (``--rss-deliveries``, 100,000 by default);
-7. ``isolation`` — healthy-endpoint latency with one hanging endpoint among ten healthy ones vs without.
+7. ``isolation`` — healthy-endpoint latency with one hanging endpoint among ten healthy ones vs without;
+8. ``priority`` — high-priority probe events published while a backlog of ordinary deliveries drains:
+   their latency with the type's ``is_high_priority`` on, and off as the control.
 
 Results are printed as a table and written to ``bench/results/bench-<time>.json``. A benchmark,
 never a test: nothing here asserts; the targets are printed next to the numbers.
@@ -114,6 +118,13 @@ class Proc:
         return total
 
 
+def free_port() -> int:
+    """A port nobody listens on now (the kernel picks it): two bench runs at once never share one."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def start_receiver() -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-m", "bench.receiver"], cwd=ROOT, stdout=subprocess.PIPE,
                             start_new_session=True, text=True)
@@ -175,13 +186,14 @@ def clean_tables() -> None:
             model.objects.all().delete()
 
 
-def make_endpoints(base: str, count: int, *, prefix: str = "ep", **extra) -> list:
+def make_endpoints(base: str, count: int, *, prefix: str = "ep", events: tuple[str, ...] = ("lead.created",),
+                   **extra) -> list:
     from endpoints import services as endpoint_services
     from endpoints.models import WebhookEndpoint
 
     rows = []
     for n in range(count):
-        rows.append(WebhookEndpoint(name=f"{prefix}-{n}", url=f"{base}/{prefix}{n}", events=["lead.created"],
+        rows.append(WebhookEndpoint(name=f"{prefix}-{n}", url=f"{base}/{prefix}{n}", events=list(events),
                                     secret=f"whsec_bench_secret_{n:06d}_abcdef", **extra))
         if n == 0:
             endpoint_services.validate_endpoint(rows[-1])  # the bench's endpoints are ones the API would accept
@@ -342,7 +354,28 @@ def measure_raw(base: str, args, *, events: int, endpoints: int, tag: str) -> di
 
 
 # --- scenario 4: publish API -------------------------------------------------------------------
+async def _post_publish(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, key: str, event_id: str,
+                        n: int) -> bytes:
+    """Send one ``POST /events/publish`` on a keep-alive connection; returns the response head."""
+    body = json.dumps({"event_type": "lead.created", "event_id": event_id, "data": event_data(n)}).encode()
+    request = (f"POST /events/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    await reader.readexactly(length)
+    return head
+
+
+def _accepted(head: bytes) -> bool:
+    return head.startswith((b"HTTP/1.1 202", b"HTTP/1.0 202"))
+
+
 async def _api_load(port: int, key: str, clients: int, seconds: float, tag: str) -> tuple[list[float], int]:
+    """Closed loop: ``clients`` connections, each sends its next request when the last one answered."""
     latencies: list[float] = []
     errors = 0
     deadline = time.monotonic() + seconds
@@ -352,20 +385,10 @@ async def _api_load(port: int, key: str, clients: int, seconds: float, tag: str)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         n = 0
         while time.monotonic() < deadline:
-            body = json.dumps({"event_type": "lead.created", "event_id": f"evt_{tag}_{number}_{n}",
-                               "data": event_data(n)}).encode()
-            request = (f"POST /events/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
-                       f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
             started = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
+            head = await _post_publish(reader, writer, key=key, event_id=f"evt_{tag}_{number}_{n}", n=n)
             latencies.append((time.perf_counter() - started) * 1000)
-            if not head.startswith((b"HTTP/1.1 202", b"HTTP/1.0 202")):
+            if not _accepted(head):
                 errors += 1
             if b"connection: close" in head.lower():
                 writer.close()
@@ -375,6 +398,95 @@ async def _api_load(port: int, key: str, clients: int, seconds: float, tag: str)
 
     await asyncio.gather(*(client(c) for c in range(clients)))
     return latencies, errors
+
+
+IDLE_REUSE_SECONDS = 1.0  # below gunicorn's 2 s keep-alive, so a reused connection is still open
+
+
+async def _api_open_loop(port: int, key: str, rate: float, seconds: float, tag: str) -> dict:
+    """Open loop: request ``n`` is sent at ``start + n / rate`` whether or not earlier ones have
+    answered (a keep-alive connection idle for less than ``IDLE_REUSE_SECONDS`` is reused, else a
+    new one opened), so a slow answer never delays the next send. Latency is counted from the
+    scheduled send time, so a scheduler that fell behind shows up in it instead of hiding (no
+    coordinated omission). A reused connection the server closed meanwhile is retried once on a
+    new one, as HTTP clients (urllib3) do; anything else is an error."""
+    loop = asyncio.get_running_loop()
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+    latencies: list[float] = []
+    errors: list[str] = []
+    opened = accepted = 0
+    total = int(rate * seconds)
+    start = loop.time() + 0.2
+    finished_at = start
+
+    async def connection() -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
+        nonlocal opened
+        while idle:
+            reader, writer, since = idle.pop()
+            if loop.time() - since < IDLE_REUSE_SECONDS:
+                return reader, writer, True
+            writer.close()
+        opened += 1
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return reader, writer, False
+
+    async def send(n: int) -> tuple[bytes, asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer, reused = await connection()
+        try:
+            return await _post_publish(reader, writer, key=key, event_id=f"evt_{tag}_{n}", n=n), reader, writer
+        except (ConnectionError, asyncio.IncompleteReadError):
+            writer.close()
+            if not reused:
+                raise
+        opened_reader, opened_writer = await asyncio.open_connection("127.0.0.1", port)
+        return (await _post_publish(opened_reader, opened_writer, key=key, event_id=f"evt_{tag}_{n}", n=n),
+                opened_reader, opened_writer)
+
+    async def one(n: int) -> None:
+        nonlocal accepted, finished_at
+        scheduled = start + n / rate
+        try:
+            head, reader, writer = await asyncio.wait_for(send(n), timeout=30)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+            errors.append(type(exc).__name__)
+            return
+        finished_at = max(finished_at, loop.time())
+        latencies.append((loop.time() - scheduled) * 1000)
+        if _accepted(head):
+            accepted += 1
+        else:
+            errors.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
+        if b"connection: close" in head.lower():
+            writer.close()
+        else:
+            idle.append((reader, writer, loop.time()))
+
+    # Warm-up, not measured: the first request of each gunicorn process loads what Django loads lazily.
+    for _, reader, writer in await asyncio.gather(*(send(-1 - n) for n in range(8))):
+        idle.append((reader, writer, loop.time()))
+    start = loop.time() + 0.2
+    finished_at = start
+    tasks = []
+    for n in range(total):
+        await asyncio.sleep(max(0.0, start + n / rate - loop.time()))
+        tasks.append(asyncio.create_task(one(n)))
+    await asyncio.gather(*tasks)
+    for _, writer, _ in idle:
+        writer.close()
+    # Achieved: accepted (202) answers per second, from the first scheduled send to the last answer.
+    return {"offered_per_s": rate, "sent": total, "answered": len(latencies), "accepted": accepted,
+            "errors": len(errors), "error_kinds": sorted(set(errors))[:5], "connections": opened,
+            "achieved_per_s": round(accepted / max(finished_at - start, 1e-9), 1),
+            "p50_ms": round(percentile(latencies, 50), 1) if latencies else None,
+            "p99_ms": round(percentile(latencies, 99), 1) if latencies else None,
+            "max_ms": round(max(latencies), 1) if latencies else None}
+
+
+def measure_publish_open_loop(base: str, args, *, port: int, key: str, rate: float, endpoints: int, tag: str) -> dict:
+    """Scenario 4b: publishes at a fixed offered ``rate`` (req/s) for ``--api-seconds``."""
+    clean_tables()
+    make_endpoints(base, endpoints)
+    return asyncio.run(_api_open_loop(port, key, rate, args.api_seconds, tag))
 
 
 def measure_publish_api(base: str, args, *, port: int, key: str, endpoints: int, tag: str) -> dict:
@@ -479,6 +591,72 @@ def measure_isolation(base: str, args, *, hanging: bool, tag: str) -> dict:
             "p95_ms": round(percentile(latencies, 95), 1)}
 
 
+# --- scenario 8: priority queues --------------------------------------------------------------
+PROBE_TYPE = "bench.urgent"  # the probes' event type; its is_high_priority flag is what scenario 8 toggles
+
+
+def _latency_stats(prefix: str, latencies: list[float]) -> dict:
+    if not latencies:
+        return {f"{prefix}_p50_ms": None, f"{prefix}_p95_ms": None, f"{prefix}_max_ms": None}
+    return {f"{prefix}_p50_ms": round(percentile(latencies, 50), 1), f"{prefix}_p95_ms": round(percentile(latencies, 95), 1),
+            f"{prefix}_max_ms": round(max(latencies), 1)}
+
+
+def measure_priority(base: str, args, *, high: bool, tag: str) -> dict:
+    """A backlog of ordinary ``lead.created`` deliveries, then ``--priority-probes`` probe events of
+    type ``bench.urgent`` (``is_high_priority`` = ``high``) to the same endpoints, spread over the
+    backlog's remaining lifetime; publish-to-receipt latency of the probes and of the backlog.
+
+    The spacing is estimated from the delivery rate seen in the first second after the backlog was
+    published (60 % of the remaining drain time / probes, between 20 ms and 2 s), so the probes land
+    while deliveries still wait on a fast or a slow machine; ``waiting_at_probe`` records, for each
+    probe, how many deliveries had been published and not yet received when it was published."""
+    from events import services as event_services
+    from events.models import EventType
+
+    clean_tables()
+    EventType.objects.update_or_create(name=PROBE_TYPE, defaults={
+        "category": "bench", "is_high_priority": high, "description": "benchmark probe (scenario 8)"})
+    endpoints = args.endpoints
+    make_endpoints(base, endpoints, events=("lead.created", PROBE_TYPE))
+    receiver_reset(base)
+    backlog_events = max(1, args.priority_backlog // endpoints)
+    backlog_expected = backlog_events * endpoints
+    backlog = publish_all("engine", backlog_events, args.publishers, tag)
+    seen_at, seen = time.time(), receiver_get(base, "/_stats")["count"]
+    time.sleep(1.0)
+    now_count = receiver_get(base, "/_stats")["count"]
+    rate = max((now_count - seen) / (time.time() - seen_at), 1.0)
+    spacing = min(max(0.6 * (backlog_expected - now_count) / rate / args.priority_probes, 0.02), 2.0)
+
+    probes: dict[str, float] = {}
+    waiting: list[int] = []
+    start = time.time()
+    for k in range(args.priority_probes):
+        waiting.append(backlog_expected + len(probes) * endpoints - receiver_get(base, "/_stats")["count"])
+        event_id = f"evt_{tag}_probe_{k}"
+        probes[event_id] = time.time()
+        event_services.publish(event_type=PROBE_TYPE, data=event_data(k), event_id=event_id)
+        time.sleep(max(0.0, start + (k + 1) * spacing - time.time()))
+    expected = backlog_expected + len(probes) * endpoints
+    got = wait_for_arrivals(base, expected, timeout=args.timeout)
+    arrivals = receiver_get(base, "/_dump")
+    probe_latencies = [(t - probes[e]) * 1000 for _, e, t in arrivals if e in probes]
+    per_probe: dict[str, float] = {}  # the slowest of each probe's deliveries, in publish order
+    for _, e, t in arrivals:
+        if e in probes:
+            per_probe[e] = max(per_probe.get(e, 0.0), (t - probes[e]) * 1000)
+    backlog_latencies = [(t - backlog[e]) * 1000 for _, e, t in arrivals if e in backlog]
+    return {"high_priority": high, "delivered": got, "expected": expected, "backlog_deliveries": backlog_expected,
+            "probe_deliveries": len(probe_latencies), "probe_spacing_s": round(spacing, 3),
+            "drain_rate_per_s": round(rate, 1), "waiting_at_probe": waiting,
+            "probes_while_waiting": sum(1 for w in waiting if w > 0),
+            "per_probe_max_ms": [round(per_probe[e], 1) if e in per_probe else None for e in probes],
+            # The last probe has no later high-priority wake-up to pick up what its own left behind.
+            "last_probe_ms": sorted(round((t - probes[e]) * 1000, 1) for _, e, t in arrivals if e == event_id),
+            **_latency_stats("probe", probe_latencies), **_latency_stats("backlog", backlog_latencies)}
+
+
 # --- summary -----------------------------------------------------------------------------------
 def summarise(runs: list[dict], key: str) -> dict:
     values = [r[key] for r in runs if r.get(key) is not None]
@@ -510,9 +688,13 @@ def main() -> int:
     parser.add_argument("--rss-deliveries", type=int)
     parser.add_argument("--isolation-events", type=int)
     parser.add_argument("--isolation-rate", type=float, default=4.0)
+    parser.add_argument("--api-rates", default="10,25,50", help="offered req/s of the open-loop publish API (4b)")
+    parser.add_argument("--priority-backlog", type=int, default=3000,
+                        help="ordinary deliveries queued before the high-priority probes (8)")
+    parser.add_argument("--priority-probes", type=int, default=20, help="high-priority probe events (8)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the last receipt")
-    parser.add_argument("--only", default="throughput,raw,naive,publish_api,fanout,cost,isolation",
-                        help="comma-separated scenarios")
+    parser.add_argument("--only", default="throughput,raw,naive,publish_api,fanout,cost,isolation,priority",
+                        help="comma-separated scenarios (publish_open: only 4b of publish_api)")
     args = parser.parse_args()
     quick = args.quick
     args.runs = args.runs or (2 if quick else 3)
@@ -539,7 +721,7 @@ def main() -> int:
     procs: list[Proc] = []
     try:
         worker = None
-        if only & {"throughput", "publish_api", "fanout", "cost", "isolation"}:
+        if only & {"throughput", "publish_api", "publish_open", "fanout", "cost", "isolation", "priority"}:
             worker = start_worker(args, queues="priority,deliveries,retries,maintenance")
             procs.append(worker)
         if "throughput" in only:
@@ -559,21 +741,28 @@ def main() -> int:
             finally:
                 naive_worker.stop()
             scenarios["naive"] = {"runs": runs, **{k: summarise(runs, k) for k in ("deliveries_per_s", "p50_ms")}}
-        if "publish_api" in only:
+        if only & {"publish_api", "publish_open"}:
             from vocelio_webhooks import services as key_services
 
             key = key_services.create_api_key(name=f"bench-{time.time()}", scopes=["*"]).raw_key
-            port = 8600 + os.getpid() % 300
+            port = free_port()
             web = Proc("web", [sys.executable, "-m", "gunicorn", "vocelio_webhooks.wsgi", "--bind",
                                f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "--access-logfile", "/dev/null"])
             procs.append(web)
             time.sleep(4)
-            scenarios["publish_api"] = {}
-            for count in (1, 10, 100):
-                runs = [measure_publish_api(base, args, port=port, key=key, endpoints=count, tag=f"a{count}_{r}")
-                        for r in range(args.runs)]
-                scenarios["publish_api"][str(count)] = {
-                    "runs": runs, **{k: summarise(runs, k) for k in ("requests_per_s", "p50_ms", "p99_ms")}}
+            if "publish_api" in only:
+                scenarios["publish_api"] = {}
+                for count in (1, 10, 100):
+                    runs = [measure_publish_api(base, args, port=port, key=key, endpoints=count, tag=f"a{count}_{r}")
+                            for r in range(args.runs)]
+                    scenarios["publish_api"][str(count)] = {
+                        "runs": runs, **{k: summarise(runs, k) for k in ("requests_per_s", "p50_ms", "p99_ms")}}
+            scenarios["publish_open"] = {}
+            for rate in (float(r) for r in args.api_rates.split(",")):
+                runs = [measure_publish_open_loop(base, args, port=port, key=key, rate=rate, endpoints=10,
+                                                  tag=f"o{rate:g}_{r}") for r in range(args.runs)]
+                scenarios["publish_open"][f"{rate:g}"] = {
+                    "runs": runs, **{k: summarise(runs, k) for k in ("achieved_per_s", "p50_ms", "p99_ms", "errors")}}
             web.stop()
         if "fanout" in only:
             runs = [measure_fanout(base, args, endpoints=args.fanout_endpoints, tag=f"f{r}") for r in range(args.runs)]
@@ -600,6 +789,16 @@ def main() -> int:
                 for name in runs:
                     runs[name].append(measure_isolation(base, args, hanging=name == "hanging", tag=f"i{name}{r}"))
             scenarios["isolation"] = {name: {"runs": rs, "p50_ms": summarise(rs, "p50_ms")} for name, rs in runs.items()}
+        if "priority" in only:
+            runs = {"high": [], "control": []}
+            for r in range(args.runs):
+                # Alternate which goes first, so neither always meets a warmer (or busier) machine.
+                for name in (("control", "high") if r % 2 == 0 else ("high", "control")):
+                    runs[name].append(measure_priority(base, args, high=name == "high", tag=f"p{name}{r}"))
+            keys = ("probe_p50_ms", "probe_p95_ms", "probe_max_ms", "backlog_p50_ms", "backlog_p95_ms",
+                    "backlog_max_ms", "probes_while_waiting")
+            scenarios["priority"] = {name: {"runs": rs, **{k: summarise(rs, k) for k in keys}}
+                                     for name, rs in runs.items()}
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -608,6 +807,8 @@ def main() -> int:
         # Also after a failure: the scenarios that ran are kept.
         print_table(results)
         out = ROOT / "bench" / "results" / f"bench-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+        if out.exists():  # another bench run finished in the same second
+            out = out.with_name(f"{out.stem}-{os.getpid()}.json")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1, default=str))
         print(f"results: {out.relative_to(ROOT)}  (logs: {RUN_DIR})")
@@ -642,6 +843,10 @@ def print_table(results: dict) -> None:
         target = ("p99 <= 25 ms " + ("met" if p99 is not None and p99 <= 25 else "NOT met")) if count == "10" else ""
         rows.append((f"4 publish API, {count} endpoint(s): req/s", _fmt(row["requests_per_s"]), ""))
         rows.append(("  p50 / p99 ms", f"{_fmt(row['p50_ms'])} / {_fmt(row['p99_ms'])}", target))
+    for rate, row in s.get("publish_open", {}).items():
+        rows.append((f"4b publish API open loop, 10 endpoints, {rate} req/s offered: achieved req/s",
+                     _fmt(row["achieved_per_s"]), f"errors {_fmt(row['errors'])}"))
+        rows.append(("  p50 / p99 ms", f"{_fmt(row['p50_ms'])} / {_fmt(row['p99_ms'])}", ""))
     if "fanout" in s:
         sec = s["fanout"]["seconds"]["median"]
         rows.append(("5 fan-out 1 event -> endpoints, s", _fmt(s["fanout"]["seconds"]),
@@ -661,6 +866,22 @@ def print_table(results: dict) -> None:
         both = f"{_fmt(s['isolation']['baseline']['p50_ms'])} / {_fmt(s['isolation']['hanging']['p50_ms'])}"
         rows.append(("7 isolation p50 ms baseline / hanging", both,
                      (f"ratio {hang_p50 / base_p50:.2f} (<= 2)" if base_p50 and hang_p50 else "")))
+    if "priority" in s:
+        high, control = s["priority"]["high"], s["priority"]["control"]
+        triple = " / ".join(_fmt(high[k]) for k in ("probe_p50_ms", "probe_p95_ms", "probe_max_ms"))
+        ratio = ""
+        if high["probe_p95_ms"]["median"] is not None and control["probe_p95_ms"]["median"]:
+            value = high["probe_p95_ms"]["median"] / control["probe_p95_ms"]["median"]
+            ratio = (f"high << ordinary: p95 {value:.2f}x the control's (<= 0.5) "
+                     + ("met" if value <= 0.5 else "NOT met"))
+        backlog = high["runs"][0]["backlog_deliveries"] if high["runs"] else "?"
+        rows.append((f"8 priority: high-priority probes amid {backlog} ordinary, p50/p95/max ms", triple, ratio))
+        rows.append(("  same probes, is_high_priority off (control)",
+                     " / ".join(_fmt(control[k]) for k in ("probe_p50_ms", "probe_p95_ms", "probe_max_ms")), ""))
+        rows.append(("  the ordinary backlog (high run), p50/p95/max ms",
+                     " / ".join(_fmt(high[k]) for k in ("backlog_p50_ms", "backlog_p95_ms", "backlog_max_ms")), ""))
+        rows.append(("  probes published while deliveries waited (high / control)",
+                     f"{_fmt(high['probes_while_waiting'])} / {_fmt(control['probes_while_waiting'])}", ""))
     width = max(len(r[0]) for r in rows) if rows else 10
     print(f"\n{'scenario':<{width}}  {'median [min..max]':<40}  target")
     for name, value, target in rows:
