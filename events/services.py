@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from deliveries import services as delivery_services
 from deliveries.models import Delivery
-from endpoints.filters import FilterValidationError, evaluate_filters, event_type_matches
+from endpoints import routing as endpoint_routing
+from endpoints.filters import FilterValidationError, evaluate_filters
 from endpoints.models import WebhookEndpoint
 from events.models import Environment, Event, EventType
 from vocelio_webhooks.errors import ServiceUnavailable, ValidationFailed
@@ -57,9 +58,15 @@ def publish(
     sweep sends them. ``timestamp`` defaults to now and ``environment`` to
     ``WEBHOOK_DEFAULT_ENVIRONMENT``. Raises ``ValidationFailed`` (400) for an unknown event type,
     environment or malformed ``event_id``.
+
+    Cost (issue 7): event types and endpoints come from the per-process routing cache
+    (``endpoints.routing``, one primary-key SELECT of its version when nothing changed), and the
+    idempotency check is the unique index itself: the INSERT is tried and a duplicate falls back to
+    the first publication. So a new event costs BEGIN, two INSERTs and COMMIT besides that SELECT.
     """
-    type_row = EventType.objects.filter(name=event_type).first()
-    if type_row is None:
+    routing = endpoint_routing.current()
+    type_route = routing.event_types.get(event_type)
+    if type_route is None:
         raise ValidationFailed(
             f"Unknown event type {event_type!r}. Create it first (see GET /event-types).",
             details={"event_type": event_type}, code="UNKNOWN_EVENT_TYPE",
@@ -75,39 +82,46 @@ def publish(
             details={"event_id": event_id}, code="VALIDATION_ERROR",
         )
     event_id = event_id or generate_event_id()
-
-    existing = Event.objects.filter(event_id=event_id).first()
-    if existing is not None:
-        return _duplicate(existing)
-    _check_queue_size()
+    queue_full = _queue_full()
+    if queue_full is not None:
+        # A repeat of an event_id creates nothing, so it is answered (200, the first publication)
+        # even while new events are refused.
+        existing = _published(event_id)
+        if existing is not None:
+            return _duplicate(existing)
+        raise queue_full
+    # Matching needs only the event, not its row: done before the transaction, which then holds
+    # its locks for the two INSERTs alone.
+    event = Event(
+        event_id=event_id, event_type=EventType(id=type_route.id, name=type_route.name,
+                                                is_high_priority=type_route.is_high_priority),
+        timestamp=timestamp or timezone.now(), data=data, metadata=metadata or {}, environment=environment,
+    )
+    subscribed = routing.subscribed(environment=environment, event_type=type_route.name)
+    # No filter (null or []) matches everything: the envelope is only built when a filter needs it.
+    envelope = None
+    endpoints = []
+    for endpoint in subscribed:
+        if endpoint.filters is not None and endpoint.filters != []:
+            envelope = envelope or filter_envelope(event)
+            if not _filters_match(endpoint, envelope):
+                continue
+        endpoints.append(endpoint)
     try:
         with transaction.atomic():
-            event = Event.objects.create(
-                event_id=event_id, event_type=type_row, timestamp=timestamp or timezone.now(),
-                data=data, metadata=metadata or {}, environment=environment,
-            )
-            subscribed = [
-                endpoint
-                for endpoint in WebhookEndpoint.objects.filter(
-                    environment=environment,
-                    status__in=[WebhookEndpoint.Status.ACTIVE, WebhookEndpoint.Status.PAUSED],
-                ).only("id", "events", "status", "filters")
-                if event_type_matches(endpoint.events, type_row.name)
-            ]
-            envelope = filter_envelope(event)
-            endpoints = [e for e in subscribed if _filters_match(e, envelope)]
+            event.save(force_insert=True)
             now = timezone.now()
             deliveries = Delivery.objects.bulk_create(
-                [Delivery(event=event, endpoint=endpoint, next_attempt_at=now) for endpoint in endpoints]
+                [Delivery(event=event, endpoint_id=endpoint.id, next_attempt_at=now) for endpoint in endpoints]
             )
             # Wake-ups, not one task per delivery: each claims a batch of whatever is due (issue 7).
             delivery_services.enqueue_wakeups_on_commit(
                 deliveries=sum(1 for e in endpoints if e.status == WebhookEndpoint.Status.ACTIVE),
-                queue="priority" if type_row.is_high_priority else None,
+                queue="priority" if type_route.is_high_priority else None,
             )
     except IntegrityError:
-        # Lost a race with a concurrent publish of the same event_id: answer with the winner's.
-        existing = Event.objects.filter(event_id=event_id).first()
+        # event_id was published before (or a concurrent publish of it won): answer with the first.
+        existing = _published(event_id)
         if existing is None:
             raise
         return _duplicate(existing)
@@ -117,17 +131,22 @@ def publish(
     )
 
 
+def _published(event_id: str) -> Event | None:
+    return Event.objects.select_related("event_type").filter(event_id=event_id).first()
+
+
 _queue_size_seen: tuple[float, int] = (0.0, 0)  # (monotonic time, waiting deliveries) of the last count
 
 
-def _check_queue_size() -> None:
-    """Refuse to publish (503 ``QUEUE_FULL``) while more than ``WEBHOOK_MAX_QUEUE_SIZE`` deliveries
-    wait (``pending``/``retrying``): back-pressure instead of an unbounded backlog. The count is
-    taken at most once a second per process, so the limit is approximate by one second's worth."""
+def _queue_full() -> ServiceUnavailable | None:
+    """The error that refuses a publish (503 ``QUEUE_FULL``) while more than
+    ``WEBHOOK_MAX_QUEUE_SIZE`` deliveries wait (``pending``/``retrying``), else ``None``:
+    back-pressure instead of an unbounded backlog. The count is taken at most once a second per
+    process, so the limit is approximate by one second's worth."""
     global _queue_size_seen
     limit = settings.WEBHOOK_MAX_QUEUE_SIZE
     if not limit:
-        return
+        return None
     import time
 
     seen_at, waiting = _queue_size_seen
@@ -135,10 +154,11 @@ def _check_queue_size() -> None:
         waiting = Delivery.objects.filter(status__in=Delivery.DUE_STATUSES).count()
         _queue_size_seen = (time.monotonic(), waiting)
     if waiting >= limit:
-        raise ServiceUnavailable(
+        return ServiceUnavailable(
             f"{waiting} deliveries are waiting, at or above WEBHOOK_MAX_QUEUE_SIZE ({limit}); retry shortly.",
             details={"waiting": waiting, "max_queue_size": limit}, code="QUEUE_FULL",
         )
+    return None
 
 
 def filter_envelope(event: Event) -> dict[str, Any]:
@@ -152,14 +172,14 @@ def filter_envelope(event: Event) -> dict[str, Any]:
     }
 
 
-def _filters_match(endpoint: WebhookEndpoint, envelope: dict[str, Any]) -> bool:
+def _filters_match(endpoint: endpoint_routing.EndpointRoute, envelope: dict[str, Any]) -> bool:
     """Payload filters of one endpoint. Filters stored before a validation rule tightened may no
     longer validate: such an endpoint gets nothing (filters decide who may see what) and a
     warning is logged, instead of the whole publish failing."""
     try:
         return evaluate_filters(endpoint.filters, envelope).matched
     except FilterValidationError as exc:
-        logger.warning("Endpoint %s has invalid filters (%s); event not routed to it", endpoint.pk, exc)
+        logger.warning("Endpoint %s has invalid filters (%s); event not routed to it", endpoint.id, exc)
         return False
 
 

@@ -2,17 +2,19 @@
 ``{"error": {"code": "...", "message": "...", "details": {...}}}``."""
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.conf import settings
+from django.db.models import Q
 from django.http import Http404, JsonResponse
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 from .errors import ServiceError
 from .models import ApiKey, hash_api_key
@@ -40,7 +42,8 @@ class ApiPrincipal:
 class ApiKeyAuthentication(BaseAuthentication):
     """``Authorization: Bearer <key>``. Keys are compared by SHA-256 hash; inactive, revoked and
     expired keys fail with 401. What the key may do is checked afterwards by
-    ``vocelio_webhooks.permissions.HasScope``."""
+    ``vocelio_webhooks.permissions.HasScope``. ``last_used_at`` is updated at most once a minute
+    per key (``LAST_USED_GRANULARITY``)."""
 
     keyword = b"bearer"
 
@@ -61,7 +64,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed("This API key was revoked.")
         if key.is_expired:
             raise exceptions.AuthenticationFailed("This API key has expired.")
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+        _touch(key)
         principal = ApiPrincipal(
             api_key_id=key.pk, name=key.name, scopes=tuple(key.scopes or ()),
             environments=tuple(key.environments or ()), prefix=key.prefix,
@@ -70,6 +73,24 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'
+
+
+# ``ApiKey.last_used_at`` is accurate to this much: a key in constant use is written once a minute,
+# not on every request (a second fsync per publish otherwise, issue 7). GitHub shows a token's
+# "last used" with similar granularity.
+LAST_USED_GRANULARITY = timedelta(seconds=60)
+
+
+def _touch(key: ApiKey) -> None:
+    """Record that ``key`` was used, at most once per ``LAST_USED_GRANULARITY``. The UPDATE is
+    conditional, so when many processes see the same stale value only the first one writes."""
+    now = timezone.now()
+    stale_before = now - LAST_USED_GRANULARITY
+    if key.last_used_at is not None and key.last_used_at >= stale_before:
+        return
+    ApiKey.objects.filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before), pk=key.pk
+    ).update(last_used_at=now)
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):

@@ -1,0 +1,106 @@
+"""What one ``POST /events/publish`` costs in SQL statements (issue 7): with the routing cache warm
+and a key used within the last minute, a new event is the key lookup, the routing version, the
+event INSERT and one bulk INSERT of its deliveries, whatever the number of endpoints. Statement
+counts, not timings: timings belong in ``bench/``. The per-key rate limit is switched off here:
+its counters live in the cache (Redis in production; the database only without ``REDIS_URL``)."""
+import math
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from deliveries.models import Delivery
+from endpoints.models import WebhookEndpoint
+from vocelio_webhooks.models import ApiKey
+
+LEAD = {"lead": {"id": "l1", "score": 90}}
+
+
+def _statements(queries) -> list[str]:
+    """The statements sent, without transaction control (the test's own transaction makes the
+    service's BEGIN/COMMIT savepoints)."""
+    skipped = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT", "BEGIN", "COMMIT")
+    return [q["sql"] for q in queries.captured_queries if not q["sql"].upper().startswith(skipped)]
+
+
+def _publish(api, event_id: str):
+    return api.post("/events/publish", {"event_type": "lead.created", "event_id": event_id, "data": LEAD},
+                    format="json")
+
+
+@pytest.mark.parametrize("endpoints", [1, 10, 100])
+def test_publish_costs_three_statements_and_one_bulk_insert_whatever_the_fan_out(api, settings, endpoints):
+    # given: endpoints, some with a payload filter, and one publish that warmed the cache
+    settings.WEBHOOK_PUBLISH_RATE_PER_MINUTE = 0
+    WebhookEndpoint.objects.bulk_create([
+        WebhookEndpoint(name=f"e{n}", url=f"https://e{n}.example.com/h", events=["lead.*"],
+                        filters=[{"field_path": "data.lead.score", "operator": "greater_than", "value": 50}]
+                        if n % 2 else None)
+        for n in range(endpoints)])
+    assert endpoints == 1 or WebhookEndpoint.objects.exclude(filters=None).exists()
+    assert _publish(api, "evt_warm").status_code == 202
+
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        response = _publish(api, "evt_measured")
+
+    # then
+    assert response.status_code == 202, response.content
+    assert len(response.json()["deliveries"]) == endpoints
+    statements = _statements(queries)
+    assert "vocelio_webhooks_apikey" in statements[0]
+    assert "endpoints_routing_version" in statements[1]
+    assert statements[2].startswith('INSERT INTO "events_event"')
+    # One bulk INSERT on PostgreSQL; SQLite's 999-parameter limit splits 100 rows in two.
+    fields = [f for f in Delivery._meta.concrete_fields if not f.primary_key]
+    batches = math.ceil(endpoints / connection.ops.bulk_batch_size(fields, list(range(endpoints))))
+    assert [s.split(" (")[0] for s in statements[3:]] == ['INSERT INTO "deliveries_delivery"'] * batches, statements
+
+
+def test_publish_of_a_known_event_id_answers_the_first_publication_without_a_pre_check(api):
+    # given
+    WebhookEndpoint.objects.bulk_create([
+        WebhookEndpoint(name=f"e{n}", url=f"https://e{n}.example.com/h", events=["lead.*"]) for n in range(3)])
+    first = _publish(api, "evt_once")
+    assert first.status_code == 202, first.content
+
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        again = _publish(api, "evt_once")
+
+    # then: the same answer as the first one, except the status and the duplicate flag
+    assert again.status_code == 200, again.content
+    assert again.json() == {**first.json(), "duplicate": True}
+    statements = _statements(queries)
+    assert not [s for s in statements[:2] if 'FROM "events_event"' in s], "no SELECT before the INSERT"
+
+
+def test_api_key_last_used_at_is_written_at_most_once_a_minute(api):
+    # given: a key used just now
+    assert _publish(api, "evt_first").status_code == 202
+    key = ApiKey.objects.get()
+    recorded = key.last_used_at
+    assert recorded is not None
+
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        assert _publish(api, "evt_second").status_code == 202
+
+    # then: no UPDATE of the key, and the recorded time stands
+    assert not [s for s in _statements(queries) if s.startswith('UPDATE "vocelio_webhooks_apikey"')]
+    assert ApiKey.objects.get().last_used_at == recorded
+
+
+def test_api_key_last_used_at_is_refreshed_when_older_than_a_minute(api):
+    # given
+    assert _publish(api, "evt_first").status_code == 202
+    long_ago = timezone.now() - timedelta(minutes=2)
+    ApiKey.objects.update(last_used_at=long_ago)
+
+    # when
+    assert _publish(api, "evt_second").status_code == 202
+
+    # then
+    assert ApiKey.objects.get().last_used_at > timezone.now() - timedelta(seconds=30)
