@@ -31,7 +31,7 @@ def _publish(api, event_id: str):
 
 
 @pytest.mark.parametrize("endpoints", [1, 10, 100])
-def test_publish_costs_three_statements_and_one_bulk_insert_whatever_the_fan_out(api, settings, endpoints):
+def test_publish_costs_one_insert_of_all_deliveries_whatever_the_fan_out(api, settings, endpoints):
     # given: endpoints, some with a payload filter, and one publish that warmed the cache
     settings.WEBHOOK_PUBLISH_RATE_PER_MINUTE = 0
     WebhookEndpoint.objects.bulk_create([
@@ -52,8 +52,43 @@ def test_publish_costs_three_statements_and_one_bulk_insert_whatever_the_fan_out
     statements = _statements(queries)
     assert "vocelio_webhooks_apikey" in statements[0]
     assert "endpoints_routing_version" in statements[1]
-    assert statements[2].startswith('INSERT INTO "events_event"')
-    assert [s.split(" (")[0] for s in statements[3:]] == ['INSERT INTO "deliveries_delivery"'], statements
+    inserts = statements[2:]
+    if connection.vendor == "postgresql":  # one statement: WITH ev AS (INSERT event) INSERT deliveries
+        assert len(inserts) == 1, statements
+        assert inserts[0].startswith('WITH ev AS (INSERT INTO "events_event"')
+        assert inserts[0].count('INSERT INTO "deliveries_delivery"') == 1
+    else:
+        assert [s.split(" (")[0] for s in inserts] == ['INSERT INTO "events_event"',
+                                                       'INSERT INTO "deliveries_delivery"'], statements
+
+
+@pytest.mark.django_db(transaction=True)
+def test_publish_outside_a_transaction_commits_in_one_round_trip_on_postgresql(api, settings):
+    # given: autocommit, as in a web request (no test transaction around it)
+    settings.WEBHOOK_PUBLISH_RATE_PER_MINUTE = 0
+    WebhookEndpoint.objects.bulk_create([
+        WebhookEndpoint(name=f"e{n}", url=f"https://e{n}.example.com/h", events=["lead.*"]) for n in range(10)])
+    assert _publish(api, "evt_warm").status_code == 202
+
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        response = _publish(api, "evt_measured")
+
+    # then: on PostgreSQL the event and its deliveries are one self-committing statement (no
+    # BEGIN/COMMIT round trips); elsewhere one transaction of two INSERTs
+    assert response.status_code == 202, response.content
+    sent = [q["sql"].split(" (")[0][:40] for q in queries.captured_queries]
+    if connection.vendor == "postgresql":
+        assert len(sent) == 3, sent
+        assert not [s for s in sent if s.upper() in ("BEGIN", "COMMIT")], sent
+    else:
+        assert [s.split()[0] for s in sent[2:3]] == ["BEGIN"], sent
+        assert sent[3:] == ['INSERT INTO "events_event"', 'INSERT INTO "deliveries_delivery"', "COMMIT"], sent
+    assert Delivery.objects.filter(event__event_id="evt_measured").count() == 10
+    # and a repeat (its INSERT fails outside any transaction) answers the first publication
+    again = _publish(api, "evt_measured")
+    assert again.status_code == 200, again.content
+    assert again.json() == {**response.json(), "duplicate": True}
 
 
 def test_publish_of_a_known_event_id_answers_the_first_publication_without_a_pre_check(api):
