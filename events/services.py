@@ -53,7 +53,7 @@ def publish(
 ) -> PublishResult:
     """Publish an event (``POST /events/publish``).
 
-    In one transaction: the ``Event`` row (idempotent on ``event_id``) and one ``pending``
+    Atomically: the ``Event`` row (idempotent on ``event_id``) and one ``pending``
     ``Delivery`` per endpoint of the same environment whose ``events`` patterns match, whose
     payload ``filters`` match (``endpoints.filters.evaluate_filters``; a filtered-out endpoint gets
     no delivery and is counted in ``filtered_out``) and whose status is ``active`` or ``paused``
@@ -65,65 +65,71 @@ def publish(
     Cost (issue 7): event types and endpoints come from the per-process routing cache
     (``endpoints.routing``, one primary-key SELECT of its version when nothing changed), and the
     idempotency check is the unique index itself: the INSERT is tried and a duplicate falls back to
-    the first publication. So a new event costs BEGIN, two INSERTs and COMMIT besides that SELECT.
+    the first publication. So a new event costs that SELECT and one INSERT statement on
+    PostgreSQL (``_store``). An endpoint deleted between the routing read and the INSERT fails the
+    INSERT's foreign key; the publish is then routed once more on a fresh snapshot.
     """
-    routing = endpoint_routing.current()
-    type_route = routing.event_types.get(event_type)
-    if type_route is None:
-        raise ValidationFailed(
-            f"Unknown event type {event_type!r}. Create it first (see GET /event-types).",
-            details={"event_type": event_type}, code="UNKNOWN_EVENT_TYPE",
+    for attempt in (1, 2):
+        routing = endpoint_routing.current()
+        type_route = routing.event_types.get(event_type)
+        if type_route is None:
+            raise ValidationFailed(
+                f"Unknown event type {event_type!r}. Create it first (see GET /event-types).",
+                details={"event_type": event_type}, code="UNKNOWN_EVENT_TYPE",
+            )
+        environment = environment or settings.WEBHOOK_DEFAULT_ENVIRONMENT
+        if environment not in Environment.values:
+            raise ValidationFailed(
+                f"Unknown environment {environment!r}.", details={"allowed": Environment.values},
+                code="VALIDATION_ERROR",
+            )
+        if event_id is not None and not EVENT_ID_RE.match(event_id):
+            raise ValidationFailed(
+                "event_id must be 1-255 characters: letters, digits, '_', '.', ':' or '-'.",
+                details={"event_id": event_id}, code="VALIDATION_ERROR",
+            )
+        event_id = event_id or generate_event_id()
+        queue_full = _queue_full()
+        if queue_full is not None:
+            # A repeat of an event_id creates nothing, so it is answered (200, the first
+            # publication) even while new events are refused.
+            existing = _published(event_id)
+            if existing is not None:
+                return _duplicate(existing)
+            raise queue_full
+        event = Event(
+            event_id=event_id, event_type=EventType(id=type_route.id, name=type_route.name,
+                                                    is_high_priority=type_route.is_high_priority),
+            timestamp=timestamp or timezone.now(), data=data, metadata=metadata or {}, environment=environment,
         )
-    environment = environment or settings.WEBHOOK_DEFAULT_ENVIRONMENT
-    if environment not in Environment.values:
-        raise ValidationFailed(
-            f"Unknown environment {environment!r}.", details={"allowed": Environment.values}, code="VALIDATION_ERROR"
-        )
-    if event_id is not None and not EVENT_ID_RE.match(event_id):
-        raise ValidationFailed(
-            "event_id must be 1-255 characters: letters, digits, '_', '.', ':' or '-'.",
-            details={"event_id": event_id}, code="VALIDATION_ERROR",
-        )
-    event_id = event_id or generate_event_id()
-    queue_full = _queue_full()
-    if queue_full is not None:
-        # A repeat of an event_id creates nothing, so it is answered (200, the first publication)
-        # even while new events are refused.
-        existing = _published(event_id)
-        if existing is not None:
-            return _duplicate(existing)
-        raise queue_full
-    # Matching needs only the event, not its row: done before the transaction, which then holds
-    # its locks for the two INSERTs alone.
-    event = Event(
-        event_id=event_id, event_type=EventType(id=type_route.id, name=type_route.name,
-                                                is_high_priority=type_route.is_high_priority),
-        timestamp=timestamp or timezone.now(), data=data, metadata=metadata or {}, environment=environment,
+        subscribed = routing.subscribed(environment=environment, event_type=type_route.name)
+        # No filter (null or []) matches everything: the envelope is only built when one is needed.
+        envelope = None
+        endpoints = []
+        for endpoint in subscribed:
+            if endpoint.filters is not None and endpoint.filters != []:
+                envelope = envelope or filter_envelope(event)
+                if not _filters_match(endpoint, envelope):
+                    continue
+            endpoints.append(endpoint)
+        try:
+            deliveries = _store(event=event, endpoint_ids=[e.id for e in endpoints], now=timezone.now())
+            break
+        except IntegrityError:
+            # event_id was published before (or a concurrent publish of it won): answer the first.
+            existing = _published(event_id)
+            if existing is not None:
+                return _duplicate(existing)
+            # Else an endpoint (or the event type) was deleted between the routing read and the
+            # INSERT (its foreign key failed): route once more on a fresh snapshot.
+            if attempt == 2:
+                raise
+    # After commit (at once when _store committed by itself): wake-ups, not one task per delivery;
+    # each claims a batch of whatever is due (issue 7).
+    delivery_services.enqueue_wakeups_on_commit(
+        deliveries=sum(1 for e in endpoints if e.status == WebhookEndpoint.Status.ACTIVE),
+        queue="priority" if type_route.is_high_priority else None,
     )
-    subscribed = routing.subscribed(environment=environment, event_type=type_route.name)
-    # No filter (null or []) matches everything: the envelope is only built when a filter needs it.
-    envelope = None
-    endpoints = []
-    for endpoint in subscribed:
-        if endpoint.filters is not None and endpoint.filters != []:
-            envelope = envelope or filter_envelope(event)
-            if not _filters_match(endpoint, envelope):
-                continue
-        endpoints.append(endpoint)
-    try:
-        deliveries = _store(event=event, endpoint_ids=[e.id for e in endpoints], now=timezone.now())
-        # After commit (at once when _store committed by itself): wake-ups, not one task per
-        # delivery; each claims a batch of whatever is due (issue 7).
-        delivery_services.enqueue_wakeups_on_commit(
-            deliveries=sum(1 for e in endpoints if e.status == WebhookEndpoint.Status.ACTIVE),
-            queue="priority" if type_route.is_high_priority else None,
-        )
-    except IntegrityError:
-        # event_id was published before (or a concurrent publish of it won): answer with the first.
-        existing = _published(event_id)
-        if existing is None:
-            raise
-        return _duplicate(existing)
     return PublishResult(
         event=event, created=True, deliveries=deliveries, matched_endpoints=len(endpoints),
         filtered_out=len(subscribed) - len(endpoints),
