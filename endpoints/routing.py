@@ -33,7 +33,6 @@ process and every call reads the database, with an error in the log. The test su
 triggers exist after all migrations.
 """
 import logging
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,7 +192,6 @@ class RoutingConfig:
         return found
 
 
-_lock = threading.Lock()
 _cached: RoutingConfig | None = None
 _enabled: bool | None = None  # None: triggers not checked yet in this process
 
@@ -219,17 +217,8 @@ def current() -> RoutingConfig:
         return snapshot
     snapshot = _load(version=version)
     if version is not None:
-        with _lock:
-            _cached = snapshot
+        _cached = snapshot  # one assignment: threads see the old snapshot or the new one, whole
     return snapshot
-
-
-def clear() -> None:
-    """Forget the cached snapshot and the trigger check (tests that rebuild the schema)."""
-    global _cached, _enabled
-    with _lock:
-        _cached = None
-        _enabled = None
 
 
 def _read_version(cursor) -> int | None:
