@@ -97,11 +97,11 @@ def publish(
             if existing is not None:
                 return _duplicate(existing)
             raise queue_full
-        event = Event(
-            event_id=event_id, event_type=EventType(id=type_route.id, name=type_route.name,
-                                                    is_high_priority=type_route.is_high_priority),
-            timestamp=timestamp or timezone.now(), data=data, metadata=metadata or {}, environment=environment,
-        )
+        # The type as loaded with .only(): its other fields (category, ...) load on first access.
+        type_row = EventType.from_db(connection.alias, ["id", "name", "is_high_priority"],
+                                     [type_route.id, type_route.name, type_route.is_high_priority])
+        event = Event(event_id=event_id, event_type=type_row, timestamp=timestamp or timezone.now(), data=data,
+                      metadata=metadata or {}, environment=environment)
         subscribed = routing.subscribed(environment=environment, event_type=type_route.name)
         # No filter (null or []) matches everything: the envelope is only built when one is needed.
         envelope = None

@@ -157,3 +157,5 @@ def test_publish_stores_each_delivery_with_the_models_defaults(api):
         assert (row.status, row.attempt_count, row.is_replay, row.last_error) == ("pending", 0, False, "")
         assert row.next_attempt_at is not None and row.created_at is not None and row.updated_at is not None
         assert delivery.event is published.event
+    # the event type comes from the routing cache; the fields it does not hold load on access
+    assert (published.event.event_type.name, published.event.event_type.category) == ("lead.created", "lead")
