@@ -1,8 +1,29 @@
 """django-filter classes for the events API."""
+import re
+
 import django_filters
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 
 from events.models import Event
+
+MAX_EVENT_TYPE_PATTERNS = 100
+EVENT_TYPE_PATTERN_RE = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$")
+
+
+def validate_event_type_patterns(value: str) -> None:
+    """Raise ``ValidationError`` (a 400 from the API) unless ``value`` is at most
+    ``MAX_EVENT_TYPE_PATTERNS`` comma-separated patterns, each ``*``, a lowercase dotted name
+    (event type names are lowercase) or such a name followed by ``.*``. The cap keeps the query's
+    OR-tree bounded (SQLite refuses an expression deeper than 1,000)."""
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if len(items) > MAX_EVENT_TYPE_PATTERNS:
+        raise ValidationError(f"At most {MAX_EVENT_TYPE_PATTERNS} event type patterns, got {len(items)}.")
+    bad = [item for item in items if not EVENT_TYPE_PATTERN_RE.match(item)]
+    if bad:
+        # django-filter %-formats the message with params: the user's text must go in params.
+        raise ValidationError("Not an event type pattern: %(item)r. Use e.g. 'lead.created', 'lead.*' or '*'.",
+                              params={"item": bad[0][:100]})
 
 
 def event_type_q(patterns: str) -> Q:
@@ -24,7 +45,7 @@ def event_type_q(patterns: str) -> Q:
 class EventFilterSet(django_filters.FilterSet):
     """``event_type`` takes patterns (``?event_type=lead.*,call.ended``), as subscriptions do."""
 
-    event_type = django_filters.CharFilter(method="filter_event_type")
+    event_type = django_filters.CharFilter(method="filter_event_type", validators=[validate_event_type_patterns])
     received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
     received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
 

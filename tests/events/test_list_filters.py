@@ -3,6 +3,7 @@ import pytest
 from django.utils import timezone
 
 from events.models import Event, EventType
+from tests.conftest import assert_seed_error
 
 
 @pytest.fixture
@@ -21,6 +22,7 @@ def stored_events(event_types):
     ("*", {"evt_l1", "evt_l2", "evt_c1", "evt_a1"}),
     ("lead", set()),  # a prefix without ".*" is an exact name, as in subscriptions
     ("lea.*", set()),
+    (",, ,", {"evt_l1", "evt_l2", "evt_c1", "evt_a1"}),  # blanks only: no filter
 ])
 def test_events_list_filters_event_type_by_pattern(api, stored_events, query, expected):
     # when
@@ -29,3 +31,12 @@ def test_events_list_filters_event_type_by_pattern(api, stored_events, query, ex
     # then
     assert response.status_code == 200
     assert {e["event_id"] for e in response.json()["results"]} == expected
+
+
+@pytest.mark.parametrize("query", ["LEAD.*", "lead.%", "lead.*.x", "' OR 1=1 --", ",".join(["a.b"] * 101)])
+def test_events_list_with_a_malformed_or_too_long_event_type_list_answers_400(api, stored_events, query):
+    # when
+    response = api.get("/events", {"event_type": query})
+
+    # then
+    assert_seed_error(response, 400, "VALIDATION_ERROR")
