@@ -116,14 +116,34 @@ def rollup_delivery_stats(*, now: datetime | None = None, max_seconds: float | N
 
 
 def rebuild_rollups(*, now: datetime | None = None) -> RollupResult:
-    """Forget the watermark and roll up every stored attempt and delivery again (an operator's
-    repair after rows were imported or back-dated; the benchmark's first roll-up). Roll-ups older
-    than the oldest raw row are kept. No time budget."""
+    """Forget the watermark and roll up the stored attempts and deliveries again (an operator's
+    repair after rows were imported or back-dated; the benchmark's first roll-up). No time budget.
+
+    The rebuild starts at the oldest raw row, but never before ``retention_horizon(now)``: the
+    first whole day whose raw rows the retention purge cannot have touched yet. Older roll-ups
+    are kept as they are, because re-counting a day whose attempts were partly purged (a paused
+    endpoint's pending delivery outlives the purge, for one) would erase history."""
+    now = now or timezone.now()
     first = _first_data_minute()
+    horizon = retention_horizon(now)
+    if first is not None and horizon is not None:
+        first = max(first, horizon)
     with transaction.atomic():
         _state()
         RollupState.objects.filter(name=ROLLUP_STATE_NAME).update(watermark=first)
     return rollup_delivery_stats(now=now, max_seconds=float("inf"), recheck_seconds=0)
+
+
+def retention_horizon(now: datetime) -> datetime | None:
+    """Midnight (UTC) after the oldest moment the retention purge may have deleted raw rows
+    from, with the configured ``WEBHOOK_RETENTION_EVENTS_DAYS``, ``..._DELIVERIES_DAYS`` and
+    ``..._ATTEMPTS_DAYS`` (the shortest non-zero one; 0 turns a step off). ``None`` when every
+    step is off: nothing is ever purged."""
+    periods = [days for days in (settings.WEBHOOK_RETENTION_EVENTS_DAYS, settings.WEBHOOK_RETENTION_DELIVERIES_DAYS,
+                                 settings.WEBHOOK_RETENTION_ATTEMPTS_DAYS) if days > 0]
+    if not periods:
+        return None
+    return ceil_to(now - timedelta(days=min(periods)), "day")
 
 
 def _state() -> RollupState:

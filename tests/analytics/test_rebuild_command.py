@@ -8,6 +8,7 @@ from django.core.management import call_command
 
 from analytics import services as analytics_services
 from analytics.models import AttemptRollup, Granularity
+from deliveries.models import Delivery, DeliveryAttempt
 from tests.analytics.analytics_data import T0, attempt, delivery, endpoint, known_dataset
 
 pytestmark = pytest.mark.django_db
@@ -17,8 +18,11 @@ def _day_attempts() -> int:
     return sum(AttemptRollup.objects.filter(granularity=Granularity.DAY).values_list("attempts", flat=True))
 
 
-def test_rebuild_rollups_counts_rows_back_dated_behind_the_watermark(event_types):
-    # given — the dataset rolled up (8 attempts), then an attempt imported with a time long behind the watermark
+def test_rebuild_rollups_counts_rows_back_dated_behind_the_watermark(event_types, settings):
+    # given — the dataset rolled up (8 attempts), then an attempt imported with a time long behind the
+    # watermark; no retention purge, so the rebuild may go back to the dataset's day (March 2026)
+    settings.WEBHOOK_RETENTION_EVENTS_DAYS = settings.WEBHOOK_RETENTION_DELIVERIES_DAYS = 0
+    settings.WEBHOOK_RETENTION_ATTEMPTS_DAYS = 0
     known_dataset()
     analytics_services.rollup_delivery_stats(now=T0 + timedelta(days=2))
     assert _day_attempts() == 8
@@ -47,3 +51,22 @@ def test_rebuild_rollups_with_nothing_stored_says_so(event_types):
     # then
     assert out.getvalue().strip() == "Nothing to roll up: no attempts or deliveries are stored."
     assert not AttemptRollup.objects.exists()
+
+
+def test_rebuild_rollups_keeps_days_the_retention_purge_may_have_thinned(event_types, settings):
+    # given — the dataset rolled up, then 40 days later its attempts purged (30-day retention)
+    # while one pending delivery of that day survives the purge (its endpoint was paused)
+    settings.WEBHOOK_RETENTION_ATTEMPTS_DAYS = 30
+    known_dataset()
+    analytics_services.rollup_delivery_stats(now=T0 + timedelta(days=2))
+    before = sorted(AttemptRollup.objects.filter(granularity=Granularity.DAY).values_list("bucket_start", "attempts"))
+    DeliveryAttempt.objects.all().delete()
+    assert Delivery.objects.filter(status="pending").exists()
+
+    # when
+    analytics_services.rebuild_rollups(now=T0 + timedelta(days=40))
+
+    # then — the day's roll-up still counts the purged attempts
+    after = sorted(AttemptRollup.objects.filter(granularity=Granularity.DAY).values_list("bucket_start", "attempts"))
+    assert after == before
+    assert sum(n for _, n in after) == 8
