@@ -198,7 +198,7 @@ def _store(finished: list[_Finished]) -> None:
     planned = [attempts.plan_attempt(delivery=f.delivery, endpoint=f.delivery.endpoint, request=f.request,
                                      result=f.result, attempt_number=f.delivery.attempt_count + 1,
                                      started_at=f.started_at) for f in finished]
-    attempts.store_attempts(planned=planned)
+    attempts.store_attempts(planned=planned, returning=False)
     succeeded = {f.delivery.endpoint_id for f in finished if _is_success(f.result)}
     unhealthy = set(EndpointHealth.objects.filter(pk__in=succeeded).exclude(
         circuit_state=EndpointHealth.CircuitState.CLOSED, consecutive_failures=0).values_list("pk", flat=True)
@@ -363,6 +363,31 @@ def _healthy(row: EndpointHealth | None) -> bool:
     return row is None or (row.circuit_state == EndpointHealth.CircuitState.CLOSED and row.consecutive_failures == 0)
 
 
+def _load(ids: list[int]) -> list[Delivery]:
+    """The claimed deliveries with their events, oldest first, each endpoint read once per batch
+    (not once per delivery: decrypting its secrets and decoding its JSON fields cost more than the
+    delivery row itself) and shared by its deliveries. Read after the claim, so the configuration
+    is the current one. A delivery whose endpoint was deleted since the claim is left out: its
+    claim expires and the sweep cancels it (``attempt_delivery``)."""
+    deliveries = list(Delivery.objects.select_related("event__event_type").filter(pk__in=ids)
+                      .order_by("next_attempt_at", "id"))
+    endpoints = WebhookEndpoint.objects.in_bulk({d.endpoint_id for d in deliveries if d.endpoint_id})
+    kept = []
+    for delivery in deliveries:
+        endpoint = endpoints.get(delivery.endpoint_id)
+        if endpoint is not None:
+            delivery.endpoint = endpoint
+            kept.append(delivery)
+    return kept
+
+
+def run_wakeup(*, high_priority_only: bool = False) -> BatchResult:
+    """What a ``deliver_due`` wake-up task does: uncount itself as waiting
+    (``attempts.wakeup_started``), then ``deliver_due_batch``."""
+    attempts.wakeup_started(queue=attempts.QUEUE_PRIORITY if high_priority_only else attempts.QUEUE_FIRST_ATTEMPTS)
+    return deliver_due_batch(high_priority_only=high_priority_only)
+
+
 def deliver_due_batch(*, limit: int | None = None, high_priority_only: bool = False) -> BatchResult:
     """Claim, gate, send and store one batch of due deliveries (``limit`` defaults to
     ``WEBHOOK_BATCH_SIZE``). Returns the counts; never raises for a receiver's trouble (every
@@ -372,8 +397,7 @@ def deliver_due_batch(*, limit: int | None = None, high_priority_only: bool = Fa
     ids = claim_due(limit=limit, high_priority_only=high_priority_only)
     if not ids:
         return BatchResult(claimed=0, sent=0, released=0)
-    deliveries = list(Delivery.objects.select_related("endpoint", "event__event_type").filter(pk__in=ids)
-                      .order_by("next_attempt_at", "id"))
+    deliveries = _load(ids)
     endpoint_ids = {d.endpoint_id for d in deliveries}
     health_rows = {row.pk: row for row in EndpointHealth.objects.filter(pk__in=endpoint_ids)}
 
