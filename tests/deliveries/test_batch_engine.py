@@ -221,6 +221,28 @@ def test_a_hanging_receiver_does_not_hold_the_batch(transactional_db, event_type
     assert DeliveryAttempt.objects.get(delivery__endpoint=slow).response_status_code == 200
 
 
+def test_a_batch_does_not_wait_out_the_straggler_limit_once_its_healthy_sends_are_done(transactional_db, event_types,
+                                                                                       receiver, monkeypatch):
+    # given: a straggler limit far longer than the slow answer (3 s), two fast endpoints, one slow
+    from deliveries.services import batch
+
+    monkeypatch.setattr(batch, "STRAGGLER_WAIT_SECONDS", 30.0)
+    receiver.hang_seconds["/quiet-slow"] = 3
+    fast = [_endpoint(receiver, f"quiet-fast{n}") for n in range(2)]
+    slow = _endpoint(receiver, "quiet-slow", timeout_seconds=10)
+    _due_deliveries([*fast, slow], 2)
+
+    # when
+    delivery_services.deliver_due_batch()
+
+    # then: the batch stored the fast deliveries and left the slow ones to the recorder thread as
+    # soon as nothing else finished for STRAGGLER_QUIET_SECONDS (it did not wait for them)
+    assert set(Delivery.objects.filter(endpoint__in=fast).values_list("status", flat=True)) == {"succeeded"}
+    assert set(Delivery.objects.filter(endpoint=slow).values_list("status", flat=True)) == {"in_flight"}
+    wait_until(lambda: set(Delivery.objects.filter(endpoint=slow).values_list("status", flat=True)) == {"succeeded"},
+               timeout=20)
+
+
 def test_wakeups_beyond_the_pending_limit_are_not_enqueued(settings):
     if not isinstance(caches["default"], RedisCache):
         pytest.skip("the waiting wake-ups are counted in the Redis cache (REDIS_URL)")
