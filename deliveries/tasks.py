@@ -36,7 +36,7 @@ def deliver_due(high_priority_only: bool = False) -> None:
     """
     from deliveries import services as delivery_services
 
-    delivery_services.deliver_due_batch(high_priority_only=high_priority_only)
+    delivery_services.run_wakeup(high_priority_only=high_priority_only)
 
 
 @shared_task(ignore_result=True)

@@ -32,7 +32,9 @@ from deliveries.services.building import (  # noqa: F401
     render_payload,
     resolve_transformation,
 )
-from deliveries.services.batch import BatchResult, claim_due, deliver_due_batch, enqueue_wakeups_on_commit  # noqa: F401
+from deliveries.services.batch import (  # noqa: F401
+    BatchResult, claim_due, deliver_due_batch, enqueue_wakeups_on_commit, run_wakeup,
+)
 from deliveries.services.sweep import SweepResult, sweep_due_deliveries  # noqa: F401
 from deliveries.services.replay import (  # noqa: F401
     MAX_BULK, Acceptance, BulkResult, DeliverySelection, ReplayPlan, ReplayResult, ReplayTarget, bulk_discard,

@@ -6,12 +6,16 @@ import hmac
 import json
 import secrets
 
+import pytest
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from deliveries import services as delivery_services
 from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.services import attempts
 from endpoints.models import WebhookEndpoint
 from events import services as event_services
 from events.models import Event, EventType
@@ -62,6 +66,22 @@ def test_claim_due_keeps_the_per_endpoint_in_flight_cap(event_types, receiver, s
     assert claimed == ids[1:3]
 
 
+def test_claim_due_default_cap_lets_two_workers_share_one_busy_endpoint(event_types, receiver):
+    # given: 15 due deliveries to one endpoint and the default WEBHOOK_ENDPOINT_MAX_IN_FLIGHT (10)
+    ids = _due_deliveries([_endpoint(receiver, "shared")], 15)
+
+    # when: two workers claim batches of 5, then a third worker a batch of 50
+    first = delivery_services.claim_due(limit=5)
+    second = delivery_services.claim_due(limit=5)
+    third = delivery_services.claim_due(limit=50)
+
+    # then: the second worker is not shut out by the first one's claims; the cap stops at 10 in flight
+    assert first == ids[0:5]
+    assert second == ids[5:10]
+    assert third == []
+    assert Delivery.objects.filter(status="in_flight").count() == 10
+
+
 def test_claim_due_leaves_paused_endpoints_and_future_deliveries(event_types, receiver):
     # given
     paused = _due_deliveries([_endpoint(receiver, "paused", status="paused")], 1)
@@ -92,6 +112,39 @@ def test_deliver_due_batch_sends_all_and_stores_them_in_bulk(transactional_db, e
     assert len(receiver.requests) == 10
     assert DeliveryAttempt.objects.filter(outcome="succeeded").count() == 10
     assert len(queries) <= 10, "\n".join(q["sql"][:70] for q in queries)
+
+
+def test_deliver_due_batch_stores_complete_attempt_rows_in_one_counted_statement(transactional_db, event_types,
+                                                                                    receiver):
+    # given: 3 events to 2 endpoints, one with an Authorization custom header
+    plain = _endpoint(receiver, "rows-plain")
+    authed = _endpoint(receiver, "rows-auth", custom_headers={"Authorization": "Bearer abc123"})
+    ids = _due_deliveries([plain, authed], 3)
+    before = timezone.now()
+
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        delivery_services.deliver_due_batch()
+        wait_until(lambda: DeliveryAttempt.objects.count() == 6)
+
+    # then: one statement wrote the attempt rows (COPY on PostgreSQL, INSERT elsewhere) and it was
+    # recorded like any other statement
+    writes = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith(("INSERT", "COPY"))
+              and "deliveryattempt" in q["sql"]]
+    assert len(writes) == 1, writes
+    # and every row is complete: the same fields the single path stores
+    sent = {r.header("X-Vocelio-Delivery-Id"): r for r in receiver.requests}
+    for attempt in DeliveryAttempt.objects.select_related("delivery"):
+        request = sent[f"dlv_{attempt.delivery_id}"]
+        assert attempt.delivery_id in ids
+        assert (attempt.attempt_number, attempt.outcome, attempt.response_status_code) == (1, "succeeded", 200)
+        assert attempt.request_body.encode() == request.body
+        assert attempt.request_body_sha256 == hashlib.sha256(request.body).hexdigest()
+        assert attempt.request_body_size == len(request.body)
+        assert attempt.request_headers["X-Vocelio-Signature"] == request.header("X-Vocelio-Signature")
+        assert attempt.created_at >= before and attempt.started_at >= before
+        if attempt.delivery.endpoint_id == authed.pk:
+            assert attempt.request_headers["Authorization"] == "Bearer ***"
 
 
 def test_gzip_endpoint_gets_a_compressed_body_signed_uncompressed(api, receiver, worker):
@@ -166,3 +219,76 @@ def test_a_hanging_receiver_does_not_hold_the_batch(transactional_db, event_type
     # ... which the recorder thread stores when the answer comes
     wait_until(lambda: Delivery.objects.get(endpoint=slow).status == "succeeded", timeout=20)
     assert DeliveryAttempt.objects.get(delivery__endpoint=slow).response_status_code == 200
+
+
+def test_a_batch_does_not_wait_out_the_straggler_limit_once_its_healthy_sends_are_done(transactional_db, event_types,
+                                                                                       receiver, monkeypatch):
+    # given: a straggler limit far longer than the slow answer (3 s), two fast endpoints, one slow
+    from deliveries.services import batch
+
+    monkeypatch.setattr(batch, "STRAGGLER_WAIT_SECONDS", 30.0)
+    receiver.hang_seconds["/quiet-slow"] = 3
+    fast = [_endpoint(receiver, f"quiet-fast{n}") for n in range(2)]
+    slow = _endpoint(receiver, "quiet-slow", timeout_seconds=10)
+    _due_deliveries([*fast, slow], 2)
+
+    # when
+    delivery_services.deliver_due_batch()
+
+    # then: the batch stored the fast deliveries and left the slow ones to the recorder thread as
+    # soon as nothing else finished for STRAGGLER_QUIET_SECONDS (it did not wait for them)
+    assert set(Delivery.objects.filter(endpoint__in=fast).values_list("status", flat=True)) == {"succeeded"}
+    assert set(Delivery.objects.filter(endpoint=slow).values_list("status", flat=True)) == {"in_flight"}
+    wait_until(lambda: set(Delivery.objects.filter(endpoint=slow).values_list("status", flat=True)) == {"succeeded"},
+               timeout=20)
+
+
+def test_wakeups_beyond_the_pending_limit_are_not_enqueued(settings):
+    if not isinstance(caches["default"], RedisCache):
+        pytest.skip("the waiting wake-ups are counted in the Redis cache (REDIS_URL)")
+    import redis
+
+    # given: at most 2 waiting wake-ups, on a queue no worker reads
+    settings.WEBHOOK_MAX_PENDING_WAKEUPS = 2
+    queue = f"gate-test-{secrets.token_hex(4)}"
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    try:
+        # when: five wake-ups are asked for and none has started
+        for _ in range(5):
+            attempts.enqueue_wakeup(queue)
+
+        # then: two are in the broker
+        assert broker.llen(queue) == 2
+
+        # when: one starts, and two more are asked for
+        attempts.wakeup_started(queue=queue)
+        attempts.enqueue_wakeup(queue)
+        attempts.enqueue_wakeup(queue)
+
+        # then: one more in the broker (the started one's place)
+        assert broker.llen(queue) == 3
+    finally:
+        broker.delete(queue)
+        caches["default"].delete(attempts._PENDING_WAKEUPS_KEY.format(queue=queue))
+
+
+def test_every_event_is_delivered_with_one_waiting_wakeup_at_most(api, receiver, worker, settings):
+    # given: publishing may leave at most one wake-up waiting (a burst enqueues far fewer tasks
+    # than events; on Redis the limit applies, elsewhere every wake-up is enqueued)
+    settings.WEBHOOK_MAX_PENDING_WAKEUPS = 1
+    attempts.forget_pending_wakeups()
+    for n in range(3):
+        assert api.post("/endpoints", {"name": f"gate{n}", "url": receiver.url(f"/gate{n}"), "events": ["lead.*"],
+                                       "secret": "whsec_gate_test_secret_0123456789"},
+                        format="json").status_code == 201
+
+    # when: a burst of 8 events
+    for n in range(8):
+        assert api.post("/events/publish", {"event_type": "lead.created", "data": {"n": n}},
+                        format="json").status_code == 202
+
+    # then: all 24 deliveries arrive, once each, without waiting for the sweep
+    for n in range(3):
+        got = receiver.wait_for(8, path=f"/gate{n}", timeout=15)
+        assert len({r.header("X-Vocelio-Event-Id") for r in got}) == 8
+    wait_until(lambda: Delivery.objects.filter(status="succeeded").count() == 24)
