@@ -1,9 +1,11 @@
 """API shapes for endpoints. Secrets are write-only: responses show them masked, except the
 create response, which shows the full secret once."""
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from endpoints.models import WebhookEndpoint, validate_custom_headers
 from vocelio_webhooks.crypto import mask
+from vocelio_webhooks.validators import reject_nul_characters
 
 SENSITIVE_HEADER_WORDS = ("authorization", "api-key", "apikey", "secret", "token", "password", "cookie")
 
@@ -51,6 +53,17 @@ class EndpointSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["id", "status_reason", "previous_secret_expires_at", "created_at", "updated_at"]
         extra_kwargs = {"timeout_seconds": {"min_value": 1}}
+
+    def validate(self, attrs):
+        # Every JSON field (filters, custom_headers, transformation, ...): PostgreSQL stores them,
+        # or their audit entry, as jsonb, which cannot hold a NUL character (a 500 otherwise).
+        for name, value in attrs.items():
+            if isinstance(self.fields.get(name), serializers.JSONField):
+                try:
+                    reject_nul_characters(value)
+                except DjangoValidationError as exc:
+                    raise serializers.ValidationError({name: exc.messages}) from exc
+        return attrs
 
     def to_representation(self, instance):
         data = super().to_representation(instance)

@@ -4,6 +4,7 @@ import re
 from rest_framework import serializers
 
 from events.models import Environment, Event, EventType
+from vocelio_webhooks.validators import reject_nul_characters
 
 # The seed's shape (``category.action``): any other name could only be matched by the ``*``
 # subscription and could not be addressed at ``/event-types/{name}``.
@@ -27,6 +28,7 @@ class EventTypeSerializer(serializers.ModelSerializer):
         # It stands in for an event's ``data``, which publishing requires to be an object.
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
+        reject_nul_characters(value)  # the audit entry of the creation is jsonb on PostgreSQL
         return value
 
 

@@ -19,7 +19,8 @@ from endpoints import routing as endpoint_routing
 from endpoints.filters import FilterValidationError, evaluate_filters
 from endpoints.models import WebhookEndpoint
 from events.models import Environment, Event, EventType
-from vocelio_webhooks.errors import ServiceUnavailable, ValidationFailed
+from vocelio_webhooks import services as audit_services
+from vocelio_webhooks.errors import Conflict, ServiceUnavailable, ValidationFailed
 
 logger = logging.getLogger(__name__)
 EVENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}$")
@@ -27,8 +28,9 @@ EVENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}$")
 
 @dataclass(frozen=True)
 class PublishResult:
-    """``created`` is False when ``event_id`` had been published before: ``event`` and
-    ``deliveries`` are then the first publication's, and nothing new was created."""
+    """``created`` is False when ``event_id`` had been published before (in the same
+    environment): ``event`` and ``deliveries`` are then the first publication's (replays left
+    out), and nothing new was created."""
 
     event: Event
     created: bool
@@ -60,7 +62,8 @@ def publish(
     (a paused endpoint's deliveries wait; a disabled endpoint gets none). Wake-ups are enqueued after commit; if the broker is down they are logged and the
     sweep sends them. ``timestamp`` defaults to now and ``environment`` to
     ``WEBHOOK_DEFAULT_ENVIRONMENT``. Raises ``ValidationFailed`` (400) for an unknown event type,
-    environment or malformed ``event_id``.
+    environment or malformed ``event_id``, and ``Conflict`` (409 ``EVENT_ID_CONFLICT``) when
+    ``event_id`` was published in another environment (``_duplicate``).
 
     Cost (issue 7): event types and endpoints come from the per-process routing cache
     (``endpoints.routing``, one primary-key SELECT of its version when nothing changed), and the
@@ -95,7 +98,7 @@ def publish(
             # publication) even while new events are refused.
             existing = _published(event_id)
             if existing is not None:
-                return _duplicate(existing)
+                return _duplicate(existing, environment=environment)
             raise queue_full
         # The type as loaded with .only(): its other fields (category, ...) load on first access.
         type_row = EventType.from_db(connection.alias, ["id", "name", "is_high_priority"],
@@ -119,7 +122,7 @@ def publish(
             # event_id was published before (or a concurrent publish of it won): answer the first.
             existing = _published(event_id)
             if existing is not None:
-                return _duplicate(existing)
+                return _duplicate(existing, environment=environment)
             # Else an endpoint (or the event type) was deleted between the routing read and the
             # INSERT (its foreign key failed): route once more on a fresh snapshot.
             if attempt == 2:
@@ -286,6 +289,29 @@ def _filters_match(endpoint: endpoint_routing.EndpointRoute, envelope: dict[str,
         return False
 
 
-def _duplicate(event: Event) -> PublishResult:
-    deliveries = list(event.deliveries.order_by("id"))
+def _duplicate(event: Event, *, environment: str) -> PublishResult:
+    """The answer to a repeated publish of ``event``'s ``event_id`` into ``environment``: the first
+    publication and the deliveries it created (replays, added later by
+    ``deliveries.services.replay``, are not part of it).
+
+    ``event_id`` is unique across environments, so a repeat into ANOTHER environment cannot be
+    the same publication: it raises ``Conflict`` (409 ``EVENT_ID_CONFLICT``) naming nothing of
+    the existing event (a key limited to staging must not read production through this path).
+    """
+    if event.environment != environment:
+        raise Conflict(
+            "This event_id was already used for an event in another environment; publish with another event_id.",
+            details={"event_id": event.event_id, "environment": environment}, code="EVENT_ID_CONFLICT",
+        )
+    deliveries = list(event.deliveries.filter(is_replay=False).order_by("id"))
     return PublishResult(event=event, created=False, deliveries=deliveries, matched_endpoints=len(deliveries))
+
+
+def create_event_type(*, data: dict[str, Any], request=None) -> EventType:
+    """Create a custom event type from validated ``data`` (``EventTypeSerializer``) and its audit
+    entry (actor, IP and request id from ``request``), in one transaction: a failure of either
+    leaves nothing written. Returns the new ``EventType``."""
+    with transaction.atomic():
+        event_type = EventType.objects.create(**data)
+        audit_services.record_audit(request=request, action="create", obj=event_type)
+    return event_type

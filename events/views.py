@@ -8,7 +8,6 @@ from events import services as event_services
 from events.filtersets import EventFilterSet
 from events.models import Event, EventType
 from events.serializers import EventSerializer, EventTypeSerializer, PublishInputSerializer, PublishOutputSerializer
-from vocelio_webhooks import services as audit_services
 from vocelio_webhooks.permissions import HasScope, PublishEnvironmentAllowed
 
 
@@ -62,4 +61,4 @@ class EventTypeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
     required_scopes = ["events:publish"]
 
     def perform_create(self, serializer):
-        audit_services.record_audit(request=self.request, action="create", obj=serializer.save())
+        serializer.instance = event_services.create_event_type(data=serializer.validated_data, request=self.request)

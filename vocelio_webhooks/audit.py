@@ -152,4 +152,20 @@ def mask_changes(changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
             side: mask_value(value) if name in SECRET_FIELD_NAMES else mask_sensitive_keys(to_json(value))
             for side, value in sides.items()
         }
-    return safe
+    return without_nul(safe)
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` with every NUL character (U+0000) in its strings and keys replaced by U+FFFD.
+
+    ``AuditLogEntry.changes`` is ``jsonb`` on PostgreSQL, which rejects ``\\u0000``: one NUL in a
+    value the API does not validate (an old row, the admin, a template) must not make the audited
+    write fail. Values without a NUL are returned as they are (a ``MaskedSecret`` stays one).
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    return value

@@ -167,7 +167,7 @@ def record_audit(
         action=str(action)[:32],
         object_type=object_type[:100],
         object_id="" if object_id is None else str(object_id)[:64],
-        object_repr=object_repr[:200],
+        object_repr=audit.without_nul(object_repr[:200]),  # text: PostgreSQL rejects NUL there too
         changes=changes,
         environment=environment_of(obj) if obj is not None else "",
         request_id=_request_id(request) if request is not None else "",
