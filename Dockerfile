@@ -28,4 +28,4 @@ RUN useradd --system --uid 10001 --no-create-home --home-dir /app app \
 USER app
 
 EXPOSE 8019
-CMD ["gunicorn", "vocelio_webhooks.wsgi", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8019", "--workers", "2", "--threads", "4"]
+CMD ["gunicorn", "vocelio_webhooks.wsgi", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8019"]
