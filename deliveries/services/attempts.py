@@ -111,7 +111,7 @@ def _pending_wakeups_cache():
     return cache if isinstance(cache, RedisCache) else None
 
 
-def enqueue_wakeup(queue: str | None = None) -> None:
+def enqueue_wakeup(queue: str | None = None, countdown: float | None = None) -> None:
     """Enqueue one ``deliver_due`` wake-up (a batch of whatever is due); a broker failure is logged,
     not raised: the sweep finds the due deliveries.
 
@@ -120,7 +120,7 @@ def enqueue_wakeup(queue: str | None = None) -> None:
     ``wakeup_started``): a waiting wake-up starts after the caller's commit and claims whatever is
     due then, so a further one would only claim what the waiting ones take anyway (issue 7: a
     Celery enqueue costs ~1.4 ms of CPU, a task ~2 ms, against ~1 ms to send a delivery). If Redis
-    cannot be reached the wake-up is enqueued.
+    cannot be reached the wake-up is enqueued. ``countdown`` (seconds) delays its start.
     """
     queue = queue or QUEUE_FIRST_ATTEMPTS
     cache = _pending_wakeups_cache()
@@ -136,7 +136,7 @@ def enqueue_wakeup(queue: str | None = None) -> None:
         except Exception:  # noqa: BLE001 — counting is an optimisation: without Redis, enqueue
             logger.warning("Could not count waiting wake-ups; enqueuing one", exc_info=True)
     try:
-        deliver_due_task.apply_async((queue == QUEUE_PRIORITY,), queue=queue)
+        deliver_due_task.apply_async((queue == QUEUE_PRIORITY,), queue=queue, countdown=countdown)
     except Exception:  # noqa: BLE001 — any broker error; the database still holds the deliveries
         logger.warning("Could not enqueue a delivery wake-up; the sweep will pick the deliveries up", exc_info=True)
         if counted:

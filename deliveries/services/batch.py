@@ -10,6 +10,9 @@ One ``deliver_due`` task run (``deliver_due_batch``):
    instead of after it). On PostgreSQL the
    candidates are locked ``FOR UPDATE SKIP LOCKED`` so concurrent workers take different rows
    without waiting; the conditional ``UPDATE`` alone already guarantees a delivery is claimed once.
+   Claims themselves run one at a time (an advisory lock around the statement), so the cap holds
+   across workers. A priority wake-up claims only high-priority deliveries; if some stay due
+   because their endpoints are at the cap, it looks again ``PRIORITY_RECHECK_SECONDS`` later.
 2. **Gates** — the circuit breaker, failover and rate limit of ``deliveries.services.health`` per
    delivery, exactly as the single path does; the endpoints' health rows are read once per batch
    and an endpoint whose circuit is closed with no failures skips the per-delivery checks. A
@@ -140,6 +143,21 @@ def _claim_sql(vendor: str, high_priority_only: bool) -> str:
         RETURNING id"""
 
 
+# A priority wake-up that leaves high-priority deliveries due (their endpoints at the in-flight cap)
+# looks again this much later, instead of leaving them to ordinary, oldest-first claims.
+PRIORITY_RECHECK_SECONDS = 0.2
+# PostgreSQL advisory lock key serialising claims (see claim_due); any constant unique to this use.
+CLAIM_LOCK_KEY = 0x766F63656C696F  # "vocelio"
+
+
+def high_priority_due() -> bool:
+    """True when a delivery of a high-priority event type to an active endpoint is due now."""
+    return Delivery.objects.filter(
+        status__in=Delivery.DUE_STATUSES, next_attempt_at__lte=timezone.now(),
+        endpoint__status=WebhookEndpoint.Status.ACTIVE, event__event_type__is_high_priority=True,
+    ).exists()
+
+
 def claim_due(*, limit: int, high_priority_only: bool = False) -> list[int]:
     """Claim up to ``limit`` due deliveries (one statement, see the module docstring); returns their
     ids in ascending order (oldest first: ``UPDATE … RETURNING`` itself promises no order).
@@ -155,8 +173,19 @@ def claim_due(*, limit: int, high_priority_only: bool = False) -> list[int]:
               "margin": settings.WEBHOOK_CLAIM_MARGIN_SECONDS, "scan": limit * 4, "limit": limit,
               "cap": settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT}
     with connection.cursor() as cursor:
-        cursor.execute(_claim_sql(connection.vendor, high_priority_only), params)
-        return sorted(row[0] for row in cursor.fetchall())
+        if connection.vendor != "postgresql":  # SQLite has one writer at a time: claims are serial already
+            cursor.execute(_claim_sql(connection.vendor, high_priority_only), params)
+            return sorted(row[0] for row in cursor.fetchall())
+        # Claims run one at a time (a session advisory lock, held for one statement of a few ms):
+        # each counts the endpoint's in-flight rows in its own snapshot, so two claims at once could
+        # both fill the same endpoint's cap (the bench saw 4 in flight at a cap of 2). The claim
+        # commits (autocommit) before the unlock, so the next one sees it.
+        cursor.execute("SELECT pg_advisory_lock(%s)", [CLAIM_LOCK_KEY])
+        try:
+            cursor.execute(_claim_sql(connection.vendor, high_priority_only), params)
+            return sorted(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [CLAIM_LOCK_KEY])
 
 
 def _release(deliveries: list[Delivery], *, until, reason: str) -> None:
@@ -424,6 +453,10 @@ def deliver_due_batch(*, limit: int | None = None, high_priority_only: bool = Fa
     limit = min(limit or settings.WEBHOOK_BATCH_SIZE, _capacity())
     ids = claim_due(limit=limit, high_priority_only=high_priority_only)
     if not ids:
+        if high_priority_only and high_priority_due():
+            # Due but not claimable: their endpoints are at the in-flight cap. Look again shortly;
+            # ordinary wake-ups claim oldest first and would leave them behind any backlog.
+            attempts.enqueue_wakeup(attempts.QUEUE_PRIORITY, countdown=PRIORITY_RECHECK_SECONDS)
         return BatchResult(claimed=0, sent=0, released=0)
     deliveries = _load(ids)
     endpoint_ids = {d.endpoint_id for d in deliveries}
@@ -479,4 +512,6 @@ def deliver_due_batch(*, limit: int | None = None, high_priority_only: bool = Fa
     # Deliveries may still be due: beyond this batch, or held back by the per-endpoint cap while
     # this batch was in flight. One more wake-up; a chain ends with a batch that claims nothing.
     attempts.enqueue_wakeup()
+    if high_priority_only and high_priority_due():
+        attempts.enqueue_wakeup(attempts.QUEUE_PRIORITY)  # this batch's slots are free now
     return BatchResult(claimed=len(ids), sent=len(to_send), released=sum(len(g) for g in held.values()))

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 
 import pytest
 from django.core.cache import caches
@@ -111,7 +112,8 @@ def test_deliver_due_batch_sends_all_and_stores_them_in_bulk(transactional_db, e
     wait_until(lambda: set(Delivery.objects.values_list("status", flat=True)) == {"succeeded"})
     assert len(receiver.requests) == 10
     assert DeliveryAttempt.objects.filter(outcome="succeeded").count() == 10
-    assert len(queries) <= 10, "\n".join(q["sql"][:70] for q in queries)
+    # (12: on PostgreSQL the claim is wrapped in an advisory lock and unlock)
+    assert len(queries) <= 12, "\n".join(q["sql"][:70] for q in queries)
 
 
 def test_deliver_due_batch_stores_complete_attempt_rows_in_one_counted_statement(transactional_db, event_types,
@@ -292,3 +294,61 @@ def test_every_event_is_delivered_with_one_waiting_wakeup_at_most(api, receiver,
         got = receiver.wait_for(8, path=f"/gate{n}", timeout=15)
         assert len({r.header("X-Vocelio-Event-Id") for r in got}) == 8
     wait_until(lambda: Delivery.objects.filter(status="succeeded").count() == 24)
+
+
+def test_claims_on_postgresql_run_one_at_a_time_so_the_cap_holds_across_workers(transactional_db, event_types,
+                                                                                 receiver):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has one writer at a time; the claim lock is PostgreSQL's")
+    import threading
+
+    import psycopg
+
+    # given: a due delivery, and another worker's claim in progress (it holds the claim lock)
+    ids = _due_deliveries([_endpoint(receiver, "serial")], 1)
+    params = connection.get_connection_params()
+    other = psycopg.connect(**{k: v for k, v in params.items() if k in ("dbname", "user", "password", "host", "port")})
+    other.execute("SELECT pg_advisory_lock(%s)", [delivery_services.batch.CLAIM_LOCK_KEY])
+    claimed: list[list[int]] = []
+
+    def claim():
+        from django.db import connections
+
+        try:
+            claimed.append(delivery_services.claim_due(limit=50))
+        finally:
+            connections.close_all()
+
+    # when: this worker claims meanwhile
+    thread = threading.Thread(target=claim)
+    thread.start()
+    thread.join(timeout=1.0)
+
+    # then: it waits for the other claim to end (so it counts that claim's in-flight rows), then claims
+    assert thread.is_alive() and claimed == []
+    other.execute("SELECT pg_advisory_unlock(%s)", [delivery_services.batch.CLAIM_LOCK_KEY])
+    other.close()
+    thread.join(timeout=10)
+    assert claimed == [ids]
+
+
+def test_a_high_priority_delivery_held_by_the_cap_is_sent_once_the_cap_frees(api, receiver, worker):
+    # given: an endpoint whose in-flight cap (10) is full with another batch's ordinary deliveries
+    endpoint = _endpoint(receiver, "urgent", events=["*"])
+    busy = _due_deliveries([endpoint], 10)
+    Delivery.objects.filter(pk__in=busy).update(status=Delivery.Status.IN_FLIGHT,
+                                                 claimed_until=timezone.now() + timezone.timedelta(minutes=5))
+    EventType.objects.filter(name="system.error").update(is_high_priority=True)
+
+    # when: a high-priority event is published (its priority wake-up finds the cap full), then the
+    # other batch ends without any wake-up of its own (so only a priority re-check can pick it up)
+    assert api.post("/events/publish", {"event_type": "system.error", "data": {"n": 1}},
+                    format="json").status_code == 202
+    urgent = Delivery.objects.get(event__event_type__name="system.error")
+    time.sleep(1.0)
+    assert Delivery.objects.get(pk=urgent.pk).status == "pending"
+    Delivery.objects.filter(pk__in=busy).update(status=Delivery.Status.SUCCEEDED, claimed_until=None)
+
+    # then: it is delivered within seconds, without the sweep (no beat runs in the tests)
+    got = receiver.wait_for(1, path="/urgent", timeout=10)
+    assert got[0].header("X-Vocelio-Event-Id") == urgent.event.event_id
