@@ -9,7 +9,9 @@ threads 155-163 req/s; 2 x 8 122-127; 2 x 1 (sync, no keep-alive) 111-165; 4 x 2
 4 x 1 76-87. A publish is mostly CPU in Python with three short waits (PostgreSQL twice, Redis
 once), so one process per core with a few threads to cover the waits is best; more processes
 only add contention on two cores. ``WEB_CONCURRENCY`` / ``GUNICORN_THREADS`` override them for
-bigger machines (rule of thumb: workers = cores). Command-line flags win over this file.
+bigger machines (rule of thumb: workers = cores). Command-line flags win over this file, so the
+Procfile, docker-compose.yml and the Dockerfile pass no ``--workers``/``--threads``
+(tests/deploy/test_web_concurrency.py).
 """
 import os
 
