@@ -299,7 +299,11 @@ def test_delivery_of_seed_lead_logs_no_email_or_phone(api, receiver, debug_worke
     assert not any(value in caplog.text for value in PERSONAL)  # later handlers get the masked record
     worker_side = debug_worker.log_path.read_text()
     worker_lines = [json.loads(line) for line in worker_side.splitlines() if line.startswith("{")]
-    assert any("deliveries_deliveryattempt" in line["message"] and "[masked]" in line["message"]
-               for line in worker_lines)  # the attempt's INSERT, request body included, was logged
+    inserts = [line["message"] for line in worker_lines if 'INSERT INTO "deliveries_deliveryattempt"' in line["message"]]
+    copies = [line["message"] for line in worker_lines if 'COPY "deliveries_deliveryattempt"' in line["message"]]
+    assert inserts or copies  # the attempt's write was logged
+    # an INSERT logs its values, request body included, masked; the batch engine's COPY (PostgreSQL)
+    # logs no values at all
+    assert all("[masked]" in message for message in inserts)
     assert any(line["logger"] == "celery.app.trace" and "succeeded" in line["message"] for line in worker_lines)
     assert not any(value in worker_side for value in PERSONAL)
