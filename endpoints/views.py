@@ -1,5 +1,6 @@
 """Endpoint API (the seed's "Webhook Endpoint Management" routes). Test sends live in
 ``deliveries.views`` because they use the delivery path (dependencies point one way)."""
+from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -29,6 +30,7 @@ class EndpointViewSet(viewsets.ModelViewSet):
     permission_classes = [HasScope, EndpointEnvironmentAllowed]
     required_scopes = ["endpoints:manage"]
 
+    @transaction.atomic  # the change and its audit entry: both or neither
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -37,6 +39,7 @@ class EndpointViewSet(viewsets.ModelViewSet):
         body = EndpointSerializer(endpoint, context={"reveal_secret": True}).data
         return Response(body, status=status.HTTP_201_CREATED)
 
+    @transaction.atomic  # the change and its audit entry: both or neither
     def update(self, request, *args, **kwargs):
         partial = kwargs.pop("partial", False)
         instance = self.get_object()
@@ -49,12 +52,14 @@ class EndpointViewSet(viewsets.ModelViewSet):
         reveal = not had_secret and bool(endpoint.secret) and "secret" not in serializer.validated_data
         return Response(EndpointSerializer(endpoint, context={"reveal_secret": reveal}).data)
 
+    @transaction.atomic  # the change and its audit entry: both or neither
     def perform_destroy(self, instance):
         endpoint_services.delete_endpoint(endpoint=instance)
         audit_services.record_audit(request=self.request, action="delete", obj=instance, object_id=self.kwargs["pk"])
 
     @extend_schema(request=EndpointStatusSerializer, responses=EndpointSerializer)
     @action(detail=True, methods=["put"], url_path="status")
+    @transaction.atomic  # the change and its audit entry: both or neither
     def set_status(self, request, pk=None):
         serializer = EndpointStatusSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -68,6 +73,7 @@ class EndpointViewSet(viewsets.ModelViewSet):
 
     @extend_schema(request=RotateSecretSerializer, responses=EndpointSerializer)
     @action(detail=True, methods=["post"], url_path="rotate-secret")
+    @transaction.atomic  # the change and its audit entry: both or neither
     def rotate_secret(self, request, pk=None):
         """``POST /endpoints/{id}/rotate-secret``: a new secret, shown in full in this response
         only; the old one keeps signing (second signature) for ``overlap_seconds`` (default 24 h)."""

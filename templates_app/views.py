@@ -1,5 +1,6 @@
 """Template API (the seed's "Template Management" routes plus versions and rollback). A template
 is addressed by id or by name (``/templates/7`` or ``/templates/salesforce_lead_template``)."""
+from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -43,6 +44,7 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         return template
 
     @extend_schema(request=TemplateCreateSerializer, responses={201: TemplateSerializer})
+    @transaction.atomic  # the change and its audit entry: both or neither
     def create(self, request):
         serializer = TemplateCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -51,6 +53,7 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         return Response(TemplateSerializer(template).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=TemplateUpdateSerializer, responses=TemplateSerializer, parameters=[_ID_OR_NAME])
+    @transaction.atomic  # the change and its audit entry: both or neither
     def update(self, request, pk=None, partial: bool = False):
         template = self.get_object()
         serializer = TemplateUpdateSerializer(template, data=request.data, partial=partial)
@@ -74,6 +77,7 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     @extend_schema(request=RollbackInputSerializer, responses=TemplateSerializer, parameters=[_ID_OR_NAME])
     @action(detail=True, methods=["post"])
+    @transaction.atomic  # the change and its audit entry: both or neither
     def rollback(self, request, pk=None):
         serializer = RollbackInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

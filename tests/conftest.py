@@ -306,3 +306,30 @@ def assert_seed_error(response, status_code: int, code: str) -> dict:
     assert isinstance(body["error"]["details"], dict)
     return body["error"]
 
+
+
+@pytest.fixture
+def audit_entries_refused(transactional_db):
+    """The database refuses every audit-log INSERT (a trigger raising), for as long as the test
+    runs: a real failure after the audited change was written, to show both roll back together."""
+    from django.db import connection
+
+    from vocelio_webhooks.models import AuditLogEntry
+
+    table = AuditLogEntry._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("CREATE FUNCTION test_refuse_audit() RETURNS trigger AS $$ BEGIN "
+                           "RAISE EXCEPTION 'audit log unavailable'; END $$ LANGUAGE plpgsql")
+            cursor.execute(f"CREATE TRIGGER test_refuse_audit BEFORE INSERT ON {table} "
+                           "FOR EACH ROW EXECUTE FUNCTION test_refuse_audit()")
+        else:
+            cursor.execute(f"CREATE TRIGGER test_refuse_audit BEFORE INSERT ON {table} "
+                           "BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END")
+    yield
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"DROP TRIGGER test_refuse_audit ON {table}")
+            cursor.execute("DROP FUNCTION test_refuse_audit()")
+        else:
+            cursor.execute("DROP TRIGGER test_refuse_audit")

@@ -46,27 +46,12 @@ def test_create_event_type_with_nul_in_sample_data_is_refused_and_writes_nothing
     assert AuditLogEntry.objects.count() == audit_before
 
 
-def test_create_event_type_writes_nothing_when_its_audit_entry_fails(transactional_db, api):
+def test_create_event_type_writes_nothing_when_its_audit_entry_fails(api, audit_entries_refused):
     # given: the database refuses every audit entry (a real failure after the event type INSERT)
-    table = AuditLogEntry._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("CREATE FUNCTION walk_refuse_audit() RETURNS trigger AS $$ BEGIN "
-                           "RAISE EXCEPTION 'audit log unavailable'; END $$ LANGUAGE plpgsql")
-            cursor.execute(f"CREATE TRIGGER walk_refuse_audit BEFORE INSERT ON {table} "
-                           "FOR EACH ROW EXECUTE FUNCTION walk_refuse_audit()")
-        else:
-            cursor.execute(f"CREATE TRIGGER walk_refuse_audit BEFORE INSERT ON {table} "
-                           "BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END")
     api.raise_request_exception = False
-    try:
-        # when
-        response = api.post("/event-types", {"name": "billing.audited", "category": "billing"}, format="json")
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP TRIGGER walk_refuse_audit{' ON ' + table if connection.vendor == 'postgresql' else ''}")
-            if connection.vendor == "postgresql":
-                cursor.execute("DROP FUNCTION walk_refuse_audit()")
+
+    # when
+    response = api.post("/event-types", {"name": "billing.audited", "category": "billing"}, format="json")
 
     # then
     assert response.status_code == 500
