@@ -16,6 +16,7 @@ from events.models import Environment
 from templates_app.rendering import is_reserved_header
 from vocelio_webhooks.crypto import EncryptedJSONField, EncryptedTextField
 from vocelio_webhooks.fields import OrderedJSONField
+from vocelio_webhooks.validators import reject_nul_characters
 
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
 EVENT_PATTERN_RE = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$")
@@ -347,7 +348,8 @@ class WebhookEndpoint(models.Model):
     ca_bundle = models.TextField(blank=True)
     owner_email = models.EmailField(blank=True)
     # Payload filters (endpoints.filters) and the payload transformation (templates_app).
-    filters = models.JSONField(null=True, blank=True)
+    # jsonb cannot hold \u0000: refused here too, so the admin's form says so instead of a 500
+    filters = models.JSONField(null=True, blank=True, validators=[reject_nul_characters])
     transformation = OrderedJSONField(null=True, blank=True, validators=[validate_transformation])
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

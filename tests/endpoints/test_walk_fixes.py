@@ -49,3 +49,19 @@ def test_create_endpoint_with_nul_in_a_json_field_is_refused_and_writes_nothing(
     assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert not WebhookEndpoint.objects.exists()
     assert not AuditLogEntry.objects.filter(object_type="endpoints.webhookendpoint").exists()
+
+
+def test_endpoint_model_validation_refuses_a_nul_in_filters_as_the_admin_form_does(db):
+    # given: what the admin's change form validates (the model's full_clean)
+    from django.core.exceptions import ValidationError
+
+    endpoint = WebhookEndpoint(name="crm", url="https://crm.example.com/hook", events=["lead.*"],
+                               filters={"all": [{"field": "data.x", "operator": "equals", "value": "a\u0000b"}]})
+
+    # when
+    with pytest.raises(ValidationError) as refused:
+        endpoint.full_clean()
+
+    # then
+    assert "filters" in refused.value.message_dict
+    assert "NUL" in refused.value.message_dict["filters"][0]
