@@ -105,17 +105,23 @@ def _read_body(response: requests.Response, limit: int) -> tuple[bytes, bool]:
             return bytes(body[:limit]), False
 
 
+def _storable(text: str) -> str:
+    """``text`` with NUL (U+0000) replaced by U+FFFD: PostgreSQL ``text`` columns refuse NUL, and
+    one NUL in a receiver's answer must not fail the storing of a whole batch of attempts."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def _text(raw: bytes, encoding: str | None) -> str:
     try:
-        return raw.decode(encoding or "utf-8", errors="replace")
+        return _storable(raw.decode(encoding or "utf-8", errors="replace"))
     except LookupError:  # an unknown charset name in Content-Type
-        return raw.decode("utf-8", errors="replace")
+        return _storable(raw.decode("utf-8", errors="replace"))
 
 
 def _failure(error_class: str, exc: BaseException | str, started: float) -> SendResult:
     return SendResult(
         status_code=None, duration_ms=int((time.monotonic() - started) * 1000), error_class=error_class,
-        error_message=str(exc)[:1000],
+        error_message=_storable(str(exc)[:1000]),
     )
 
 
@@ -182,6 +188,7 @@ def send(
                 return _failure("timeout", f"HTTP {response.status_code} answered, but the body did not arrive "
                                            f"within {total:g} s.", started)
             return SendResult(
-                status_code=response.status_code, headers=dict(response.headers), body=_text(raw, response.encoding),
+                status_code=response.status_code, body=_text(raw, response.encoding),
+                headers={_storable(name): _storable(value) for name, value in response.headers.items()},
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
