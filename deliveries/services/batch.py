@@ -176,16 +176,15 @@ def claim_due(*, limit: int, high_priority_only: bool = False) -> list[int]:
         if connection.vendor != "postgresql":  # SQLite has one writer at a time: claims are serial already
             cursor.execute(_claim_sql(connection.vendor, high_priority_only), params)
             return sorted(row[0] for row in cursor.fetchall())
-        # Claims run one at a time (a session advisory lock, held for one statement of a few ms):
-        # each counts the endpoint's in-flight rows in its own snapshot, so two claims at once could
-        # both fill the same endpoint's cap (the bench saw 4 in flight at a cap of 2). The claim
-        # commits (autocommit) before the unlock, so the next one sees it.
-        cursor.execute("SELECT pg_advisory_lock(%s)", [CLAIM_LOCK_KEY])
-        try:
+        # Claims run one at a time (a transaction advisory lock, held for one statement of a few
+        # ms): each counts the endpoint's in-flight rows in its own snapshot, so two claims at once
+        # could both fill the same endpoint's cap (the bench saw 4 in flight at a cap of 2). The
+        # lock ends with the claim's commit, so the next claim sees it, and nothing (an exception,
+        # a time limit) can leave the lock held by a pooled connection.
+        with transaction.atomic():
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CLAIM_LOCK_KEY])
             cursor.execute(_claim_sql(connection.vendor, high_priority_only), params)
             return sorted(row[0] for row in cursor.fetchall())
-        finally:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [CLAIM_LOCK_KEY])
 
 
 def _release(deliveries: list[Delivery], *, until, reason: str) -> None:
@@ -512,6 +511,7 @@ def deliver_due_batch(*, limit: int | None = None, high_priority_only: bool = Fa
     # Deliveries may still be due: beyond this batch, or held back by the per-endpoint cap while
     # this batch was in flight. One more wake-up; a chain ends with a batch that claims nothing.
     attempts.enqueue_wakeup()
-    if high_priority_only and high_priority_due():
+    # A full batch may have left more behind; a short one only those the cap held (checked).
+    if high_priority_only and (len(ids) >= limit or high_priority_due()):
         attempts.enqueue_wakeup(attempts.QUEUE_PRIORITY)  # this batch's slots are free now
     return BatchResult(claimed=len(ids), sent=len(to_send), released=sum(len(g) for g in held.values()))
