@@ -25,7 +25,7 @@ from analytics.alerts.queries import Measurement, measure
 from analytics.models import Alert, AlertRule
 from endpoints.models import WebhookEndpoint
 from events import services as event_services
-from vocelio_webhooks.errors import ServiceError, ValidationFailed
+from vocelio_webhooks.errors import Conflict, ServiceError, ValidationFailed
 
 logger = logging.getLogger(__name__)
 ALERT_EVENT_TYPE = "system.health_alert"
@@ -272,6 +272,10 @@ def _announce(*, rule: AlertRule | None, alert: Alert, status: str) -> str:
             environment=environment,
             metadata={"source_service": settings.WEBHOOK_SOURCE_SERVICE, "alert_id": alert.pk, "rule": name},
         )
+    except Conflict:
+        # Published before, in another environment (the endpoint moved or was deleted since): a
+        # re-run must not publish twice, so this is the same as a duplicate answer.
+        logger.info("Alert %s (%s) was already published as %s", alert.pk, name, event_id)
     except ServiceError as exc:  # e.g. the system.health_alert type was deleted from the catalog
         logger.error("Alert %s (%s) could not be published: %s", alert.pk, name, exc)
         event_id = ""

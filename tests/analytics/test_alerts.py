@@ -753,3 +753,23 @@ def test_support_staff_may_view_alert_rules_alerts_and_endpoint_health_in_the_ad
     # then: read-only access
     assert answers == dict.fromkeys(pages, 200)
     assert change.status_code == 403 and AlertRule.objects.get(pk=alert.rule_id).threshold == 10.0
+
+
+def test_re_announcing_an_alert_whose_endpoint_changed_environment_keeps_its_event(
+        alert_settings, seed_rules, event_types, mailoutbox, django_capture_on_commit_callbacks, caplog):
+    # given: a slow staging endpoint's alert was announced in staging, then the endpoint moved to production
+    now = timezone.now()
+    slow = make_endpoint(name="Slow CRM", environment="staging", url="https://slow.example.com/in")
+    make_attempts(slow, ok=4, at=now - timedelta(seconds=20), duration_ms=6000)
+    evaluate(now, django_capture_on_commit_callbacks)
+    alert = Alert.objects.get()
+    WebhookEndpoint.objects.filter(pk=slow.pk).update(environment="production")
+    alert.refresh_from_db()
+
+    # when: the same announcement runs again (a retried task), now for production
+    event_id = alert_services._announce(rule=alert.rule, alert=alert, status="firing")
+
+    # then: nothing new is published and the alert keeps its event id (a 409 is not an error here)
+    assert event_id == f"alert_{alert.pk}_firing"
+    assert [e.environment for e in alert_events()] == ["staging"]
+    assert "could not be published" not in caplog.text
