@@ -115,17 +115,22 @@ def rollup_delivery_stats(*, now: datetime | None = None, max_seconds: float | N
     return result
 
 
-def rebuild_rollups(*, now: datetime | None = None) -> RollupResult:
+def rebuild_rollups(*, now: datetime | None = None, since: datetime | None = None) -> RollupResult:
     """Forget the watermark and roll up the stored attempts and deliveries again (an operator's
     repair after rows were imported or back-dated; the benchmark's first roll-up). No time budget.
 
     The rebuild starts at the oldest raw row, but never before ``retention_horizon(now)``: the
     first whole day whose raw rows the retention purge cannot have touched yet. Older roll-ups
     are kept as they are, because re-counting a day whose attempts were partly purged (a paused
-    endpoint's pending delivery outlives the purge, for one) would erase history."""
+    endpoint's pending delivery outlives the purge, for one) would erase history. ``since``
+    (rounded down to midnight UTC) replaces the horizon: the operator knows best when raw rows
+    were last removed. Raw rows newer than the horizon can be gone too: the purge deletes an old
+    event with all its deliveries (replays included) and an old delivery with all its attempts,
+    and ``erase_subject`` or ``purge --attempts-days`` remove rows early; a rebuild re-counts
+    such days without them, so start it after them with ``since``."""
     now = now or timezone.now()
     first = _first_data_minute()
-    horizon = retention_horizon(now)
+    horizon = floor_to(since, "day") if since is not None else retention_horizon(now)
     if first is not None and horizon is not None:
         first = max(first, horizon)
     with transaction.atomic():

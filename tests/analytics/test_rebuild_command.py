@@ -70,3 +70,19 @@ def test_rebuild_rollups_keeps_days_the_retention_purge_may_have_thinned(event_t
     after = sorted(AttemptRollup.objects.filter(granularity=Granularity.DAY).values_list("bucket_start", "attempts"))
     assert after == before
     assert sum(n for _, n in after) == 8
+
+
+def test_rebuild_rollups_since_leaves_earlier_days_alone(event_types, settings):
+    # given: the dataset's day rolled up, then one of its attempts deleted early (erase_subject, say)
+    settings.WEBHOOK_RETENTION_EVENTS_DAYS = settings.WEBHOOK_RETENTION_DELIVERIES_DAYS = 0
+    settings.WEBHOOK_RETENTION_ATTEMPTS_DAYS = 0
+    known_dataset()
+    analytics_services.rollup_delivery_stats(now=T0 + timedelta(days=2))
+    DeliveryAttempt.objects.filter(pk=DeliveryAttempt.objects.order_by("pk").last().pk).delete()
+
+    # when: rebuilt only from the next day on
+    out = StringIO()
+    call_command("rebuild_rollups", "--since", (T0 + timedelta(days=1)).date().isoformat(), stdout=out)
+
+    # then: the dataset's day still counts the deleted attempt
+    assert _day_attempts() == 8

@@ -8,7 +8,7 @@ rows gives the same roll-up rows. Roll-ups older than the oldest raw row (raw ro
 are kept. It runs without a time budget and prints one summary line.
 """
 from analytics import services as analytics_services
-from vocelio_webhooks.commands import OperatorCommand, plural
+from vocelio_webhooks.commands import OperatorCommand, iso_datetime, plural
 
 
 class Command(OperatorCommand):
@@ -16,10 +16,17 @@ class Command(OperatorCommand):
             "Use after importing or back-dating rows; safe to run again.")
     examples = """
 python manage.py rebuild_rollups
+python manage.py rebuild_rollups --since 2026-11-01
 """
 
-    def handle(self, *args, **options):
-        result = analytics_services.rebuild_rollups()
+    def add_arguments(self, parser):
+        parser.add_argument("--since", type=iso_datetime, metavar="DATETIME",
+                            help="Re-count from this day (midnight UTC) instead of the retention horizon: days "
+                                 "before it keep their roll-ups. Use it when raw rows were deleted early "
+                                 "(erase_subject, purge --attempts-days, an old event purged with its replays).")
+
+    def handle(self, *args, since=None, **options):
+        result = analytics_services.rebuild_rollups(since=since)
         if result.watermark is None:
             self.stdout.write("Nothing to roll up: no attempts or deliveries are stored.")
             return
