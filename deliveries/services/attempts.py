@@ -91,24 +91,54 @@ def _enqueue(delivery_id: int, countdown: float | None = None, queue: str | None
 
 
 # Wake-ups waiting in the broker, counted per queue in Redis (the cache) so that publishing a
-# burst of events does not enqueue one Celery task per event: see ``enqueue_wakeup``.
+# burst of events does not enqueue one Celery task per event: see ``enqueue_wakeup``. The key goes
+# through the cache's ``make_key`` (so "vocelio:1:deliveries:wakeups-pending:<queue>").
 _PENDING_WAKEUPS_KEY = "deliveries:wakeups-pending:{queue}"
-# The counter starts again from zero this often (Redis INCR keeps the key's expiry), so a wake-up
-# lost without starting (a purged broker) cannot suppress others for longer than this.
+# The counter starts again from zero at most this long after it was first counted (the expiry is
+# set when the key has none and never pushed back), so a wake-up lost without starting (a purged
+# broker, a SIGKILLed worker) cannot suppress others for longer than this.
 _PENDING_WAKEUPS_TTL_SECONDS = 10
 
+# Each counter operation is ONE Lua script, atomic in Redis. Django's ``incr``/``decr`` are EXISTS
+# then INCRBY: a key expiring between the two was re-created by INCRBY without an expiry, and an
+# over-count then never reset (at the limit, publishing stopped enqueuing wake-ups for good).
+# KEYS[1] counter; ARGV[1] limit, ARGV[2] expiry (s). Returns 1: enqueue, 0: the limit waits already.
+_COUNT_WAKEUP_LUA = """
+local waiting = redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+if waiting > tonumber(ARGV[1]) then
+    redis.call('DECR', KEYS[1])
+    return 0
+end
+return 1
+"""
+# KEYS[1] counter. Decrements an existing counter above zero; never creates the key.
+_UNCOUNT_WAKEUP_LUA = """
+local waiting = tonumber(redis.call('GET', KEYS[1]))
+if waiting and waiting > 0 then
+    return redis.call('DECR', KEYS[1])
+end
+return 0
+"""
 
-def _pending_wakeups_cache():
-    """The shared Redis cache that counts waiting wake-ups, or ``None`` (no counting, every wake-up
-    enqueued) when ``WEBHOOK_MAX_PENDING_WAKEUPS`` is 0 or the cache is not Redis: a per-process
-    or database cache cannot count atomically for every process."""
+
+def _pending_wakeups_redis():
+    """``(client, make_key)`` for counting waiting wake-ups in the Redis cache, or ``None`` (no
+    counting, every wake-up enqueued) when ``WEBHOOK_MAX_PENDING_WAKEUPS`` is 0 or less or the cache
+    is not Redis: a per-process or database cache cannot count atomically for every process."""
     from django.core.cache import caches
     from django.core.cache.backends.redis import RedisCache
 
     if settings.WEBHOOK_MAX_PENDING_WAKEUPS <= 0:
         return None
     cache = caches["default"]
-    return cache if isinstance(cache, RedisCache) else None
+    if not isinstance(cache, RedisCache):
+        return None
+    # Django's RedisCache internals (``_cache`` is its RedisCacheClient): its raw redis-py client
+    # reuses the cache's connection pool, server choice (the first of LOCATION) and OPTIONS.
+    return cache._cache.get_client(write=True), cache.make_key
 
 
 def enqueue_wakeup(queue: str | None = None, countdown: float | None = None) -> None:
@@ -116,21 +146,25 @@ def enqueue_wakeup(queue: str | None = None, countdown: float | None = None) -> 
     not raised: the sweep finds the due deliveries.
 
     Skipped when ``WEBHOOK_MAX_PENDING_WAKEUPS`` wake-ups of the same queue are already waiting
-    in the broker (counted in Redis; each ``deliver_due`` task uncounts itself when it starts,
-    ``wakeup_started``): a waiting wake-up starts after the caller's commit and claims whatever is
-    due then, so a further one would only claim what the waiting ones take anyway (issue 7: a
-    Celery enqueue costs ~1.4 ms of CPU, a task ~2 ms, against ~1 ms to send a delivery). If Redis
-    cannot be reached the wake-up is enqueued. ``countdown`` (seconds) delays its start.
+    in the broker (counted in Redis by one atomic Lua script; each ``deliver_due`` task uncounts
+    itself when it starts, ``wakeup_started``): a waiting wake-up starts after the caller's commit
+    and claims whatever is due then, so a further one would only claim what the waiting ones take
+    anyway (issue 7: a Celery enqueue costs ~1.4 ms of CPU, a task ~2 ms, against ~1 ms to send a
+    delivery). The counter expires ``_PENDING_WAKEUPS_TTL_SECONDS`` (10 s) after it was first
+    counted, so an over-count (a wake-up lost to a purge or a killed worker) lasts 10 s at most. If
+    Redis cannot be reached the wake-up is enqueued. ``countdown`` (seconds) delays its start.
     """
     queue = queue or QUEUE_FIRST_ATTEMPTS
-    cache = _pending_wakeups_cache()
-    key = _PENDING_WAKEUPS_KEY.format(queue=queue)
+    redis_and_key = _pending_wakeups_redis()
     counted = False
-    if cache is not None:
+    if redis_and_key is not None:
+        client, make_key = redis_and_key
         try:
-            cache.add(key, 0, timeout=_PENDING_WAKEUPS_TTL_SECONDS)
-            if cache.incr(key) > settings.WEBHOOK_MAX_PENDING_WAKEUPS:
-                cache.decr(key)
+            # register_script only hashes the source; the call is one EVALSHA (EVAL if not cached)
+            allowed = client.register_script(_COUNT_WAKEUP_LUA)(
+                keys=[make_key(_PENDING_WAKEUPS_KEY.format(queue=queue))],
+                args=[settings.WEBHOOK_MAX_PENDING_WAKEUPS, _PENDING_WAKEUPS_TTL_SECONDS])
+            if not allowed:
                 return
             counted = True
         except Exception:  # noqa: BLE001 — counting is an optimisation: without Redis, enqueue
@@ -144,25 +178,30 @@ def enqueue_wakeup(queue: str | None = None, countdown: float | None = None) -> 
 
 
 def forget_pending_wakeups() -> None:
-    """Reset the waiting wake-up counters; call after purging the broker's queues, whose wake-ups
-    will never start (otherwise the counters would hold further ones back until they expire)."""
-    cache = _pending_wakeups_cache()
-    if cache is not None:
-        cache.delete_many([_PENDING_WAKEUPS_KEY.format(queue=q) for q in (QUEUE_PRIORITY, QUEUE_FIRST_ATTEMPTS)])
+    """Reset the waiting wake-up counters (delete their keys); call after purging the broker's
+    queues, whose wake-ups will never start (otherwise the counters would hold further ones back
+    until they expire). Redis errors are logged, not raised."""
+    redis_and_key = _pending_wakeups_redis()
+    if redis_and_key is None:
+        return
+    client, make_key = redis_and_key
+    try:
+        client.delete(*(make_key(_PENDING_WAKEUPS_KEY.format(queue=q)) for q in (QUEUE_PRIORITY, QUEUE_FIRST_ATTEMPTS)))
+    except Exception:  # noqa: BLE001 — the counters expire on their own
+        logger.warning("Could not reset the waiting wake-up counters", exc_info=True)
 
 
 def wakeup_started(*, queue: str) -> None:
     """Uncount one waiting wake-up of ``queue`` (``enqueue_wakeup``); called when a ``deliver_due``
-    task starts, before it claims. Never below zero; errors are logged, not raised."""
-    cache = _pending_wakeups_cache()
-    if cache is None:
+    task starts, before it claims. One atomic Lua script: an existing counter above zero is
+    decremented; a missing one (expired while this wake-up waited) is not re-created, so never
+    below zero and never without expiry. Errors are logged, not raised."""
+    redis_and_key = _pending_wakeups_redis()
+    if redis_and_key is None:
         return
-    key = _PENDING_WAKEUPS_KEY.format(queue=queue)
+    client, make_key = redis_and_key
     try:
-        if cache.decr(key) < 0:  # the counter restarted (expiry) while this wake-up waited
-            cache.incr(key)
-    except ValueError:
-        pass  # no counter (expired): nothing to uncount
+        client.register_script(_UNCOUNT_WAKEUP_LUA)(keys=[make_key(_PENDING_WAKEUPS_KEY.format(queue=queue))])
     except Exception:  # noqa: BLE001 — the counter expires on its own
         logger.warning("Could not uncount a wake-up", exc_info=True)
 

@@ -274,6 +274,49 @@ def test_wakeups_beyond_the_pending_limit_are_not_enqueued(settings):
         caches["default"].delete(attempts._PENDING_WAKEUPS_KEY.format(queue=queue))
 
 
+def test_wakeups_counter_left_without_expiry_restarts_within_ten_seconds(settings, monkeypatch):
+    if not isinstance(caches["default"], RedisCache):
+        pytest.skip("the waiting wake-ups are counted in the Redis cache (REDIS_URL)")
+    import redis
+
+    # given: a queue's counter stuck at the limit with NO expiry, as Django's incr (EXISTS, then
+    # INCRBY) left it when the key expired between the two calls; no worker reads the queue
+    settings.WEBHOOK_MAX_PENDING_WAKEUPS = 2
+    queue = f"gate-test-{secrets.token_hex(4)}"
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    counter = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
+    key = caches["default"].make_key(attempts._PENDING_WAKEUPS_KEY.format(queue=queue))
+    counter.set(key, 2)
+    assert counter.ttl(key) == -1
+    try:
+        # when: a wake-up is asked for
+        attempts.enqueue_wakeup(queue)
+
+        # then: none is enqueued (two wait), but the counter now restarts within 10 s
+        assert broker.llen(queue) == 0
+        assert 0 < counter.ttl(key) <= 10
+
+        # given: stuck again, with a 1 s expiry instead of 10 s (so the test does not wait 10 s)
+        monkeypatch.setattr(attempts, "_PENDING_WAKEUPS_TTL_SECONDS", 1)
+        counter.set(key, 2)
+
+        # when: wake-ups keep being asked for, every 50 ms
+        deadline = time.monotonic() + 5
+        while counter.exists(key) and time.monotonic() < deadline:
+            attempts.enqueue_wakeup(queue)
+            time.sleep(0.05)
+
+        # then: the steady stream did not push the expiry back: the counter expired, and the next
+        # wake-up asked for is enqueued
+        assert not counter.exists(key)
+        assert broker.llen(queue) == 0
+        attempts.enqueue_wakeup(queue)
+        assert broker.llen(queue) == 1
+    finally:
+        broker.delete(queue)
+        counter.delete(key)
+
+
 def test_every_event_is_delivered_with_one_waiting_wakeup_at_most(api, receiver, worker, settings):
     # given: publishing may leave at most one wake-up waiting (a burst enqueues far fewer tasks
     # than events; on Redis the limit applies, elsewhere every wake-up is enqueued)
