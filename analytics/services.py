@@ -42,6 +42,7 @@ from analytics.queries.aggregation import (
     rollup_measures,
 )
 from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.queries import retention_cutoffs
 
 logger = logging.getLogger(__name__)
 
@@ -144,11 +145,9 @@ def retention_horizon(now: datetime) -> datetime | None:
     from, with the configured ``WEBHOOK_RETENTION_EVENTS_DAYS``, ``..._DELIVERIES_DAYS`` and
     ``..._ATTEMPTS_DAYS`` (the shortest non-zero one; 0 turns a step off). ``None`` when every
     step is off: nothing is ever purged."""
-    periods = [days for days in (settings.WEBHOOK_RETENTION_EVENTS_DAYS, settings.WEBHOOK_RETENTION_DELIVERIES_DAYS,
-                                 settings.WEBHOOK_RETENTION_ATTEMPTS_DAYS) if days > 0]
-    if not periods:
-        return None
-    return ceil_to(now - timedelta(days=min(periods)), "day")
+    cutoffs = retention_cutoffs(now=now)
+    latest = max((cutoffs[step] for step in ("events", "deliveries", "attempts") if cutoffs[step]), default=None)
+    return ceil_to(latest, "day") if latest is not None else None
 
 
 def _state() -> RollupState:

@@ -7,7 +7,7 @@ failures' (they are what is least needed and most likely to hold personal data).
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -15,6 +15,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.queries import retention_cutoffs
 from events.models import Event
 
 logger = logging.getLogger(__name__)
@@ -65,24 +66,22 @@ def purge_expired_data(
     max_seconds = settings.WEBHOOK_RETENTION_MAX_SECONDS_PER_RUN if max_seconds is None else max_seconds
     deadline = time.monotonic() + max_seconds
 
-    def period(value: int | None, setting: int) -> datetime | None:
-        days = setting if value is None else value
-        return now - timedelta(days=days) if days > 0 else None
-
+    cutoffs = retention_cutoffs(now=now, events_days=events_days, deliveries_days=deliveries_days,
+                                attempts_days=attempts_days, successful_bodies_days=successful_bodies_days)
     final = list(Delivery.FINAL_STATUSES)
     live_delivery = Delivery.objects.filter(event=OuterRef("pk")).exclude(status__in=final)
     steps: list[tuple[str, QuerySet, str]] = []
-    if cutoff := period(successful_bodies_days, settings.WEBHOOK_RETENTION_SUCCESSFUL_BODIES_DAYS):
+    if cutoff := cutoffs["successful_bodies"]:
         steps.append(("attempt_bodies_blanked", DeliveryAttempt.objects.filter(
             Q(request_body__gt="") | Q(response_body__gt=""),
             outcome=DeliveryAttempt.Outcome.SUCCEEDED, created_at__lt=cutoff,
         ), "blank"))
-    if cutoff := period(attempts_days, settings.WEBHOOK_RETENTION_ATTEMPTS_DAYS):
+    if cutoff := cutoffs["attempts"]:
         steps.append(("attempts_deleted", DeliveryAttempt.objects.filter(
             created_at__lt=cutoff, delivery__status__in=final), "delete"))
-    if cutoff := period(deliveries_days, settings.WEBHOOK_RETENTION_DELIVERIES_DAYS):
+    if cutoff := cutoffs["deliveries"]:
         steps.append(("deliveries_deleted", Delivery.objects.filter(created_at__lt=cutoff, status__in=final), "delete"))
-    if cutoff := period(events_days, settings.WEBHOOK_RETENTION_EVENTS_DAYS):
+    if cutoff := cutoffs["events"]:
         steps.append(("events_deleted", Event.objects.filter(received_at__lt=cutoff).exclude(Exists(live_delivery)),
                       "delete"))
 
