@@ -94,27 +94,24 @@ def test_metrics_token_is_refused_when_unset(db, settings):
     assert response.status_code == 401
 
 
-def test_metrics_with_read_api_key_answers_200(db):
-    # given
-    raw = key_services.create_api_key(name="grafana", scopes=["read"]).raw_key
+def _metrics_with_key(scopes: list[str]):
+    raw = key_services.create_api_key(name="scraper", scopes=scopes).raw_key
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client.get("/metrics")
 
-    # when
-    response = client.get("/metrics")
+
+def test_metrics_with_read_api_key_answers_200(db):
+    # when: a key with the read scope (Grafana's)
+    response = _metrics_with_key(["read"])
 
     # then
     assert response.status_code == 200
 
 
 def test_metrics_refuses_key_without_read_scope(db):
-    # given
-    raw = key_services.create_api_key(name="publisher", scopes=["events:publish"]).raw_key
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-
-    # when
-    response = client.get("/metrics")
+    # when: a publisher's key
+    response = _metrics_with_key(["events:publish"])
 
     # then
     assert_seed_error(response, 403, "INSUFFICIENT_SCOPE")
