@@ -1,0 +1,79 @@
+"""One ``deliver_due`` wake-up drains a backlog (issue 7): it keeps claiming while its batches
+come back full, for up to ``WEBHOOK_WAKEUP_BUDGET_SECONDS``, and stops early for a waiting
+priority wake-up."""
+import secrets
+
+import pytest
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
+from django.utils import timezone
+
+from deliveries import services as delivery_services
+from deliveries.models import Delivery
+from deliveries.services import attempts
+from endpoints.models import WebhookEndpoint
+from events.models import Event, EventType
+from tests.conftest import wait_until
+
+
+def _backlog(receiver, count: int) -> list[int]:
+    endpoint = WebhookEndpoint.objects.create(name=f"drain-{secrets.token_hex(3)}", url=receiver.url("/drain"),
+                                              events=["lead.*"], secret="whsec_drain_test_secret_0123456789")
+    event_type = EventType.objects.get(name="lead.created")
+    now = timezone.now()
+    ids = []
+    for n in range(count):
+        event = Event.objects.create(event_id=f"evt_drain_{secrets.token_hex(6)}", event_type=event_type,
+                                     timestamp=now, data={"n": n})
+        ids.append(Delivery.objects.create(event=event, endpoint=endpoint, next_attempt_at=now).pk)
+    return ids
+
+
+def test_one_wakeup_keeps_claiming_while_its_batches_are_full(transactional_db, event_types, receiver, settings):
+    # given: 7 due deliveries and batches of 2
+    settings.WEBHOOK_BATCH_SIZE = 2
+    ids = _backlog(receiver, 7)
+
+    # when: one wake-up runs
+    result = delivery_services.run_wakeup()
+
+    # then: it took all of them, in batches of 2, 2, 2 and a short one of 1 that ended it
+    assert result.claimed == 7
+    receiver.wait_for(7, path="/drain", timeout=15)
+    assert sorted(int(r.header("X-Vocelio-Delivery-Id").removeprefix("dlv_")) for r in receiver.requests) == ids
+    wait_until(lambda: set(Delivery.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"succeeded"})
+
+
+def test_a_wakeup_with_no_budget_takes_one_batch(transactional_db, event_types, receiver, settings):
+    # given: the same backlog and no time to drain it
+    settings.WEBHOOK_BATCH_SIZE = 2
+    settings.WEBHOOK_WAKEUP_BUDGET_SECONDS = 0
+    _backlog(receiver, 7)
+
+    # when
+    result = delivery_services.run_wakeup()
+
+    # then: one batch, as one wake-up per batch did before
+    assert result.claimed == 2
+
+
+def test_an_ordinary_wakeup_stops_draining_when_a_priority_wakeup_waits(transactional_db, event_types, receiver,
+                                                                         settings):
+    if not isinstance(caches["default"], RedisCache):
+        pytest.skip("waiting wake-ups are counted in the Redis cache (REDIS_URL)")
+    import redis
+
+    # given: a backlog, and one priority wake-up waiting in the broker (its counter is 1)
+    settings.WEBHOOK_BATCH_SIZE = 2
+    _backlog(receiver, 7)
+    counter = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
+    key = caches["default"].make_key(attempts._PENDING_WAKEUPS_KEY.format(queue=attempts.QUEUE_PRIORITY))
+    counter.set(key, 1, ex=10)
+    try:
+        # when: an ordinary wake-up runs
+        result = delivery_services.run_wakeup()
+
+        # then: it gave its worker process up after one batch, so the priority wake-up can start
+        assert result.claimed == 2
+    finally:
+        counter.delete(key)
