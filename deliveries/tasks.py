@@ -28,8 +28,9 @@ def deliver(delivery_id: int) -> None:
 
 @shared_task(**_DELIVERY_TASK_OPTIONS)
 def deliver_due(high_priority_only: bool = False) -> None:
-    """Wake-up: claim, send and store one batch of due deliveries (``deliver_due_batch``); those of
-    high-priority event types only when ``high_priority_only`` (wake-ups on the ``priority`` queue).
+    """Wake-up: claim, send and store batches of due deliveries while they come back full, for up
+    to ``WEBHOOK_WAKEUP_BUDGET_SECONDS`` (``run_wakeup``); those of high-priority event types only
+    when ``high_priority_only`` (wake-ups on the ``priority`` queue).
 
     Idempotent like ``deliver``: a wake-up that finds nothing due does nothing. A worker that dies
     mid-batch leaves its claims to expire; the sweep makes them due again.

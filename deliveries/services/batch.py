@@ -1,7 +1,8 @@
 """The batch worker (issue 7): claim up to ``WEBHOOK_BATCH_SIZE`` due deliveries with one statement,
 send them concurrently, store every attempt and state change in bulk.
 
-One ``deliver_due`` task run (``deliver_due_batch``):
+One batch (``deliver_due_batch``; a ``deliver_due`` task runs batches while they come back full,
+``run_wakeup``):
 
 1. **Claim** — one ``UPDATE … SET status = 'in_flight' … WHERE id IN (…) AND status IN (pending,
    retrying) AND next_attempt_at <= now RETURNING id``: the oldest due deliveries of active
@@ -122,7 +123,7 @@ def _claim_sql(vendor: str, high_priority_only: bool) -> str:
         claimed_until = f"%(now)s + {seconds} * INTERVAL '1 second'"
     else:
         claimed_until = f"strftime('%%Y-%%m-%%d %%H:%%M:%%f', %(now)s, '+' || {seconds} || ' seconds')"
-    # The inner scan takes the oldest due rows (index delivery_due_idx); the window function then
+    # The inner scan takes the oldest due rows (index delivery_due_order_idx); the window function then
     # keeps at most (cap × batch_max_events - in flight) per endpoint: the cap counts requests, and
     # a batching endpoint's request carries up to batch_max_events deliveries.
     return f"""
@@ -184,16 +185,19 @@ def claim_due(*, limit: int, high_priority_only: bool = False) -> list[int]:
         # lock ends with the claim's commit, so the next claim sees it, and nothing (an exception,
         # a time limit) can leave the lock held by a pooled connection.
         with transaction.atomic():
-            # Same statement, no extra round trip: for this transaction only, steer the planner to
-            # read the due rows in delivery_due_order_idx order and stop after %(scan)s of them.
-            # Without it, on a table whose statistics say there is little to do (never analyzed,
-            # freshly truncated, or analyzed when the backlog was small) PostgreSQL joins from
-            # the endpoints and sorts the whole backlog at every claim: 11 ms at 10,000 due rows,
-            # growing with the backlog, under the claim lock. With sorts disabled it still sorts
-            # where it must (the window, the final order, ≤ 4 batches of rows); the high costs
-            # this gives the plan must not start JIT compilation (hundreds of ms), hence jit off.
-            cursor.execute("SELECT pg_advisory_xact_lock(%s), set_config('enable_sort', 'off', true), "
-                           "set_config('jit', 'off', true)", [CLAIM_LOCK_KEY])
+            # Same statement, no extra round trip: for this transaction only, an ordinary claim
+            # steers the planner to read the due rows in delivery_due_order_idx order and stop
+            # after %(scan)s usable ones. Without it, on a table whose statistics say there is
+            # little to do (never analyzed, freshly truncated, or analyzed before the backlog
+            # grew) PostgreSQL joins from the endpoints and sorts the whole backlog at every
+            # claim: 11 ms at 10,000 due rows and growing, under the claim lock. With sorts
+            # disabled it still sorts where it must (the window, the final order: at most
+            # %(scan)s rows); the high costs this gives the plan must not start JIT compilation
+            # (hundreds of ms), hence jit off too. The price: due rows of paused endpoints older
+            # than the active ones are walked at every claim (~0.2 ms per 1,000). A priority
+            # claim is not steered: its rows are the newest, so the walk would cross the backlog.
+            steer = "" if high_priority_only else ", set_config('enable_sort', 'off', true), set_config('jit', 'off', true)"
+            cursor.execute(f"SELECT pg_advisory_xact_lock(%s){steer}", [CLAIM_LOCK_KEY])
             cursor.execute(_claim_sql(connection.vendor, high_priority_only), params)
             return sorted(row[0] for row in cursor.fetchall())
 
@@ -431,18 +435,26 @@ def _healthy(row: EndpointHealth | None) -> bool:
 
 
 def _load(ids: list[int]) -> list[Delivery]:
-    """The claimed deliveries with their events, oldest first, each endpoint read once per batch
-    (not once per delivery: decrypting its secrets and decoding its JSON fields cost more than the
-    delivery row itself) and shared by its deliveries. Read after the claim, so the configuration
-    is the current one. A delivery whose endpoint was deleted since the claim is left out: its
-    claim expires and the sweep cancels it (``attempt_delivery``)."""
-    deliveries = list(Delivery.objects.select_related("event__event_type").filter(pk__in=ids)
-                      .order_by("next_attempt_at", "id"))
+    """The claimed deliveries with their events, oldest first. Each endpoint, event and event type
+    is read once per batch and shared by its deliveries: decrypting an endpoint's secrets and
+    decoding its JSON fields cost more than the delivery row itself, and the deliveries of one
+    event (a fan-out) would otherwise decode its ``data`` once each (the batch never changes
+    them; the event type's ``sample_data`` is not read at all). Read after the claim, so the
+    configuration is the current one. A delivery whose endpoint was deleted since the claim is
+    left out: its claim expires and the sweep cancels it (``attempt_delivery``)."""
+    from events.models import Event, EventType
+
+    deliveries = list(Delivery.objects.filter(pk__in=ids).order_by("next_attempt_at", "id"))
+    events = Event.objects.in_bulk({d.event_id for d in deliveries})
+    types = EventType.objects.defer("sample_data").in_bulk({e.event_type_id for e in events.values()})
     endpoints = WebhookEndpoint.objects.in_bulk({d.endpoint_id for d in deliveries if d.endpoint_id})
+    for event in events.values():
+        event.event_type = types[event.event_type_id]
     kept = []
     for delivery in deliveries:
         endpoint = endpoints.get(delivery.endpoint_id)
         if endpoint is not None:
+            delivery.event = events[delivery.event_id]
             delivery.endpoint = endpoint
             kept.append(delivery)
     return kept
@@ -451,41 +463,52 @@ def _load(ids: list[int]) -> list[Delivery]:
 def run_wakeup(*, high_priority_only: bool = False) -> BatchResult:
     """What a ``deliver_due`` wake-up task does: uncount itself as waiting
     (``attempts.wakeup_started``), then ``deliver_due_batch`` again and again while the batches
-    come back full, for up to ``WEBHOOK_WAKEUP_BUDGET_SECONDS`` (seconds), then re-arm once.
+    come back full, for up to ``WEBHOOK_WAKEUP_BUDGET_SECONDS`` (seconds), then re-arm once
+    (``_rearm``; also when a batch raised, for the batches done before it).
 
     Draining a backlog in one task run instead of one task per batch saves, per batch, the
     follow-up wake-up's trip through the broker and Celery's dispatch, during which the worker
-    process sent nothing (issue 7: bench scenario 1 went from ~650 to ~860 deliveries/s). An ordinary
-    wake-up stops early when a priority wake-up waits (``attempts.priority_wakeup_waiting``), so
-    it frees its worker process for it. Returns the counts summed over the batches."""
+    process sent nothing (issue 7: bench scenario 1 went from ~650 to ~860 deliveries/s). An
+    ordinary wake-up stops after the current batch when a priority wake-up waits, or when it
+    cannot tell (wake-ups not counted: no Redis cache), so a priority wake-up never waits behind
+    a drain (``attempts.priority_wakeup_waiting``). Returns the counts summed over the batches,
+    with the last batch's ``limit``."""
     queue = attempts.QUEUE_PRIORITY if high_priority_only else attempts.QUEUE_FIRST_ATTEMPTS
     attempts.wakeup_started(queue=queue)
     deadline = time.monotonic() + settings.WEBHOOK_WAKEUP_BUDGET_SECONDS
     claimed = sent = released = 0
-    while True:
-        result = deliver_due_batch(high_priority_only=high_priority_only, rearm=False)
-        claimed, sent, released = claimed + result.claimed, sent + result.sent, released + result.released
-        if (not result.claimed or result.claimed < result.limit or time.monotonic() >= deadline
-                or (not high_priority_only and attempts.priority_wakeup_waiting())):
-            break
-    _rearm(claimed=result.claimed, limit=result.limit, high_priority_only=high_priority_only)
-    return BatchResult(claimed=claimed, sent=sent, released=released, limit=result.limit)
+    last = BatchResult(claimed=0, sent=0, released=0)
+    try:
+        while True:
+            last = deliver_due_batch(high_priority_only=high_priority_only, rearm=False)
+            claimed, sent, released = claimed + last.claimed, sent + last.sent, released + last.released
+            if (not last.claimed or last.claimed < last.limit or time.monotonic() >= deadline
+                    or (not high_priority_only and attempts.priority_wakeup_waiting() is not False)):
+                break
+    finally:
+        _rearm(claimed=claimed, last_claimed=last.claimed, last_limit=last.limit,
+               high_priority_only=high_priority_only)
+    return BatchResult(claimed=claimed, sent=sent, released=released, limit=last.limit)
 
 
-def _rearm(*, claimed: int, limit: int, high_priority_only: bool) -> None:
-    """After a wake-up's last batch (``claimed`` of at most ``limit``): enqueue the next wake-up."""
-    if not claimed:
-        if high_priority_only and high_priority_due():
-            # Due but not claimable: their endpoints are at the in-flight cap. Look again shortly;
-            # ordinary wake-ups claim oldest first and would leave them behind any backlog.
-            attempts.enqueue_wakeup(attempts.QUEUE_PRIORITY, countdown=PRIORITY_RECHECK_SECONDS)
+def _rearm(*, claimed: int, last_claimed: int, last_limit: int, high_priority_only: bool) -> None:
+    """Enqueue what comes after a wake-up: ``claimed`` deliveries over all its batches, of which
+    ``last_claimed`` (at most ``last_limit``) in the last one."""
+    if claimed:
+        # Deliveries may still be due: beyond the last batch, or held back by the per-endpoint cap
+        # while a batch was in flight (their own wake-up claimed nothing then, which ended its
+        # chain). One more ordinary wake-up; a chain ends with a wake-up that claims nothing.
+        attempts.enqueue_wakeup()
+    if not high_priority_only:
         return
-    # Deliveries may still be due: beyond this batch, or held back by the per-endpoint cap while
-    # this batch was in flight. One more wake-up; a chain ends with a batch that claims nothing.
-    attempts.enqueue_wakeup()
-    # A full batch may have left more behind; a short one only those the cap held (checked).
-    if high_priority_only and (claimed >= limit or high_priority_due()):
-        attempts.enqueue_wakeup(attempts.QUEUE_PRIORITY)  # this batch's slots are free now
+    if last_claimed and last_claimed >= last_limit:
+        attempts.enqueue_wakeup(attempts.QUEUE_PRIORITY)  # a full batch may have left more behind
+    elif high_priority_due():
+        # Due but not claimable: their endpoints are at the in-flight cap (ordinary wake-ups claim
+        # oldest first and would leave them behind any backlog). Right away when this wake-up's own
+        # sends just freed slots, else look again shortly.
+        attempts.enqueue_wakeup(attempts.QUEUE_PRIORITY,
+                                countdown=None if last_claimed else PRIORITY_RECHECK_SECONDS)
 
 
 def deliver_due_batch(*, limit: int | None = None, high_priority_only: bool = False,
@@ -499,7 +522,7 @@ def deliver_due_batch(*, limit: int | None = None, high_priority_only: bool = Fa
     ids = claim_due(limit=limit, high_priority_only=high_priority_only)
     if not ids:
         if rearm:
-            _rearm(claimed=0, limit=limit, high_priority_only=high_priority_only)
+            _rearm(claimed=0, last_claimed=0, last_limit=limit, high_priority_only=high_priority_only)
         return BatchResult(claimed=0, sent=0, released=0, limit=limit)
     deliveries = _load(ids)
     endpoint_ids = {d.endpoint_id for d in deliveries}
@@ -553,5 +576,5 @@ def deliver_due_batch(*, limit: int | None = None, high_priority_only: bool = Fa
     finally:
         _track(-len(done))
     if rearm:
-        _rearm(claimed=len(ids), limit=limit, high_priority_only=high_priority_only)
+        _rearm(claimed=len(ids), last_claimed=len(ids), last_limit=limit, high_priority_only=high_priority_only)
     return BatchResult(claimed=len(ids), sent=len(to_send), released=sum(len(g) for g in held.values()), limit=limit)

@@ -1,6 +1,6 @@
 """One ``deliver_due`` wake-up drains a backlog (issue 7): it keeps claiming while its batches
 come back full, for up to ``WEBHOOK_WAKEUP_BUDGET_SECONDS``, and stops early for a waiting
-priority wake-up."""
+priority wake-up (or when it cannot tell: wake-ups not counted in Redis)."""
 import secrets
 
 import pytest
@@ -14,6 +14,11 @@ from deliveries.services import attempts
 from endpoints.models import WebhookEndpoint
 from events.models import Event, EventType
 from tests.conftest import wait_until
+
+
+def _needs_counted_wakeups() -> None:
+    if not isinstance(caches["default"], RedisCache):
+        pytest.skip("waiting wake-ups are counted in the Redis cache (REDIS_URL); without it a wake-up takes one batch")
 
 
 def _backlog(receiver, count: int) -> list[int]:
@@ -30,6 +35,7 @@ def _backlog(receiver, count: int) -> list[int]:
 
 
 def test_one_wakeup_keeps_claiming_while_its_batches_are_full(transactional_db, event_types, receiver, settings):
+    _needs_counted_wakeups()
     # given: 7 due deliveries and batches of 2
     settings.WEBHOOK_BATCH_SIZE = 2
     ids = _backlog(receiver, 7)
@@ -57,10 +63,23 @@ def test_a_wakeup_with_no_budget_takes_one_batch(transactional_db, event_types, 
     assert result.claimed == 2
 
 
+def test_a_wakeup_that_cannot_see_waiting_priority_wakeups_takes_one_batch(transactional_db, event_types, receiver,
+                                                                             settings):
+    # given: the same backlog, and wake-ups not counted (as without a Redis cache)
+    settings.WEBHOOK_BATCH_SIZE = 2
+    settings.WEBHOOK_MAX_PENDING_WAKEUPS = 0
+    _backlog(receiver, 7)
+
+    # when
+    result = delivery_services.run_wakeup()
+
+    # then: one batch, so a priority wake-up it cannot see never waits behind a drain
+    assert result.claimed == 2
+
+
 def test_an_ordinary_wakeup_stops_draining_when_a_priority_wakeup_waits(transactional_db, event_types, receiver,
                                                                          settings):
-    if not isinstance(caches["default"], RedisCache):
-        pytest.skip("waiting wake-ups are counted in the Redis cache (REDIS_URL)")
+    _needs_counted_wakeups()
     import redis
 
     # given: a backlog, and one priority wake-up waiting in the broker (its counter is 1)
@@ -77,3 +96,31 @@ def test_an_ordinary_wakeup_stops_draining_when_a_priority_wakeup_waits(transact
         assert result.claimed == 2
     finally:
         counter.delete(key)
+
+
+def test_a_priority_drain_that_ends_empty_still_wakes_the_ordinary_deliveries_it_held_back(event_types, receiver,
+                                                                                             worker, settings):
+    # given: one endpoint with 2 high-priority deliveries and 1 ordinary one, all due, batches of 2,
+    # and no wake-up waiting for the ordinary one: the state after its own wake-up ran while the
+    # priority batch held the endpoint's in-flight cap, claimed nothing and so ended its chain
+    settings.WEBHOOK_BATCH_SIZE = 2
+    EventType.objects.filter(name="system.error").update(is_high_priority=True)
+    endpoint = WebhookEndpoint.objects.create(name="held", url=receiver.url("/held"), events=["*"],
+                                              secret="whsec_drain_test_secret_0123456789")
+    now = timezone.now()
+
+    def due(type_name: str) -> Delivery:
+        event = Event.objects.create(event_id=f"evt_held_{secrets.token_hex(6)}",
+                                     event_type=EventType.objects.get(name=type_name), timestamp=now, data={})
+        return Delivery.objects.create(event=event, endpoint=endpoint, next_attempt_at=now)
+
+    urgent = [due("system.error") for _ in range(2)]
+    ordinary = due("lead.created")
+
+    # when: the priority wake-up runs (a full batch of 2, then a batch that claims nothing)
+    result = delivery_services.run_wakeup(high_priority_only=True)
+
+    # then: the ordinary delivery follows within seconds, without the sweep (no beat in the tests)
+    assert result.claimed == 2
+    got = receiver.wait_for(3, path="/held", timeout=10)
+    assert {r.header("X-Vocelio-Delivery-Id") for r in got} == {d.public_id for d in [*urgent, ordinary]}
