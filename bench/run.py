@@ -11,7 +11,7 @@ each the median of ``--runs`` runs with min and max:
    p50/p95/p99;
 2. ``raw`` — the same payloads, signed, sent to the same receiver by a plain ``requests`` sender with
    the same number of processes as the worker: the machine's limit; the ratio 1/2 (runs of 1 and 2
-   alternate, and the ratio is printed of the medians and as the median of each run's pair);
+   alternate, 1 2 2 1 1 2 …; the verdict is on the ratio of the medians, each pair's is printed too);
 3. ``naive`` — one Celery task per delivery doing single-row writes (``bench/naive.py``); ratio 1/3;
 4. ``publish_api`` — ``POST /events/publish`` at 50 concurrent keep-alive clients, 1/10/100 endpoints
    (closed loop), and 4b at fixed offered rates (``--api-rates``, open loop) with 10 endpoints
@@ -727,16 +727,21 @@ def main() -> int:
         if only & {"throughput", "publish_api", "publish_open", "fanout", "cost", "isolation", "priority"}:
             worker = start_worker(args, queues="priority,deliveries,retries,maintenance")
             procs.append(worker)
-        # Scenarios 1 and 2 alternate run by run (1, 2, 1, 2, ...), so each ratio compares runs a
-        # minute apart at most: on a shared VM the raw sender alone swung by a third between
-        # invocations. The ratio is printed both ways: of the medians, and the median of the pairs.
+        # Scenarios 1 and 2 alternate run by run, in the order 1 2 2 1 1 2 …, so each pair is
+        # measured a minute apart at most (on a shared VM the raw sender alone swung by a third
+        # between invocations) and neither always runs in the other's wake (PostgreSQL's
+        # checkpoint or autovacuum after scenario 1's writes). The verdict is on the ratio of the
+        # medians; the pairs' ratios are printed too.
         throughput_runs, raw_runs = [], []
         for r in range(args.runs):
-            if "throughput" in only:
-                throughput_runs.append(measure_delivery("engine", base, args, events=args.events,
-                                                        endpoints=args.endpoints, tag=f"t{r}"))
-            if "raw" in only:
-                raw_runs.append(measure_raw(base, args, events=args.events, endpoints=args.endpoints, tag=f"r{r}"))
+            steps = ["throughput", "raw"] if r % 2 == 0 else ["raw", "throughput"]
+            for step in steps:
+                if step == "throughput" and "throughput" in only:
+                    throughput_runs.append(measure_delivery("engine", base, args, events=args.events,
+                                                            endpoints=args.endpoints, tag=f"t{r}"))
+                if step == "raw" and "raw" in only:
+                    raw_runs.append(measure_raw(base, args, events=args.events, endpoints=args.endpoints,
+                                                tag=f"r{r}"))
         if throughput_runs:
             scenarios["throughput"] = {"runs": throughput_runs, **{k: summarise(throughput_runs, k) for k in
                                                                    ("deliveries_per_s", "p50_ms", "p95_ms", "p99_ms")}}
@@ -850,8 +855,7 @@ def print_table(results: dict) -> None:
         rows.append(("  ratio 1/2 (of the medians)", f"{ratio:.2f}", ">= 0.5 " + ("met" if ratio >= 0.5 else "NOT met")))
         if "ratio_1_2_paired" in s:
             paired = s["ratio_1_2_paired"]["ratio"]
-            rows.append(("  ratio 1/2 (each run with the raw run after it)", _fmt(paired),
-                         ">= 0.5 " + ("met" if paired["median"] >= 0.5 else "NOT met")))
+            rows.append(("  ratio 1/2 per pair of runs (1 2, 2 1, ...)", _fmt(paired), ""))
     if "throughput" in s and "naive" in s and s["naive"]["deliveries_per_s"]["median"]:
         ratio = s["throughput"]["deliveries_per_s"]["median"] / s["naive"]["deliveries_per_s"]["median"]
         rows.append(("  ratio 1/3", f"{ratio:.2f}", ">= 3 " + ("met" if ratio >= 3 else "NOT met")))

@@ -223,6 +223,33 @@ class WorkerProcess:
             self.log.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _flush_survives_a_deadlock_with_the_worker():
+    """Retry a transactional test's database flush that PostgreSQL aborted as a deadlock victim.
+
+    The flush TRUNCATEs every table in one statement while the session's worker may be running a
+    claim that a test's stray wake-up started; each can hold a lock the other waits for, and
+    PostgreSQL aborts one of them. An aborted claim is retried by Celery; an aborted flush used to
+    fail the test's teardown. The flush is one transaction, so running it again is clean."""
+    from django.db import OperationalError
+    from django.db.backends.base.operations import BaseDatabaseOperations
+
+    original = BaseDatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        for attempt in range(5):
+            try:
+                return original(self, sql_list)
+            except OperationalError as exc:
+                if "deadlock detected" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.2)
+
+    BaseDatabaseOperations.execute_sql_flush = execute_sql_flush
+    yield
+    BaseDatabaseOperations.execute_sql_flush = original
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     """A real Celery worker for the whole session, started after the test database exists."""

@@ -300,6 +300,11 @@ WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=50)
 WEBHOOK_MAX_PENDING_WAKEUPS = env.int("WEBHOOK_MAX_PENDING_WAKEUPS", default=8)
 # A deliver_due task keeps claiming while its batches come back full, for up to this many seconds.
 WEBHOOK_WAKEUP_BUDGET_SECONDS = env.float("WEBHOOK_WAKEUP_BUDGET_SECONDS", default=1.0)
+for _name in ("WEBHOOK_BATCH_SIZE", "WEBHOOK_MAX_CONCURRENT_DELIVERIES"):
+    if globals()[_name] < 1:  # a batch of 0 would divide by zero at publish, after the commit
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"{_name} must be at least 1, not {globals()[_name]}.")
 WEBHOOK_QUEUE_CHECK_INTERVAL_SECONDS = env.float("WEBHOOK_QUEUE_CHECK_INTERVAL_SECONDS", default=5.0)
 WEBHOOK_CONNECTION_POOL_SIZE = env.int("WEBHOOK_CONNECTION_POOL_SIZE", default=20)
 WEBHOOK_MAX_QUEUE_SIZE = env.int("WEBHOOK_MAX_QUEUE_SIZE", default=10000)

@@ -123,9 +123,12 @@ def _claim_sql(vendor: str, high_priority_only: bool) -> str:
         claimed_until = f"%(now)s + {seconds} * INTERVAL '1 second'"
     else:
         claimed_until = f"strftime('%%Y-%%m-%%d %%H:%%M:%%f', %(now)s, '+' || {seconds} || ' seconds')"
-    # The inner scan takes the oldest due rows (index delivery_due_order_idx); the window function then
-    # keeps at most (cap × batch_max_events - in flight) per endpoint: the cap counts requests, and
-    # a batching endpoint's request carries up to batch_max_events deliveries.
+    # The inner scan takes the oldest due rows (index delivery_due_order_idx) of endpoints not at
+    # their cap already: otherwise one slow endpoint with more than %(scan)s older due rows would
+    # fill every scan and the claim would take nothing at all (the in-flight rows are few, the
+    # NOT IN is one hashed lookup). The window function then keeps at most (cap × batch_max_events
+    # - in flight) per endpoint: the cap counts requests, and a batching endpoint's request
+    # carries up to batch_max_events deliveries.
     return f"""
         UPDATE {delivery} SET status = %(in_flight)s, claimed_until = {claimed_until}, updated_at = %(now)s
         WHERE id IN (
@@ -136,6 +139,10 @@ def _claim_sql(vendor: str, high_priority_only: bool) -> str:
                     SELECT d.id, d.endpoint_id, d.next_attempt_at, e.batch_max_events FROM {delivery} d
                     JOIN {endpoint} e ON e.id = d.endpoint_id AND e.status = %(active)s {priority}
                     WHERE d.status IN (%(pending)s, %(retrying)s) AND d.next_attempt_at <= %(now)s
+                      AND d.endpoint_id NOT IN (
+                          SELECT f.endpoint_id FROM {delivery} f JOIN {endpoint} fe ON fe.id = f.endpoint_id
+                          WHERE f.status = %(in_flight)s GROUP BY f.endpoint_id, fe.batch_max_events
+                          HAVING COUNT(*) >= %(cap)s * fe.batch_max_events)
                     ORDER BY d.next_attempt_at, d.id LIMIT %(scan)s {lock}
                 ) s
             ) c
@@ -441,7 +448,8 @@ def _load(ids: list[int]) -> list[Delivery]:
     event (a fan-out) would otherwise decode its ``data`` once each (the batch never changes
     them; the event type's ``sample_data`` is not read at all). Read after the claim, so the
     configuration is the current one. A delivery whose endpoint was deleted since the claim is
-    left out: its claim expires and the sweep cancels it (``attempt_delivery``)."""
+    left out: its claim expires and the sweep cancels it (``attempt_delivery``); so is one whose
+    event was deleted between the two reads (its delivery row goes with it)."""
     from events.models import Event, EventType
 
     deliveries = list(Delivery.objects.filter(pk__in=ids).order_by("next_attempt_at", "id"))
@@ -452,10 +460,9 @@ def _load(ids: list[int]) -> list[Delivery]:
         event.event_type = types[event.event_type_id]
     kept = []
     for delivery in deliveries:
-        endpoint = endpoints.get(delivery.endpoint_id)
-        if endpoint is not None:
-            delivery.event = events[delivery.event_id]
-            delivery.endpoint = endpoint
+        endpoint, event = endpoints.get(delivery.endpoint_id), events.get(delivery.event_id)
+        if endpoint is not None and event is not None:
+            delivery.event, delivery.endpoint = event, endpoint
             kept.append(delivery)
     return kept
 

@@ -6,6 +6,7 @@ import hmac
 import json
 import secrets
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.cache import caches
@@ -396,3 +397,41 @@ def test_a_high_priority_delivery_held_by_the_cap_is_sent_once_the_cap_frees(api
     # then: it is delivered within seconds, without the sweep (no beat runs in the tests)
     got = receiver.wait_for(1, path="/urgent", timeout=10)
     assert got[0].header("X-Vocelio-Event-Id") == urgent.event.event_id
+
+
+def test_claim_due_skips_endpoints_at_their_cap_so_an_older_backlog_holds_back_no_one(transactional_db, event_types,
+                                                                                  receiver, settings):
+    # given: a slow endpoint (answers after 3 s) with 30 due deliveries, all older than one due
+    # delivery to a healthy endpoint; batches of 5 (the claim scans the 20 oldest due rows) and an
+    # in-flight cap of 2
+    settings.WEBHOOK_BATCH_SIZE = 5
+    settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT = 2
+    receiver.hang_seconds["/slow"] = 3
+    event_type = EventType.objects.get(name="lead.created")
+    now = timezone.now()
+
+    def due(endpoint: WebhookEndpoint, at) -> Delivery:
+        event = Event.objects.create(event_id=f"evt_capped_{secrets.token_hex(6)}", event_type=event_type,
+                                     timestamp=at, data={})
+        return Delivery.objects.create(event=event, endpoint=endpoint, next_attempt_at=at)
+
+    slow = WebhookEndpoint.objects.create(name="slow", url=receiver.url("/slow"), events=["lead.*"], timeout_seconds=10,
+                                          secret="whsec_capped_test_secret_0123456789")
+    fast = WebhookEndpoint.objects.create(name="fast", url=receiver.url("/fast"), events=["lead.*"],
+                                          secret="whsec_capped_test_secret_0123456789")
+    for n in range(30):
+        due(slow, now - timedelta(seconds=60 - n))
+    healthy = due(fast, now)
+    try:
+        # when: a wake-up fills the slow endpoint's cap (its sends left to the recorder thread),
+        # and the wake-up it re-armed runs
+        delivery_services.run_wakeup()
+        second = delivery_services.run_wakeup()
+
+        # then: the healthy endpoint's delivery goes out now, not after the slow endpoint's backlog
+        assert second.claimed == 1
+        got = receiver.wait_for(1, path="/fast", timeout=2)
+        assert got[0].header("X-Vocelio-Delivery-Id") == healthy.public_id
+    finally:
+        # let the slow sends end and be stored before the tables are flushed
+        wait_until(lambda: not Delivery.objects.filter(status=Delivery.Status.IN_FLIGHT).exists(), timeout=15)

@@ -1,7 +1,11 @@
 """One ``deliver_due`` wake-up drains a backlog (issue 7): it keeps claiming while its batches
 come back full, for up to ``WEBHOOK_WAKEUP_BUDGET_SECONDS``, and stops early for a waiting
 priority wake-up (or when it cannot tell: wake-ups not counted in Redis)."""
+import os
 import secrets
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.core.cache import caches
@@ -124,3 +128,19 @@ def test_a_priority_drain_that_ends_empty_still_wakes_the_ordinary_deliveries_it
     assert result.claimed == 2
     got = receiver.wait_for(3, path="/held", timeout=10)
     assert {r.header("X-Vocelio-Delivery-Id") for r in got} == {d.public_id for d in [*urgent, ordinary]}
+
+
+@pytest.mark.parametrize("name", ["WEBHOOK_BATCH_SIZE", "WEBHOOK_MAX_CONCURRENT_DELIVERIES"])
+def test_settings_refuse_a_batch_engine_size_below_one(name):
+    # given: a batch size of 0 used to be accepted, and every publish then stored its event and
+    # answered 500 (a division by zero when counting its wake-ups)
+    environment = {**os.environ, "SECRET_KEY": "test-only", name: "0", "DJANGO_SETTINGS_MODULE": "vocelio_webhooks.settings"}
+
+    # when: the settings load (as at the start of web, worker and beat)
+    result = subprocess.run([sys.executable, "-c", "from django.conf import settings; settings.DEBUG"], check=False,
+                            cwd=Path(__file__).resolve().parents[2], env=environment, capture_output=True,
+                            text=True, timeout=60)
+
+    # then: start-up fails, naming the setting
+    assert result.returncode != 0
+    assert f"{name} must be at least 1, not 0." in result.stderr
