@@ -54,30 +54,21 @@ def test_one_wakeup_keeps_claiming_while_its_batches_are_full(transactional_db, 
     wait_until(lambda: set(Delivery.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"succeeded"})
 
 
-def test_a_wakeup_with_no_budget_takes_one_batch(transactional_db, event_types, receiver, settings):
-    # given: the same backlog and no time to drain it
+@pytest.mark.parametrize("setting", [
+    "WEBHOOK_WAKEUP_BUDGET_SECONDS",  # no time to drain
+    "WEBHOOK_MAX_PENDING_WAKEUPS",  # wake-ups not counted (as without a Redis cache): a waiting
+])                                  # priority wake-up could not be seen, so no drain either
+def test_a_wakeup_takes_one_batch_without_budget_or_counted_wakeups(transactional_db, event_types, receiver,
+                                                                    settings, setting):
+    # given: 7 due deliveries, batches of 2, and the setting at 0
     settings.WEBHOOK_BATCH_SIZE = 2
-    settings.WEBHOOK_WAKEUP_BUDGET_SECONDS = 0
+    setattr(settings, setting, 0)
     _backlog(receiver, 7)
 
     # when
     result = delivery_services.run_wakeup()
 
     # then: one batch, as one wake-up per batch did before
-    assert result.claimed == 2
-
-
-def test_a_wakeup_that_cannot_see_waiting_priority_wakeups_takes_one_batch(transactional_db, event_types, receiver,
-                                                                             settings):
-    # given: the same backlog, and wake-ups not counted (as without a Redis cache)
-    settings.WEBHOOK_BATCH_SIZE = 2
-    settings.WEBHOOK_MAX_PENDING_WAKEUPS = 0
-    _backlog(receiver, 7)
-
-    # when
-    result = delivery_services.run_wakeup()
-
-    # then: one batch, so a priority wake-up it cannot see never waits behind a drain
     assert result.claimed == 2
 
 
