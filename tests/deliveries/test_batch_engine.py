@@ -435,3 +435,25 @@ def test_claim_due_skips_endpoints_at_their_cap_so_an_older_backlog_holds_back_n
     finally:
         # let the slow sends end and be stored before the tables are flushed
         wait_until(lambda: not Delivery.objects.filter(status=Delivery.Status.IN_FLIGHT).exists(), timeout=15)
+
+
+def test_sweep_leaves_overdue_deliveries_of_an_endpoint_at_its_cap_to_the_batch_engine(transactional_db, event_types,
+                                                                                        receiver, settings):
+    # given: an endpoint whose cap (2) is full of live claims, with 3 more deliveries due a minute
+    # ago; and another endpoint with one delivery due a minute ago
+    settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT = 2
+    now = timezone.now()
+    capped = _due_deliveries([_endpoint(receiver, "sweep-capped")], 5)
+    Delivery.objects.filter(pk__in=capped[:2]).update(status="in_flight", claimed_until=now + timedelta(minutes=10))
+    free = _due_deliveries([_endpoint(receiver, "sweep-free")], 1)
+    Delivery.objects.filter(pk__in=capped[2:] + free).update(next_attempt_at=now - timedelta(minutes=1))
+
+    # when
+    result = delivery_services.sweep_due_deliveries()
+
+    # then: only the free endpoint's delivery was enqueued (its next attempt moved to now); the
+    # capped endpoint's wait for a slot untouched, to be claimed by the batch engine oldest first
+    assert result.enqueued == 1
+    assert Delivery.objects.get(pk=free[0]).next_attempt_at >= now
+    assert all(d.next_attempt_at <= now - timedelta(seconds=59) for d in Delivery.objects.filter(pk__in=capped[2:]))
+    Delivery.objects.filter(pk__in=capped[:2]).update(status="succeeded", claimed_until=None)  # before the flush
