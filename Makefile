@@ -11,7 +11,7 @@ SHELL := /bin/bash
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := help
 
-.PHONY: help venv env migrate run test superuser bench bench-isolation bench-analytics
+.PHONY: help venv env migrate run test superuser bench bench-isolation bench-analytics bench-slow
 
 help:
 	@echo "make venv       create .venv and install requirements.txt"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench     the benchmark suite (bench/run.py; BENCH_ARGS=--quick for a short run)"
 	@echo "make bench-isolation  only scenario 7: one hanging endpoint among ten healthy ones"
 	@echo "make bench-analytics  analytics overview/trends with 1,000,000 attempts on PostgreSQL (bench/analytics.py)"
+	@echo "make bench-slow       a slow endpoint's backlog with worker and beat (bench/slow_endpoint.py)"
 
 # --- virtualenv -------------------------------------------------------------------------------
 venv: $(VENV)/.installed
@@ -70,6 +71,9 @@ bench: venv
 
 bench-isolation: venv
 	$(VPY) bench/run.py --only isolation $(BENCH_ARGS)
+
+bench-slow: venv
+	$(VPY) bench/slow_endpoint.py $(BENCH_ARGS)
 
 # Needs DATABASE_URL=postgres://… (seeds with COPY into a scratch <name>_bench database, dropped after).
 bench-analytics: venv
