@@ -85,10 +85,15 @@ def test_publish_outside_a_transaction_commits_in_one_round_trip_on_postgresql(a
         assert [s.split()[0] for s in sent[2:3]] == ["BEGIN"], sent
         assert sent[3:] == ['INSERT INTO "events_event"', 'INSERT INTO "deliveries_delivery"', "COMMIT"], sent
     assert Delivery.objects.filter(event__event_id="evt_measured").count() == 10
-    # and a repeat (its INSERT fails outside any transaction) answers the first publication
+    # and a repeat (its INSERT fails outside any transaction) answers the first publication: the
+    # same event and deliveries (their statuses may have moved on: a running worker claims them)
     again = _publish(api, "evt_measured")
     assert again.status_code == 200, again.content
-    assert again.json() == {**response.json(), "duplicate": True}
+
+    def without_statuses(answer: dict) -> dict:
+        return {**answer, "deliveries": [{k: v for k, v in d.items() if k != "status"} for d in answer["deliveries"]]}
+
+    assert without_statuses(again.json()) == without_statuses({**response.json(), "duplicate": True})
 
 
 def test_publish_of_a_known_event_id_answers_the_first_publication_without_a_pre_check(api):
