@@ -108,6 +108,17 @@ def enqueue_wakeups_on_commit(*, deliveries: int, queue: str | None = None) -> N
         transaction.on_commit(functools.partial(attempts.enqueue_wakeup, queue), robust=True)
 
 
+def endpoints_at_cap_sql() -> str:
+    """A ``SELECT`` of the ids of endpoints with ``WEBHOOK_ENDPOINT_MAX_IN_FLIGHT`` ×
+    ``batch_max_events`` deliveries in flight, without parameters (the cap is an integer setting,
+    the status a constant), for ``NOT IN``: the one definition of "at its cap" for the claim and
+    the sweep. In-flight rows are few, so it is one small grouped scan."""
+    delivery, endpoint = Delivery._meta.db_table, WebhookEndpoint._meta.db_table
+    return (f"SELECT f.endpoint_id FROM {delivery} f JOIN {endpoint} fe ON fe.id = f.endpoint_id "
+            f"WHERE f.status = '{Delivery.Status.IN_FLIGHT.value}' GROUP BY f.endpoint_id, fe.batch_max_events "
+            f"HAVING COUNT(*) >= {int(settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT)} * fe.batch_max_events")
+
+
 def _claim_sql(vendor: str, high_priority_only: bool) -> str:
     from events.models import Event, EventType
 
@@ -139,10 +150,7 @@ def _claim_sql(vendor: str, high_priority_only: bool) -> str:
                     SELECT d.id, d.endpoint_id, d.next_attempt_at, e.batch_max_events FROM {delivery} d
                     JOIN {endpoint} e ON e.id = d.endpoint_id AND e.status = %(active)s {priority}
                     WHERE d.status IN (%(pending)s, %(retrying)s) AND d.next_attempt_at <= %(now)s
-                      AND d.endpoint_id NOT IN (
-                          SELECT f.endpoint_id FROM {delivery} f JOIN {endpoint} fe ON fe.id = f.endpoint_id
-                          WHERE f.status = %(in_flight)s GROUP BY f.endpoint_id, fe.batch_max_events
-                          HAVING COUNT(*) >= %(cap)s * fe.batch_max_events)
+                      AND d.endpoint_id NOT IN ({endpoints_at_cap_sql()})
                     ORDER BY d.next_attempt_at, d.id LIMIT %(scan)s {lock}
                 ) s
             ) c

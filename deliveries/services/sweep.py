@@ -4,11 +4,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from deliveries.models import Delivery
 from deliveries.services.attempts import _enqueue
+from deliveries.services.batch import endpoints_at_cap_sql
 from endpoints.models import RateLimitWindow, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -22,16 +24,6 @@ class SweepResult:
     recovered: int
     cancelled: int
     enqueued: int
-
-
-def _endpoints_at_their_cap() -> list[int]:
-    """Ids of endpoints with ``WEBHOOK_ENDPOINT_MAX_IN_FLIGHT`` × ``batch_max_events`` deliveries in
-    flight (unexpired claims: expired ones were made due again just before), as the claim counts."""
-    in_flight = dict(Delivery.objects.filter(status=Delivery.Status.IN_FLIGHT, endpoint__isnull=False)
-                     .values_list("endpoint_id").annotate(n=Count("pk")).order_by())
-    cap = settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT
-    return [pk for pk, batch_max_events in WebhookEndpoint.objects.filter(pk__in=in_flight)
-            .values_list("pk", "batch_max_events") if in_flight[pk] >= cap * batch_max_events]
 
 
 def sweep_due_deliveries() -> SweepResult:
@@ -68,7 +60,7 @@ def sweep_due_deliveries() -> SweepResult:
         Delivery.objects.filter(
             status__in=Delivery.DUE_STATUSES, next_attempt_at__lte=cutoff,
             endpoint__status=WebhookEndpoint.Status.ACTIVE,
-        ).exclude(endpoint_id__in=_endpoints_at_their_cap())
+        ).exclude(endpoint_id__in=RawSQL(endpoints_at_cap_sql(), []))
         .order_by("next_attempt_at").values_list("pk", flat=True)[: settings.WEBHOOK_SWEEP_BATCH_SIZE]
     )
     if due_ids:
