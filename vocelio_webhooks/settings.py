@@ -9,12 +9,29 @@ import os
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Runtime state (SQLite file, embedded broker folders); tests point it elsewhere.
 VAR_DIR = Path(os.environ.get("VOCELIO_VAR_DIR") or BASE_DIR / "var")
 
-env = environ.Env()
+
+
+class _Env(environ.Env):
+    """django-environ's reader, except that a value its type cannot read (``WEBHOOK_BATCH_SIZE=ten``,
+    ``WEBHOOK_WAKEUP_BUDGET_SECONDS=soon``) stops start-up with ``ImproperlyConfigured`` naming the
+    variable and the type expected, instead of a bare ``ValueError`` from ``int()`` or ``float()``
+    deep in the settings module. The value itself is not repeated: it may be a secret."""
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        try:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except (ValueError, TypeError) as exc:
+            expected = getattr(cast, "__name__", None) or type(cast).__name__
+            raise ImproperlyConfigured(f"{var} must be a valid {expected}; its value could not be read as one.") from exc
+
+
+env = _Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -150,8 +167,6 @@ STORAGES = {
 # (vocelio_webhooks/logs.py); the Celery worker and beat use this same configuration.
 WEBHOOK_LOG_FORMAT = env.str("WEBHOOK_LOG_FORMAT", default="plain" if DEBUG else "json")
 if WEBHOOK_LOG_FORMAT not in ("json", "plain"):
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(f"WEBHOOK_LOG_FORMAT must be 'json' or 'plain', not {WEBHOOK_LOG_FORMAT!r}.")
 WEBHOOK_LOG_MASK_FIELDS = env.list(
     "WEBHOOK_LOG_MASK_FIELDS",
@@ -302,9 +317,7 @@ WEBHOOK_MAX_PENDING_WAKEUPS = env.int("WEBHOOK_MAX_PENDING_WAKEUPS", default=8)
 WEBHOOK_WAKEUP_BUDGET_SECONDS = env.float("WEBHOOK_WAKEUP_BUDGET_SECONDS", default=1.0)
 for _name in ("WEBHOOK_BATCH_SIZE", "WEBHOOK_MAX_CONCURRENT_DELIVERIES"):
     if globals()[_name] < 1:  # a batch of 0 would divide by zero at publish, after the commit
-        from django.core.exceptions import ImproperlyConfigured
-
-        raise ImproperlyConfigured(f"{_name} must be at least 1, not {globals()[_name]}.")
+            raise ImproperlyConfigured(f"{_name} must be at least 1, not {globals()[_name]}.")
 WEBHOOK_QUEUE_CHECK_INTERVAL_SECONDS = env.float("WEBHOOK_QUEUE_CHECK_INTERVAL_SECONDS", default=5.0)
 WEBHOOK_CONNECTION_POOL_SIZE = env.int("WEBHOOK_CONNECTION_POOL_SIZE", default=20)
 WEBHOOK_MAX_QUEUE_SIZE = env.int("WEBHOOK_MAX_QUEUE_SIZE", default=10000)
@@ -363,7 +376,7 @@ for _cidr in WEBHOOK_ALLOWED_PRIVATE_CIDRS:
     try:
         _ip_network(_cidr, strict=False)
     except ValueError as _exc:
-        raise ValueError(f"WEBHOOK_ALLOWED_PRIVATE_CIDRS: {_exc}") from _exc
+        raise ImproperlyConfigured(f"WEBHOOK_ALLOWED_PRIVATE_CIDRS: {_exc}") from _exc
 WEBHOOK_ALLOW_HTTP_IN_PRODUCTION = env.bool("WEBHOOK_ALLOW_HTTP_IN_PRODUCTION", default=False)
 WEBHOOK_USER_AGENT = env.str("WEBHOOK_USER_AGENT", default="Vocelio-Webhooks/1.0")
 WEBHOOK_SOURCE_SERVICE = env.str("WEBHOOK_SOURCE_SERVICE", default="vocelio_webhooks")

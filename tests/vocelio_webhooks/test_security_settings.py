@@ -106,3 +106,22 @@ def test_ssl_redirect_spares_health_checks(settings):
     assert api.status_code == 301
     assert api["Location"].startswith("https://")
     assert health.status_code == 200
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("WEBHOOK_WAKEUP_BUDGET_SECONDS", "bogus", "WEBHOOK_WAKEUP_BUDGET_SECONDS must be a valid float"),
+    ("WEBHOOK_BATCH_SIZE", "ten", "WEBHOOK_BATCH_SIZE must be a valid int"),
+    ("WEBHOOK_ALLOWED_PRIVATE_CIDRS", "10.0.0.0/33", "WEBHOOK_ALLOWED_PRIVATE_CIDRS: "),
+])
+def test_settings_refuse_a_value_their_type_cannot_read_naming_the_variable(tmp_path, name, value, expected):
+    # given: a typo in one variable (it used to stop start-up with a bare ValueError from int()/float())
+    env = {"SECRET_KEY": secrets.token_urlsafe(50), name: value}
+
+    # when: the settings load, as at the start of web, worker and beat
+    result = _check_deploy(tmp_path, **env)
+
+    # then: start-up fails with ImproperlyConfigured naming the variable, without echoing its value
+    assert result.returncode != 0
+    assert f"django.core.exceptions.ImproperlyConfigured: {expected}" in result.stderr, result.stderr[-2000:]
+    if name != "WEBHOOK_ALLOWED_PRIVATE_CIDRS":  # the CIDR parser's own message quotes the bad network
+        assert value not in result.stderr.splitlines()[-1]
