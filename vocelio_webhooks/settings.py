@@ -16,19 +16,41 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VOCELIO_VAR_DIR") or BASE_DIR / "var")
 
 
-
 class _Env(environ.Env):
-    """django-environ's reader, except that a value its type cannot read (``WEBHOOK_BATCH_SIZE=ten``,
-    ``WEBHOOK_WAKEUP_BUDGET_SECONDS=soon``) stops start-up with ``ImproperlyConfigured`` naming the
-    variable and the type expected, instead of a bare ``ValueError`` from ``int()`` or ``float()``
-    deep in the settings module. The value itself is not repeated: it may be a secret."""
+    """django-environ's reader, with two differences, so a bad value stops start-up with a clear
+    error and never shows up in one:
+
+    * a value its type cannot read (``WEBHOOK_BATCH_SIZE=ten``, ``DATABASE_URL`` with a port that
+      is not a number) raises ``ImproperlyConfigured`` naming the variable and the type expected,
+      instead of a bare ``ValueError`` deep in the settings module. Neither the value nor the
+      original error (which quotes it) is shown: the value may be a secret. Numbers are read as
+      Python reads them (``1.5``, ``1e3``): django-environ dropped every other character first,
+      so ``2s``, or ``bogus2``, was 2.0;
+    * a value starting with ``$`` is taken as it is. django-environ reads ``$NAME`` as a reference
+      to the variable ``NAME``: a generated ``SECRET_KEY`` that happens to start with ``$`` (about
+      1 in 50 of Django's) stopped start-up with an error that printed the rest of the key, and a
+      ``$`` typo silently fell back to the default. Nothing here uses references."""
 
     def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        raw = self.ENVIRON.get(f"{self.prefix}{var}")
         try:
+            if raw is not None and cast is float:
+                return float(raw)  # django-environ drops every non-digit first: "bogus2" was 2.0
+            if isinstance(raw, str) and raw.startswith("$"):
+                return raw if cast is None else self.parse_value(raw, cast)
             return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError):
             expected = getattr(cast, "__name__", None) or type(cast).__name__
-            raise ImproperlyConfigured(f"{var} must be a valid {expected}; its value could not be read as one.") from exc
+            raise ImproperlyConfigured(f"{var} must be a valid {expected}; its value could not be read as one.") from None
+
+    def db_url(self, var=environ.Env.DEFAULT_DATABASE_ENV, default=environ.Env.NOTSET, engine=None):
+        try:
+            return super().db_url(var, default=default, engine=engine)
+        except (ValueError, TypeError):
+            raise ImproperlyConfigured(f"{var} must be a valid database URL (scheme://user:password@host:port/name); "
+                                       "it could not be read as one.") from None
+
+    db = db_url  # the alias django-environ defines, pointed at this override
 
 
 env = _Env()
@@ -317,7 +339,7 @@ WEBHOOK_MAX_PENDING_WAKEUPS = env.int("WEBHOOK_MAX_PENDING_WAKEUPS", default=8)
 WEBHOOK_WAKEUP_BUDGET_SECONDS = env.float("WEBHOOK_WAKEUP_BUDGET_SECONDS", default=1.0)
 for _name in ("WEBHOOK_BATCH_SIZE", "WEBHOOK_MAX_CONCURRENT_DELIVERIES"):
     if globals()[_name] < 1:  # a batch of 0 would divide by zero at publish, after the commit
-            raise ImproperlyConfigured(f"{_name} must be at least 1, not {globals()[_name]}.")
+        raise ImproperlyConfigured(f"{_name} must be at least 1, not {globals()[_name]}.")
 WEBHOOK_QUEUE_CHECK_INTERVAL_SECONDS = env.float("WEBHOOK_QUEUE_CHECK_INTERVAL_SECONDS", default=5.0)
 WEBHOOK_CONNECTION_POOL_SIZE = env.int("WEBHOOK_CONNECTION_POOL_SIZE", default=20)
 WEBHOOK_MAX_QUEUE_SIZE = env.int("WEBHOOK_MAX_QUEUE_SIZE", default=10000)

@@ -109,19 +109,40 @@ def test_ssl_redirect_spares_health_checks(settings):
 
 
 @pytest.mark.parametrize(("name", "value", "expected"), [
-    ("WEBHOOK_WAKEUP_BUDGET_SECONDS", "bogus", "WEBHOOK_WAKEUP_BUDGET_SECONDS must be a valid float"),
-    ("WEBHOOK_BATCH_SIZE", "ten", "WEBHOOK_BATCH_SIZE must be a valid int"),
+    ("WEBHOOK_WAKEUP_BUDGET_SECONDS", "bogus-hunter2", "WEBHOOK_WAKEUP_BUDGET_SECONDS must be a valid float"),
+    ("WEBHOOK_BATCH_SIZE", "ten-hunter2", "WEBHOOK_BATCH_SIZE must be a valid int"),
+    ("WEBHOOK_BATCH_SIZE", "$hunter2", "WEBHOOK_BATCH_SIZE must be a valid int"),
+    ("DATABASE_URL", "postgres://u:hunter2@127.0.0.1:port/db", "DATABASE_URL must be a valid database URL"),
     ("WEBHOOK_ALLOWED_PRIVATE_CIDRS", "10.0.0.0/33", "WEBHOOK_ALLOWED_PRIVATE_CIDRS: "),
 ])
 def test_settings_refuse_a_value_their_type_cannot_read_naming_the_variable(tmp_path, name, value, expected):
-    # given: a typo in one variable (it used to stop start-up with a bare ValueError from int()/float())
+    # given: a typo in one variable (it used to stop start-up with a bare ValueError from int()/float(),
+    # or, for "$hunter2", to fall back to the default: django-environ reads "$NAME" as a reference)
     env = {"SECRET_KEY": secrets.token_urlsafe(50), name: value}
 
     # when: the settings load, as at the start of web, worker and beat
     result = _check_deploy(tmp_path, **env)
 
-    # then: start-up fails with ImproperlyConfigured naming the variable, without echoing its value
+    # then: start-up fails with ImproperlyConfigured naming the variable; the value (it may be a
+    # secret) is nowhere in the output, not even in a chained exception
     assert result.returncode != 0
     assert f"django.core.exceptions.ImproperlyConfigured: {expected}" in result.stderr, result.stderr[-2000:]
-    if name != "WEBHOOK_ALLOWED_PRIVATE_CIDRS":  # the CIDR parser's own message quotes the bad network
-        assert value not in result.stderr.splitlines()[-1]
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_settings_take_a_secret_key_starting_with_a_dollar_as_it_is(tmp_path):
+    # given: a key as Django generates them, which may start with "$" (django-environ would read it
+    # as a reference to the variable named by the rest of the key, and print that name)
+    key = "$" + secrets.token_urlsafe(50)
+
+    # when
+    result = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.SECRET_KEY)"], cwd=ROOT,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECRET_KEY"))},
+             "DJANGO_SETTINGS_MODULE": "vocelio_webhooks.settings", "VOCELIO_VAR_DIR": str(tmp_path),
+             "DJANGO_DEBUG": "false", "SECRET_KEY": key},
+        capture_output=True, text=True, timeout=120)
+
+    # then: the service starts with exactly that key
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == key
