@@ -118,6 +118,27 @@ def test_deliver_due_batch_sends_all_and_stores_them_in_bulk(transactional_db, e
     assert len(queries) <= 11, "\n".join(q["sql"][:70] for q in queries)
 
 
+def test_deliver_due_batch_gives_every_send_to_slow_receivers_a_thread_at_once(transactional_db, event_types,
+                                                                                receiver):
+    # given: 16 deliveries to two receivers that take 1 s to answer, within the per-endpoint cap
+    endpoints = [_endpoint(receiver, f"slowlane{n}") for n in range(2)]
+    for endpoint in endpoints:
+        receiver.hang_seconds[f"/{endpoint.name}"] = 1.0
+    _due_deliveries(endpoints, 8)
+
+    # when
+    started = time.time()
+    result = delivery_services.deliver_due_batch()
+
+    # then: no send waited for another to be answered (a sending thread each): all 16 reached the
+    # receivers within a fraction of the 1 s a second wave would have waited
+    assert result.claimed == 16
+    arrivals = sorted(r.received_at for e in endpoints for r in receiver.wait_for(8, path=f"/{e.name}"))
+    assert len(arrivals) == 16
+    assert arrivals[-1] - arrivals[0] < 0.5, [round(t - started, 3) for t in arrivals]
+    wait_until(lambda: DeliveryAttempt.objects.filter(outcome="succeeded").count() == 16, timeout=15)
+
+
 def test_deliver_due_batch_stores_complete_attempt_rows_in_one_counted_statement(transactional_db, event_types,
                                                                                     receiver):
     # given: 3 events to 2 endpoints, one with an Authorization custom header
