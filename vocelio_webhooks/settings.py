@@ -5,6 +5,7 @@ Every knob has a safe development default: SQLite in ``var/`` and an embedded Ce
 PostgreSQL and ``CELERY_BROKER_URL`` (or ``REDIS_URL``) to Redis. Our own knobs are ``WEBHOOK_*``
 with the unit in the name; each one is listed in ``.env.example`` and the README.
 """
+import math
 import os
 from pathlib import Path
 
@@ -24,8 +25,8 @@ class _Env(environ.Env):
       is not a number) raises ``ImproperlyConfigured`` naming the variable and the type expected,
       instead of a bare ``ValueError`` deep in the settings module. Neither the value nor the
       original error (which quotes it) is shown: the value may be a secret. Numbers are read as
-      Python reads them (``1.5``, ``1e3``): django-environ dropped every other character first,
-      so ``2s``, or ``bogus2``, was 2.0;
+      Python reads them (``1.5``, ``1e3``), finite only: django-environ dropped every other
+      character first, so ``2s``, or ``bogus2``, was 2.0;
     * a value starting with ``$`` is taken as it is. django-environ reads ``$NAME`` as a reference
       to the variable ``NAME``: a generated ``SECRET_KEY`` that happens to start with ``$`` (about
       1 in 50 of Django's) stopped start-up with an error that printed the rest of the key, and a
@@ -35,7 +36,10 @@ class _Env(environ.Env):
         raw = self.ENVIRON.get(f"{self.prefix}{var}")
         try:
             if raw is not None and cast is float:
-                return float(raw)  # django-environ drops every non-digit first: "bogus2" was 2.0
+                value = float(raw)  # django-environ drops every non-digit first: "bogus2" was 2.0
+                if not math.isfinite(value):  # "inf" or "nan" would unbound a time budget
+                    raise ValueError("not a finite number")
+                return value
             if isinstance(raw, str) and raw.startswith("$"):
                 return raw if cast is None else self.parse_value(raw, cast)
             return super().get_value(var, cast=cast, default=default, parse_default=parse_default)

@@ -110,6 +110,7 @@ def test_ssl_redirect_spares_health_checks(settings):
 
 @pytest.mark.parametrize(("name", "value", "expected"), [
     ("WEBHOOK_WAKEUP_BUDGET_SECONDS", "bogus-hunter2", "WEBHOOK_WAKEUP_BUDGET_SECONDS must be a valid float"),
+    ("WEBHOOK_WAKEUP_BUDGET_SECONDS", "inf", "WEBHOOK_WAKEUP_BUDGET_SECONDS must be a valid float"),
     ("WEBHOOK_BATCH_SIZE", "ten-hunter2", "WEBHOOK_BATCH_SIZE must be a valid int"),
     ("WEBHOOK_BATCH_SIZE", "$hunter2", "WEBHOOK_BATCH_SIZE must be a valid int"),
     ("DATABASE_URL", "postgres://u:hunter2@127.0.0.1:port/db", "DATABASE_URL must be a valid database URL"),
