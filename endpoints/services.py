@@ -1,7 +1,7 @@
 """Writes for webhook endpoints. Each service validates the whole row (``full_clean``) and
 raises ``vocelio_webhooks.errors.ValidationFailed`` with per-field details on bad input."""
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -257,11 +257,14 @@ def check_circuit(*, endpoint_id: int):
 @dataclass(frozen=True)
 class HealthChange:
     """What one attempt did to an endpoint's health: ``opened``/``closed`` the circuit, and whether
-    the endpoint was ``disabled`` (auto-disable or 410)."""
+    the endpoint was ``disabled`` (auto-disable or 410). ``held_until``, when the circuit closed:
+    the moment until which the open circuit held deliveries back (its last ``next_probe_at``: the
+    cool-down's end, or the trial's deadline while the trial was in flight)."""
 
     opened: bool = False
     closed: bool = False
     disabled: bool = False
+    held_until: datetime | None = None
 
 
 def record_health(*, endpoint_id: int, status_code: int | None, error_class: str) -> HealthChange:
@@ -294,8 +297,9 @@ def record_health(*, endpoint_id: int, status_code: int | None, error_class: str
         else:
             row.last_failure_at = now
         row.save()
+    closed = before.circuit_state != health.CLOSED and after.circuit_state == health.CLOSED
     change = HealthChange(opened=before.circuit_state != health.OPEN and after.circuit_state == health.OPEN,
-                          closed=before.circuit_state != health.CLOSED and after.circuit_state == health.CLOSED)
+                          closed=closed, held_until=before.next_probe_at if closed else None)
     if not verdict and health.should_auto_disable(after, now=now,
                                                   disable_after_seconds=settings.WEBHOOK_AUTO_DISABLE_AFTER_SECONDS):
         since = after.failing_since.isoformat() if after.failing_since else ""

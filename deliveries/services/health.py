@@ -97,11 +97,32 @@ def record_endpoint_outcome(*, endpoint: WebhookEndpoint, status_code: int | Non
     change = endpoint_services.record_health(endpoint_id=endpoint.pk, status_code=status_code, error_class=error_class)
     if change.opened:
         logger.warning("Circuit opened for endpoint %s", endpoint.pk)
+    if change.closed and change.held_until is not None:
+        _release_held(endpoint=endpoint, until=change.held_until)
     if change.disabled:
         endpoint.refresh_from_db()
         _announce(endpoint=endpoint, event_type="system.health_alert", change="endpoint_disabled",
                   reason=endpoint.status_reason, throttle=False)
     return change
+
+
+def _release_held(*, endpoint: WebhookEndpoint, until: datetime) -> int:
+    """The circuit just closed: the endpoint's deliveries that its open circuit held back (due at
+    or before ``until``, the circuit's last ``next_probe_at``) become due now, and wake-ups are
+    enqueued. Without this, the deliveries that lost the race for the trial waited until the
+    trial's deadline (``WEBHOOK_MAX_TIMEOUT_SECONDS`` + ``WEBHOOK_CLAIM_MARGIN_SECONDS``, 90 s by
+    default) after the trial had succeeded; found by the README walk, which promises they "go out
+    at once". A retry whose own backoff ends later keeps it. Returns how many were released."""
+    from deliveries.services import batch
+
+    now = timezone.now()
+    released = Delivery.objects.filter(
+        endpoint_id=endpoint.pk, status__in=Delivery.DUE_STATUSES, next_attempt_at__gt=now, next_attempt_at__lte=until,
+    ).update(next_attempt_at=now, updated_at=now)
+    if released:
+        logger.info("Circuit closed for endpoint %s: %s held deliveries are due now", endpoint.pk, released)
+        batch.enqueue_wakeups_on_commit(deliveries=released)
+    return released
 
 
 def _is_own_alert(delivery: Delivery) -> bool:

@@ -59,6 +59,35 @@ def test_circuit_opens_holds_deliveries_then_one_probe_closes_it(api, receiver, 
     wait_until(lambda: EndpointHealth.objects.get(pk=endpoint["id"]).circuit_state == "closed")
 
 
+def test_closing_circuit_sends_the_deliveries_held_during_the_trial_at_once(api, receiver, worker):
+    # given: a trial request in flight (half-open until its 90 s deadline) and two more deliveries
+    # the circuit held back until then, as the gate does when another worker won the trial; and a
+    # retry whose own backoff ends later
+    endpoint = create_endpoint(api, receiver, path="/recovering")
+    deadline = timezone.now() + timedelta(seconds=90)
+    EndpointHealth.objects.create(endpoint_id=endpoint["id"], circuit_state="half_open", consecutive_failures=5,
+                                  next_probe_at=deadline)
+    held = [publish(api, n) for n in range(2)]
+    later = publish(api, 9)
+    Delivery.objects.filter(pk__in=held).update(status="retrying", attempt_count=1, next_attempt_at=deadline)
+    Delivery.objects.filter(pk=later).update(status="retrying", attempt_count=1,
+                                             next_attempt_at=deadline + timedelta(hours=1))
+
+    # when: the trial succeeds
+    change = delivery_services.record_endpoint_outcome(endpoint=WebhookEndpoint.objects.get(pk=endpoint["id"]),
+                                                       status_code=200, error_class="")
+
+    # then: the circuit is closed and the held deliveries arrive now, not 90 s later; the later
+    # retry keeps its backoff
+    assert change.closed
+    got = receiver.wait_for(2, path="/recovering", timeout=15)
+    assert sorted(r.header("X-Vocelio-Delivery-Id") for r in got) == sorted(
+        Delivery.objects.get(pk=pk).public_id for pk in held)
+    wait_until(lambda: all(status_of(pk) == "succeeded" for pk in held))
+    assert status_of(later) == "retrying"
+    assert Delivery.objects.get(pk=later).next_attempt_at > timezone.now() + timedelta(minutes=59)
+
+
 def test_failover_gets_the_same_signed_body_after_a_primary_failure(api, receiver, worker):
     # given
     receiver.script("/primary", [503])
