@@ -30,13 +30,14 @@ def _endpoint(receiver, name, **fields) -> WebhookEndpoint:
                                           secret="whsec_batch_test_secret_0123456789", **fields)
 
 
-def _due_deliveries(endpoints, count) -> list[int]:
+def _due_deliveries(endpoints, count, **fields) -> list[int]:
+    """``count`` events with a delivery to each of ``endpoints``, due now (``fields`` override)."""
     event_type = EventType.objects.get(name="lead.created")
     now = timezone.now()
     ids = []
     for n in range(count):
         event = Event.objects.create(event_id=f"evt_batch_{secrets.token_hex(6)}", event_type=event_type, timestamp=now, data={"n": n})
-        ids += [Delivery.objects.create(event=event, endpoint=e, next_attempt_at=now).pk for e in endpoints]
+        ids += [Delivery.objects.create(event=event, endpoint=e, next_attempt_at=now, **fields).pk for e in endpoints]
     return ids
 
 
@@ -401,9 +402,10 @@ def test_claims_on_postgresql_run_one_at_a_time_so_the_cap_holds_across_workers(
 def test_a_high_priority_delivery_held_by_the_cap_is_sent_once_the_cap_frees(api, receiver, worker):
     # given: an endpoint whose in-flight cap (10) is full with another batch's ordinary deliveries
     endpoint = _endpoint(receiver, "urgent", events=["*"])
-    busy = _due_deliveries([endpoint], 10)
-    Delivery.objects.filter(pk__in=busy).update(status=Delivery.Status.IN_FLIGHT,
-                                                 claimed_until=timezone.now() + timezone.timedelta(minutes=5))
+    # created in flight: created due, a wake-up still running from an earlier test could claim and
+    # store some of them before they were marked (seen once under load: the cap was not full)
+    busy = _due_deliveries([endpoint], 10, status=Delivery.Status.IN_FLIGHT,
+                           claimed_until=timezone.now() + timezone.timedelta(minutes=5))
     EventType.objects.filter(name="system.error").update(is_high_priority=True)
 
     # when: a high-priority event is published (its priority wake-up finds the cap full), then the
