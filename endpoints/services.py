@@ -251,7 +251,24 @@ def check_circuit(*, endpoint_id: int):
     won = EndpointHealth.objects.filter(
         pk=endpoint_id, circuit_state=row.circuit_state, next_probe_at=row.next_probe_at,
     ).update(circuit_state=probing.circuit_state, next_probe_at=probing.next_probe_at, updated_at=now)
-    return verdict if won else health.Gate("wait", retry_at=probing.next_probe_at)
+    return verdict if won else _gate_after_lost_probe(endpoint_id=endpoint_id, now=now)
+
+
+def _gate_after_lost_probe(*, endpoint_id: int, now):
+    """The gate for a caller whose bid to send the trial lost to another worker's: as the health
+    row stands now. Usually that is "wait until the trial's deadline", and it must be the deadline
+    the winner stored, not one computed here: when the trial closes the circuit, the deliveries
+    held until exactly that moment are released (``deliveries.services.health._release_held``);
+    a later time of our own would leave ours waiting out the deadline (found in review)."""
+    from endpoints import health
+    from endpoints.models import EndpointHealth
+
+    row = EndpointHealth.objects.filter(pk=endpoint_id).first()
+    if row is None:
+        return health.Gate("send")
+    verdict = health.gate(_as_value(row), now=now)
+    # "probe" again means the row moved on past another trial's deadline meanwhile: wait for it too.
+    return verdict if verdict.decision != "probe" else health.Gate("wait", retry_at=row.next_probe_at)
 
 
 @dataclass(frozen=True)

@@ -107,17 +107,22 @@ def record_endpoint_outcome(*, endpoint: WebhookEndpoint, status_code: int | Non
 
 
 def _release_held(*, endpoint: WebhookEndpoint, until: datetime) -> int:
-    """The circuit just closed: the endpoint's deliveries that its open circuit held back (due at
-    or before ``until``, the circuit's last ``next_probe_at``) become due now, and wake-ups are
-    enqueued. Without this, the deliveries that lost the race for the trial waited until the
+    """The circuit just closed: the endpoint's deliveries that its open circuit held back become
+    due now, and wake-ups are enqueued. Those are exactly the ones waiting until ``until``, the
+    circuit's last ``next_probe_at``: the gate holds a delivery until the stored ``next_probe_at``
+    (the cool-down's end, or the trial's deadline; ``endpoints.services.check_circuit``). Other
+    waits (a retry's own backoff, a receiver's ``Retry-After``, a rate limit) end at other times and
+    are left alone. Without this, the deliveries that lost the race for the trial waited until the
     trial's deadline (``WEBHOOK_MAX_TIMEOUT_SECONDS`` + ``WEBHOOK_CLAIM_MARGIN_SECONDS``, 90 s by
     default) after the trial had succeeded; found by the README walk, which promises they "go out
-    at once". A retry whose own backoff ends later keeps it. Returns how many were released."""
+    at once". Returns how many were released."""
     from deliveries.services import batch
 
     now = timezone.now()
+    if until <= now:
+        return 0  # already due
     released = Delivery.objects.filter(
-        endpoint_id=endpoint.pk, status__in=Delivery.DUE_STATUSES, next_attempt_at__gt=now, next_attempt_at__lte=until,
+        endpoint_id=endpoint.pk, status__in=Delivery.DUE_STATUSES, next_attempt_at=until,
     ).update(next_attempt_at=now, updated_at=now)
     if released:
         logger.info("Circuit closed for endpoint %s: %s held deliveries are due now", endpoint.pk, released)

@@ -68,24 +68,44 @@ def test_closing_circuit_sends_the_deliveries_held_during_the_trial_at_once(api,
     EndpointHealth.objects.create(endpoint_id=endpoint["id"], circuit_state="half_open", consecutive_failures=5,
                                   next_probe_at=deadline)
     held = [publish(api, n) for n in range(2)]
-    later = publish(api, 9)
+    later, backing_off = publish(api, 9), publish(api, 8)
     Delivery.objects.filter(pk__in=held).update(status="retrying", attempt_count=1, next_attempt_at=deadline)
     Delivery.objects.filter(pk=later).update(status="retrying", attempt_count=1,
                                              next_attempt_at=deadline + timedelta(hours=1))
+    own_backoff = deadline - timedelta(seconds=30)  # e.g. a receiver's Retry-After, ending inside the trial
+    Delivery.objects.filter(pk=backing_off).update(status="retrying", attempt_count=1, next_attempt_at=own_backoff)
 
     # when: the trial succeeds
     change = delivery_services.record_endpoint_outcome(endpoint=WebhookEndpoint.objects.get(pk=endpoint["id"]),
                                                        status_code=200, error_class="")
 
-    # then: the circuit is closed and the held deliveries arrive now, not 90 s later; the later
-    # retry keeps its backoff
+    # then: the circuit is closed and the held deliveries arrive now, not 90 s later; the retries
+    # waiting for reasons of their own keep their times
     assert change.closed
     got = receiver.wait_for(2, path="/recovering", timeout=15)
     assert sorted(r.header("X-Vocelio-Delivery-Id") for r in got) == sorted(
         Delivery.objects.get(pk=pk).public_id for pk in held)
     wait_until(lambda: all(status_of(pk) == "succeeded" for pk in held))
-    assert status_of(later) == "retrying"
-    assert Delivery.objects.get(pk=later).next_attempt_at > timezone.now() + timedelta(minutes=59)
+    assert status_of(later) == "retrying" and status_of(backing_off) == "retrying"
+    assert Delivery.objects.get(pk=later).next_attempt_at == deadline + timedelta(hours=1)
+    assert Delivery.objects.get(pk=backing_off).next_attempt_at == own_backoff
+
+
+def test_a_worker_that_loses_the_race_for_the_trial_waits_for_the_winners_deadline(db):
+    # given: another worker won the trial and stored its deadline (half-open until then)
+    from endpoints import services as endpoint_services
+
+    endpoint = WebhookEndpoint.objects.create(name="trial", url="https://example.com/hook", events=["lead.*"])
+    winners_deadline = timezone.now() + timedelta(seconds=80)
+    EndpointHealth.objects.create(endpoint_id=endpoint.pk, circuit_state="half_open", consecutive_failures=5,
+                                  next_probe_at=winners_deadline)
+
+    # when: this worker's own bid for the trial lost (its conditional UPDATE changed nothing)
+    gate = endpoint_services._gate_after_lost_probe(endpoint_id=endpoint.pk, now=timezone.now())
+
+    # then: its delivery waits until exactly the stored deadline, so the trial's success releases it
+    # (a deadline computed by the loser, a little later, used to leave it waiting out the 90 s)
+    assert (gate.decision, gate.retry_at) == ("wait", winners_deadline)
 
 
 def test_failover_gets_the_same_signed_body_after_a_primary_failure(api, receiver, worker):
