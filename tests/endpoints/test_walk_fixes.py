@@ -107,11 +107,14 @@ def test_delete_endpoint_waits_for_a_publish_that_routed_to_it_instead_of_failin
 
     deleting = threading.Thread(target=delete)
     deleting.start()
-    deadline = time.time() + 10
-    while time.time() < deadline and not publisher.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-    ).fetchone()[0]:
+    deadline, waiting = time.time() + 10, 0
+    while time.time() < deadline and not waiting:
         time.sleep(0.02)  # until the delete waits on the publisher's lock
+        # (pg_stat_activity is a snapshot taken once per transaction unless cleared)
+        publisher.execute("SELECT pg_stat_clear_snapshot()")
+        waiting = publisher.execute("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                                    [publisher.info.backend_pid]).fetchone()[0]
+    assert waiting, "the delete never waited on the publisher's lock"
     publisher.execute(
         f"INSERT INTO {Delivery._meta.db_table} (event_id, endpoint_id, status, attempt_count, next_attempt_at, "
         "last_error, is_replay, created_at, updated_at) VALUES (%s, %s, 'pending', 0, now(), '', false, now(), now())",
