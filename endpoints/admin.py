@@ -128,6 +128,18 @@ class WebhookEndpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
             return "closed"
         return f"{health.circuit_state} ({health.consecutive_failures} failures, probe {health.next_probe_at:%H:%M:%S})"
 
+    def delete_model(self, request, obj):
+        """Through ``endpoints.services.delete_endpoint``, as the API: it locks the endpoint's row
+        first, so a publish routing to it meanwhile cannot fail the delete at commit."""
+        from endpoints import services as endpoint_services
+
+        endpoint_services.delete_endpoint(endpoint=obj)
+
+    def delete_queryset(self, request, queryset):
+        """The "Delete selected" action: each endpoint through ``delete_endpoint`` (``delete_model``)."""
+        for endpoint in queryset:
+            self.delete_model(request, endpoint)
+
     def get_queryset(self, request):
         """Health in one query: the health row joined, and the last 24 hours' attempt counts as
         two subqueries (indexed on ``created_at``), not one query per endpoint."""

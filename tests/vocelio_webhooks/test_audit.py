@@ -327,6 +327,26 @@ def test_audited_admin_delete_records_each_object(api, admin_client):
     assert not WebhookEndpoint.objects.exists()
 
 
+def test_admin_delete_selected_endpoints_keeps_their_deliveries_and_records_each(api, admin_client):
+    # given: two endpoints, one with a delivery (history that must outlive it)
+    from deliveries.models import Delivery
+
+    first, second = _create_endpoint(api), _create_endpoint(api)
+    published = api.post("/events/publish", {"event_type": "lead.created", "data": {}}, format="json")
+    assert published.status_code == 202, published.content
+
+    # when: "Delete selected" (each goes through endpoints.services.delete_endpoint)
+    response = admin_client.post("/admin/endpoints/webhookendpoint/", {
+        "action": "delete_selected", "_selected_action": [first["id"], second["id"]], "post": "yes"})
+
+    # then
+    assert response.status_code == 302
+    assert not WebhookEndpoint.objects.exists()
+    assert Delivery.objects.count() == 2 and set(Delivery.objects.values_list("endpoint_id", flat=True)) == {None}
+    assert sorted(AuditLogEntry.objects.filter(action="delete").values_list("object_id", flat=True)) == sorted(
+        [str(first["id"]), str(second["id"])])
+
+
 @pytest.mark.django_db
 def test_audited_admin_user_changes_mask_the_password_hash(admin_client):
     # given / when
