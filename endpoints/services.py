@@ -254,7 +254,7 @@ def check_circuit(*, endpoint_id: int):
     return verdict if won else _gate_after_lost_probe(endpoint_id=endpoint_id, now=now)
 
 
-def _gate_after_lost_probe(*, endpoint_id: int, now):
+def _gate_after_lost_probe(*, endpoint_id: int, now: datetime):
     """The gate for a caller whose bid to send the trial lost to another worker's: as the health
     row stands now. Usually that is "wait until the trial's deadline", and it must be the deadline
     the winner stored, not one computed here: when the trial closes the circuit, the deliveries
