@@ -125,6 +125,7 @@ def test_event_replay_refuses_endpoints_that_would_not_receive_it(api, receiver,
     assert disabled_response.json()["error"]["code"] == "ENDPOINT_DISABLED"
     assert missing_endpoint.status_code == 400
     assert missing_endpoint.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert "endpoint" in missing_endpoint.json()["error"]["details"]["fields"]
     assert missing_event.status_code == 404
     assert Delivery.objects.filter(is_replay=True).count() == 0
 
