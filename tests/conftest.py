@@ -317,6 +317,28 @@ def api(api_key, event_types):
     return client
 
 
+def due_deliveries(endpoints, count: int, *, prefix: str = "evt_due", **fields) -> list:
+    """``count`` ``lead.created`` events (``data`` ``{"n": n}``, ids ``<prefix>_<nnn>_<random>``),
+    each with one delivery to every endpoint of ``endpoints``, due now; ``fields`` override the
+    delivery's columns. Returns the ``Delivery`` rows, event by event, in ``endpoints`` order."""
+    import secrets
+
+    from django.utils import timezone
+
+    from deliveries.models import Delivery
+    from events.models import Event, EventType
+
+    event_type = EventType.objects.get(name="lead.created")
+    now = timezone.now()
+    deliveries = []
+    for n in range(count):
+        event = Event.objects.create(event_id=f"{prefix}_{n:03d}_{secrets.token_hex(4)}", event_type=event_type,
+                                     timestamp=now, data={"n": n})
+        deliveries += [Delivery.objects.create(event=event, endpoint=endpoint, next_attempt_at=now, **fields)
+                       for endpoint in endpoints]
+    return deliveries
+
+
 def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1):
     """Poll ``predicate`` until it returns a truthy value; fails on timeout."""
     deadline = time.time() + timeout

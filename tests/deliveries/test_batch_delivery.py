@@ -7,13 +7,12 @@ import json
 import secrets
 
 import pytest
-from django.utils import timezone
 
 from deliveries import services as delivery_services
 from deliveries.models import Delivery, DeliveryAttempt
 from endpoints.models import WebhookEndpoint
-from events.models import Event, EventType
-from tests.conftest import assert_seed_error, wait_until
+from events.models import Event
+from tests.conftest import assert_seed_error, due_deliveries, wait_until
 
 SECRET = "whsec_batch_delivery_secret_0123456789"
 
@@ -24,14 +23,7 @@ def _endpoint(receiver, name, **fields) -> WebhookEndpoint:
 
 
 def _due(endpoint, count) -> list[Delivery]:
-    event_type = EventType.objects.get(name="lead.created")
-    now = timezone.now()
-    deliveries = []
-    for n in range(count):
-        event = Event.objects.create(event_id=f"evt_b_{n:03d}_{secrets.token_hex(4)}", event_type=event_type,
-                                     timestamp=now, data={"n": n})
-        deliveries.append(Delivery.objects.create(event=event, endpoint=endpoint, next_attempt_at=now))
-    return deliveries
+    return due_deliveries([endpoint], count, prefix="evt_b")
 
 
 def _drain() -> None:

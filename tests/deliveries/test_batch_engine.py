@@ -21,7 +21,7 @@ from deliveries.services import attempts
 from endpoints.models import WebhookEndpoint
 from events import services as event_services
 from events.models import Event, EventType
-from tests.conftest import assert_seed_error, wait_until
+from tests.conftest import assert_seed_error, due_deliveries, wait_until
 
 
 def _endpoint(receiver, name, **fields) -> WebhookEndpoint:
@@ -31,14 +31,7 @@ def _endpoint(receiver, name, **fields) -> WebhookEndpoint:
 
 
 def _due_deliveries(endpoints, count, **fields) -> list[int]:
-    """``count`` events with a delivery to each of ``endpoints``, due now (``fields`` override)."""
-    event_type = EventType.objects.get(name="lead.created")
-    now = timezone.now()
-    ids = []
-    for n in range(count):
-        event = Event.objects.create(event_id=f"evt_batch_{secrets.token_hex(6)}", event_type=event_type, timestamp=now, data={"n": n})
-        ids += [Delivery.objects.create(event=event, endpoint=e, next_attempt_at=now, **fields).pk for e in endpoints]
-    return ids
+    return [d.pk for d in due_deliveries(endpoints, count, prefix="evt_batch", **fields)]
 
 
 def test_claim_due_claims_each_due_delivery_once(event_types, receiver):

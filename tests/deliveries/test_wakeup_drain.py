@@ -17,7 +17,7 @@ from deliveries.models import Delivery
 from deliveries.services import attempts
 from endpoints.models import WebhookEndpoint
 from events.models import Event, EventType
-from tests.conftest import wait_until
+from tests.conftest import due_deliveries, wait_until
 
 
 def _needs_counted_wakeups() -> None:
@@ -28,14 +28,7 @@ def _needs_counted_wakeups() -> None:
 def _backlog(receiver, count: int) -> list[int]:
     endpoint = WebhookEndpoint.objects.create(name=f"drain-{secrets.token_hex(3)}", url=receiver.url("/drain"),
                                               events=["lead.*"], secret="whsec_drain_test_secret_0123456789")
-    event_type = EventType.objects.get(name="lead.created")
-    now = timezone.now()
-    ids = []
-    for n in range(count):
-        event = Event.objects.create(event_id=f"evt_drain_{secrets.token_hex(6)}", event_type=event_type,
-                                     timestamp=now, data={"n": n})
-        ids.append(Delivery.objects.create(event=event, endpoint=endpoint, next_attempt_at=now).pk)
-    return ids
+    return [d.pk for d in due_deliveries([endpoint], count, prefix="evt_drain")]
 
 
 def test_one_wakeup_keeps_claiming_while_its_batches_are_full(transactional_db, event_types, receiver, settings):
