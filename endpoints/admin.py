@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
+from django.http import Http404
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -130,15 +131,28 @@ class WebhookEndpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         """Through ``endpoints.services.delete_endpoint``, as the API: it locks the endpoint's row
-        first, so a publish routing to it meanwhile cannot fail the delete at commit."""
+        first, so a publish routing to it meanwhile cannot fail the delete at commit. When another
+        delete committed first, a 404 page: the admin's delete view is one transaction, so its
+        log and audit entries roll back with it instead of recording a second deletion."""
         from endpoints import services as endpoint_services
+        from vocelio_webhooks.errors import NotFound
 
-        endpoint_services.delete_endpoint(endpoint=obj)
+        try:
+            endpoint_services.delete_endpoint(endpoint=obj)
+        except NotFound as exc:
+            raise Http404(exc.message) from exc
 
     def delete_queryset(self, request, queryset):
-        """The "Delete selected" action: each endpoint through ``delete_endpoint`` (``delete_model``)."""
+        """The "Delete selected" action: each endpoint through ``delete_endpoint``; one deleted by
+        someone else meanwhile is skipped (it is gone, which is what was asked)."""
+        from endpoints import services as endpoint_services
+        from vocelio_webhooks.errors import NotFound
+
         for endpoint in queryset:
-            self.delete_model(request, endpoint)
+            try:
+                endpoint_services.delete_endpoint(endpoint=endpoint)
+            except NotFound:
+                continue
 
     def get_queryset(self, request):
         """Health in one query: the health row joined, and the last 24 hours' attempt counts as

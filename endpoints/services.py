@@ -14,7 +14,7 @@ from endpoints.filters import FilterValidationError, validate_filters
 from endpoints.models import WebhookEndpoint, normalize_retry_policy
 from endpoints.signing import generate_secret
 from vocelio_webhooks.crypto import mask
-from vocelio_webhooks.errors import ValidationFailed
+from vocelio_webhooks.errors import NotFound, ValidationFailed
 
 SECRET_METHODS = {"hmac_sha256", "hmac_sha1", "standard_webhooks", "jwt"}
 WRITE_ONLY_SECRETS = ("secret", "api_key")
@@ -162,17 +162,26 @@ def set_status(*, endpoint: WebhookEndpoint, status: str, reason: str = "") -> W
 
 def delete_endpoint(*, endpoint: WebhookEndpoint) -> None:
     """Delete an endpoint. Its deliveries and attempts stay as history (endpoint set to null);
-    those not yet final are cancelled by the next sweep or attempt.
+    those not yet final are cancelled by the next sweep or attempt. Raises ``NotFound`` (404)
+    when the endpoint no longer exists: another delete committed first.
 
     One transaction that first locks the endpoint's row (``FOR UPDATE``; PostgreSQL), then
     detaches its deliveries and deletes it. A publish routing to the endpoint meanwhile waits at
     its foreign-key check (``FOR KEY SHARE`` on that row) until the delete commits, then fails it
-    and routes again without the endpoint (``events.services.publish``). Without the lock, a
-    delivery committed between the detach and the delete failed the delete's own foreign-key check
-    at commit: a 500, and the endpoint stayed (found by the README walk, 3 deletes in 6 during a
-    publish burst)."""
+    and routes again without the endpoint (``events.services.publish``); a replay takes the same
+    lock first thing and then finds the endpoint gone (``deliveries.services.replay``), or, when
+    it locked first, the delete waits for it and detaches its new delivery too. Without the lock,
+    a delivery committed between the detach and the delete failed the delete's own foreign-key
+    check at commit: a 500, and the endpoint stayed (found by the README walk, 3 deletes in 6
+    during a publish burst).
+
+    The lock also finds a concurrent delete of the same endpoint: the one that waited gets no row
+    once the first commits, and refuses instead of "deleting" it a second time (found in review:
+    both answered 204 and the audit log said the endpoint was deleted twice)."""
     with transaction.atomic():
-        list(WebhookEndpoint.objects.select_for_update().filter(pk=endpoint.pk).values_list("pk", flat=True))
+        if not list(WebhookEndpoint.objects.select_for_update().filter(pk=endpoint.pk).values_list("pk", flat=True)):
+            raise NotFound(f"Endpoint {endpoint.pk} does not exist (it was deleted meanwhile).",
+                           details={"endpoint_id": endpoint.pk})
         endpoint.delete()
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -34,7 +34,7 @@ from deliveries.tasks import deliver as deliver_task
 from endpoints.filters import FilterValidationError, evaluate_filters, event_type_matches
 from endpoints.models import WebhookEndpoint
 from events.models import Event, EventType
-from vocelio_webhooks.errors import Conflict, ValidationFailed
+from vocelio_webhooks.errors import Conflict, NotFound, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -408,19 +408,53 @@ def plan_replay(
 
 
 # --- replay: writing --------------------------------------------------------------------------
+def lock_endpoints(*, endpoint_ids: Iterable[int]) -> dict[int, str]:
+    """The status of each endpoint of ``endpoint_ids`` that still exists, keyed by id. On
+    PostgreSQL their rows are locked ``FOR KEY SHARE``, in id order (two callers cannot deadlock
+    on them), until the caller's transaction ends; call it inside ``transaction.atomic``.
+
+    Why: a replay's deliveries reference their endpoint, and a foreign key is checked only at
+    commit. Without this lock, a replay racing ``endpoints.services.delete_endpoint`` always
+    lost at that check, with an ``IntegrityError`` (a 500) after its work was done (found in
+    review). With it, whichever comes first wins: a delete already under way (``FOR UPDATE``)
+    makes this wait and then leaves its endpoint out; else the delete waits for the replay to
+    commit and detaches the replay's deliveries like the endpoint's others. ``KEY SHARE`` is the
+    lock the foreign-key check takes anyway: it does not wait for status or health updates, nor
+    for publishes and other replays. SQLite has one writer at a time: a plain read is enough."""
+    ids = sorted(set(endpoint_ids))
+    if not ids:
+        return {}
+    if connection.vendor != "postgresql":
+        return dict(WebhookEndpoint.objects.filter(pk__in=ids).values_list("pk", "status"))
+    meta, quote = WebhookEndpoint._meta, connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {quote(meta.pk.column)}, {quote(meta.get_field('status').column)} FROM {quote(meta.db_table)} "
+            f"WHERE {quote(meta.pk.column)} = ANY(%s) ORDER BY 1 FOR KEY SHARE", [ids])
+        return dict(cursor.fetchall())
+
+
+def _lock_named_endpoint(*, endpoint: WebhookEndpoint, missing: Callable[[], Exception]) -> None:
+    """Lock ``endpoint`` (``lock_endpoints``) at the start of a replay to it; raise ``missing()``
+    when it was deleted since the caller read it, as the caller answers for an endpoint that
+    never existed."""
+    if endpoint.pk not in lock_endpoints(endpoint_ids=[endpoint.pk]):
+        raise missing()
+
+
 def create_replays(*, targets: Sequence[ReplayTarget]) -> list[int]:
     """Create one ``pending`` replay ``Delivery`` (``is_replay=True``, ``replay_of``) per target
     in one transaction and enqueue those of active endpoints after commit (a paused endpoint's
     wait until it is resumed). Targets whose endpoint was deleted or disabled since planning are
-    skipped. Returns the new delivery ids in the order of ``targets``."""
+    skipped; the endpoints left are locked against a delete first (``lock_endpoints``), so one
+    being deleted at this moment is skipped too instead of failing the commit. Returns the new
+    delivery ids in the order of ``targets``."""
     if not targets:
         return []
     now = timezone.now()
     with transaction.atomic():
-        statuses = dict(
-            WebhookEndpoint.objects.filter(pk__in={t.endpoint_id for t in targets},
-                                           status__in=REPLAYABLE_ENDPOINT_STATUSES).values_list("pk", "status")
-        )
+        statuses = {pk: status for pk, status in lock_endpoints(endpoint_ids=(t.endpoint_id for t in targets)).items()
+                    if status in REPLAYABLE_ENDPOINT_STATUSES}
         kept = [t for t in targets if t.endpoint_id in statuses]
         deliveries = Delivery.objects.bulk_create([
             Delivery(event_id=t.event_pk, endpoint_id=t.endpoint_id, next_attempt_at=now, is_replay=True,
@@ -458,11 +492,17 @@ def replay_event(*, event: Event, endpoint: WebhookEndpoint | None = None) -> Re
     """``POST /events/{event_id}/replay``: a new delivery of ``event`` to every endpoint that
     accepts it now (``endpoint_accepts``), or to ``endpoint`` only. Raises ``Conflict`` (409)
     when the named endpoint is disabled (``ENDPOINT_DISABLED``) or would not receive the event
-    now (``ENDPOINT_NOT_MATCHING``: environment, event type or payload filters)."""
+    now (``ENDPOINT_NOT_MATCHING``: environment, event type or payload filters), and
+    ``ValidationFailed`` (400, on the ``endpoint`` field, as the API's serializer answers for an
+    unknown id) when the named endpoint was deleted after the caller read it (``lock_endpoints``)."""
     if endpoint is not None:
         _check_endpoint_accepts(endpoint=endpoint, event=event)
     events = Event.objects.select_related("event_type").filter(pk=event.pk)
     with transaction.atomic():
+        if endpoint is not None:
+            _lock_named_endpoint(endpoint=endpoint, missing=lambda: ValidationFailed(
+                f"Endpoint {endpoint.pk} does not exist.",
+                details={"fields": {"endpoint": [f'Invalid pk "{endpoint.pk}" - object does not exist.']}}))
         return _result(plan_replay(events=events, endpoint=endpoint, limit=None), dry_run=False)
 
 
@@ -481,7 +521,8 @@ def replay_endpoint(
     ``[since, until)`` that it accepts now (``endpoint_accepts``), oldest first, at most
     ``limit`` (≤ ``MAX_BULK``). ``only_failed`` and the rest as in ``plan_replay``; one
     transaction. Raises ``Conflict`` (409 ``ENDPOINT_DISABLED``) for a disabled endpoint and
-    ``ValidationFailed`` for ``until`` not after ``since`` or a limit out of range."""
+    ``ValidationFailed`` for ``until`` not after ``since`` or a limit out of range, ``NotFound``
+    (404) when the endpoint was deleted after the caller read it (``lock_endpoints``)."""
     limit = _check_limit(limit)
     if endpoint.status not in REPLAYABLE_ENDPOINT_STATUSES:
         raise Conflict(f"Endpoint {endpoint.pk} is {endpoint.status}; enable it before replaying to it.",
@@ -491,6 +532,8 @@ def replay_endpoint(
     events = candidate_events(since=since, until=until, event_type=event_type, endpoint=endpoint,
                               environments=environments)
     with transaction.atomic():
+        _lock_named_endpoint(endpoint=endpoint, missing=lambda: NotFound(
+            f"Endpoint {endpoint.pk} does not exist (it was deleted).", details={"endpoint_id": endpoint.pk}))
         plan = plan_replay(events=events, endpoint=endpoint, only_failed=only_failed, limit=limit)
         return _result(plan, dry_run=dry_run)
 

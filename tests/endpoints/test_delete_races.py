@@ -1,0 +1,48 @@
+"""Two deletes of one endpoint at the same time (PostgreSQL, two sessions): the first answers 204
+and writes the audit entry, the second answers 404 in the seed's error format and writes nothing,
+as for any deleted resource (GitHub, Stripe). Found in review: both answered 204 and two audit
+entries said the endpoint was deleted twice."""
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from endpoints.models import WebhookEndpoint
+from tests.conftest import assert_seed_error
+from tests.races import hold_in_transaction
+from vocelio_webhooks import services as key_services
+from vocelio_webhooks.models import AuditLogEntry
+
+
+@pytest.fixture(autouse=True)
+def _postgresql_only(transactional_db):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs row locks and two concurrent writers (SQLite has one writer at a time)")
+
+
+def test_second_of_two_concurrent_deletes_of_an_endpoint_answers_404_and_writes_no_audit_entry(api):
+    # given: a first DELETE has gone through its work, not yet committed
+    api.raise_request_exception = False
+    endpoint = WebhookEndpoint.objects.create(name="crm", url="https://crm.example.com/hook", events=["lead.*"])
+
+    # Another key: the first request's transaction also holds its key's row (last use), which
+    # would queue the second request before it even reads the endpoint.
+    other_key = key_services.create_api_key(name="other", scopes=["*"]).raw_key
+
+    def first_delete() -> int:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {other_key}")
+        return client.delete(f"/endpoints/{endpoint.pk}").status_code
+
+    held = hold_in_transaction(first_delete)
+
+    # when: a second DELETE of the same endpoint comes in meanwhile
+    second = api.delete(f"/endpoints/{endpoint.pk}")
+    outcome = held.join()
+
+    # then
+    assert "error" not in outcome and outcome["blocked"], outcome
+    assert outcome["result"] == 204
+    assert_seed_error(second, 404, "NOT_FOUND")
+    assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+    assert AuditLogEntry.objects.filter(action="delete", object_type="endpoints.webhookendpoint",
+                                        object_id=str(endpoint.pk)).count() == 1
