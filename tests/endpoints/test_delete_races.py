@@ -46,3 +46,22 @@ def test_second_of_two_concurrent_deletes_of_an_endpoint_answers_404_and_writes_
     assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
     assert AuditLogEntry.objects.filter(action="delete", object_type="endpoints.webhookendpoint",
                                         object_id=str(endpoint.pk)).count() == 1
+
+
+def test_admin_delete_of_an_endpoint_deleted_meanwhile_answers_404_and_records_nothing(admin_client, event_types):
+    # given: a delete of the endpoint (through the API or another admin) is under way, not yet committed
+    from endpoints import services as endpoint_services
+
+    endpoint = WebhookEndpoint.objects.create(name="crm", url="https://crm.example.com/hook", events=["lead.*"])
+    held = hold_in_transaction(
+        lambda: endpoint_services.delete_endpoint(endpoint=WebhookEndpoint.objects.get(pk=endpoint.pk)))
+
+    # when: an admin confirms the delete of the same endpoint meanwhile
+    response = admin_client.post(f"/admin/endpoints/webhookendpoint/{endpoint.pk}/delete/", {"post": "yes"})
+    outcome = held.join()
+
+    # then: the admin's delete view is one transaction: its log and audit entries rolled back
+    assert "error" not in outcome and outcome["blocked"], outcome
+    assert response.status_code == 404
+    assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+    assert not AuditLogEntry.objects.filter(action="delete").exists()
