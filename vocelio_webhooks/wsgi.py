@@ -3,5 +3,8 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from vocelio_webhooks.chunked import ChunkedBodyMiddleware
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vocelio_webhooks.settings")
-application = get_wsgi_application()
+# Django ignores wsgi.input_terminated, so a chunked request body would reach the views empty.
+application = ChunkedBodyMiddleware(get_wsgi_application())

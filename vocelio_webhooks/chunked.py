@@ -1,0 +1,86 @@
+"""WSGI middleware: give Django the body of a request sent with ``Transfer-Encoding: chunked``.
+
+Django's ``WSGIRequest`` reads at most ``CONTENT_LENGTH`` bytes and ignores the
+``wsgi.input_terminated`` flag (mod_wsgi's and gunicorn's promise that ``wsgi.input`` ends at the
+end of the body), so a chunked request, which has no ``Content-Length``, reaches the views with an
+empty body: a chunked ``POST /events/publish`` got a confusing 400 about missing fields. curl
+sends chunked when told to (``-H 'Transfer-Encoding: chunked'``), and so do HTTP clients streaming
+a body of unknown length (Node's ``http`` with ``write()``, Python ``requests`` with a generator).
+"""
+import io
+import json
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+
+from django.conf import settings
+
+READ_CHUNK_BYTES = 64 * 1024
+
+
+class ChunkedBodyMiddleware:
+    """Wraps a WSGI application. For a request whose ``Transfer-Encoding`` ends in ``chunked``
+    and that has no ``Content-Length``:
+
+    - when the server sets ``wsgi.input_terminated`` (gunicorn does), reads the body, at most
+      ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (``WEBHOOK_MAX_REQUEST_BODY_BYTES``) + 1 bytes, and hands
+      the application a ``BytesIO`` with ``CONTENT_LENGTH`` set, as if the client had sent a
+      ``Content-Length``; a longer body is answered 413 ``PAYLOAD_TOO_LARGE`` without reading the
+      rest, as the API answers a ``Content-Length`` over the limit;
+    - otherwise the body cannot be told from the rest of the connection, and the answer is
+      411 ``LENGTH_REQUIRED`` (RFC 9110 section 15.5.12).
+
+    Both errors have the seed's shape ``{"error": {"code", "message", "details"}}``. Other
+    requests pass through untouched.
+    """
+
+    def __init__(self, application: Callable[..., Iterable[bytes]]):
+        self.application = application
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if not _is_chunked(environ):
+            return self.application(environ, start_response)
+        if not environ.get("wsgi.input_terminated"):
+            return _error(start_response, HTTPStatus.LENGTH_REQUIRED, "LENGTH_REQUIRED",
+                          "This server cannot read a chunked request body; send a Content-Length header.")
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        body = _read(environ["wsgi.input"], None if limit is None else limit + 1)
+        if limit is not None and len(body) > limit:
+            # Same document as vocelio_webhooks.api.exception_handler's answer to RequestDataTooBig.
+            return _error(start_response, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "PAYLOAD_TOO_LARGE",
+                          "The request body is larger than the service accepts.", {"max_bytes": limit})
+        environ = {**environ, "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+        environ.pop("HTTP_TRANSFER_ENCODING", None)  # the body is now delimited by CONTENT_LENGTH
+        return self.application(environ, start_response)
+
+
+def _is_chunked(environ: dict[str, Any]) -> bool:
+    if environ.get("CONTENT_LENGTH"):
+        return False
+    codings = [coding.strip().lower() for coding in environ.get("HTTP_TRANSFER_ENCODING", "").split(",")]
+    return codings[-1] == "chunked"  # RFC 9112 section 6.1: chunked is the final coding when present
+
+
+def _read(stream: Any, limit: int | None) -> bytes:
+    """Read ``stream`` to its end, or until more than ``limit - 1`` bytes were read (``limit``
+    bytes at most are returned, so the caller can tell "over the limit" from "exactly at it")."""
+    parts: list[bytes] = []
+    total = 0
+    while limit is None or total < limit:
+        size = READ_CHUNK_BYTES if limit is None else min(READ_CHUNK_BYTES, limit - total)
+        chunk = stream.read(size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+    return b"".join(parts)
+
+
+def _error(start_response: Callable, status: HTTPStatus, code: str, message: str,
+           details: dict[str, Any] | None = None) -> list[bytes]:
+    # Imported late: vocelio_webhooks.api imports models, which need django.setup().
+    from .api import error_body
+
+    body = json.dumps(error_body(code, message, details)).encode()
+    start_response(f"{status.value} {status.phrase}", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
