@@ -1,5 +1,6 @@
 """API shapes for events and event types."""
 import re
+from typing import Any, ClassVar
 
 from rest_framework import serializers
 
@@ -11,7 +12,49 @@ from vocelio_webhooks.validators import reject_nul_characters
 EVENT_TYPE_NAME_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 
 
+class StringOnlyMixin:
+    """For DRF character fields: refuse a JSON value that is not a string (DRF turns ``123`` and
+    ``1.5`` into ``"123"`` and ``"1.5"``). An id sent as a number would be stored as a string that
+    the sender never wrote, and ``1.0`` and ``1`` would become different ids; Stripe and Svix take
+    ids and idempotency keys as strings only."""
+
+    default_error_messages: ClassVar[dict[str, str]] = {"not_a_string": "Must be a JSON string, not {kind}."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string", kind=_json_kind(data))
+        return super().to_internal_value(data)
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON name of ``value``'s type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+class StringField(StringOnlyMixin, serializers.CharField):
+    """``CharField`` that accepts only JSON strings."""
+
+
+class StringRegexField(StringOnlyMixin, serializers.RegexField):
+    """``RegexField`` that accepts only JSON strings."""
+
+
 class EventTypeSerializer(serializers.ModelSerializer):
+    """A duplicate ``name`` is not a validation error here: ``events.services.create_event_type``
+    answers it with 409 ``CONFLICT``, as a duplicate template name does."""
+
+    name = serializers.CharField(max_length=100)  # declared: the model's unique=True would add a 400 validator
+
     class Meta:
         model = EventType
         fields = ["name", "category", "description", "sample_data", "created_at"]
@@ -62,10 +105,10 @@ def _depth(value, level: int = 0) -> int:
 class PublishInputSerializer(serializers.Serializer):
     """``POST /events/publish`` body: the seed's ``event_type`` + ``payload`` (or ``data``)."""
 
-    event_type = serializers.CharField(max_length=100)
+    event_type = StringField(max_length=100)
     payload = serializers.JSONField(required=False)
     data = serializers.JSONField(required=False)
-    event_id = serializers.RegexField(
+    event_id = StringRegexField(
         r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}$", max_length=255, required=False,
         error_messages={"invalid": "Use 1-255 characters: letters, digits, '_', '.', ':' or '-' (not first)."},
     )

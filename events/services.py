@@ -310,8 +310,22 @@ def _duplicate(event: Event, *, environment: str) -> PublishResult:
 def create_event_type(*, data: dict[str, Any], request=None) -> EventType:
     """Create a custom event type from validated ``data`` (``EventTypeSerializer``) and its audit
     entry (actor, IP and request id from ``request``), in one transaction: a failure of either
-    leaves nothing written. Returns the new ``EventType``."""
-    with transaction.atomic():
-        event_type = EventType.objects.create(**data)
-        audit_services.record_audit(request=request, action="create", obj=event_type)
+    leaves nothing written. Returns the new ``EventType``.
+
+    Raises ``Conflict`` (409 ``CONFLICT``, ``details.fields.name``) when the name is taken, also
+    when a concurrent request took it first: the request is well-formed but clashes with the
+    current state, as a duplicate template name (``templates_app.services``) or an ``event_id``
+    reused in another environment (``EVENT_ID_CONFLICT``) does."""
+    name = data["name"]
+    taken = Conflict(f"An event type named {name!r} already exists.", details={"fields": {"name": ["Already taken."]}})
+    if EventType.objects.filter(name=name).exists():
+        raise taken
+    try:
+        with transaction.atomic():
+            event_type = EventType.objects.create(**data)
+            audit_services.record_audit(request=request, action="create", obj=event_type)
+    except IntegrityError as exc:
+        if EventType.objects.filter(name=name).exists():
+            raise taken from exc
+        raise
     return event_type

@@ -267,12 +267,12 @@ def test_event_types_create_custom_type_that_can_be_published(api, django_captur
     assert _claimed_after_wakeup(callbacks) == sorted(d["id"] for d in published.json()["deliveries"])
 
 
-def test_event_types_create_duplicate_name_answers_400(api):
+def test_event_types_create_duplicate_name_answers_409(api):
     # given / when
     response = api.post("/event-types", {"name": "lead.created", "category": "lead"}, format="json")
 
-    # then
-    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
+    # then: a clash with what exists, as a duplicate template name (tests/vocelio_webhooks/test_api_walk_fixes.py)
+    error = assert_seed_error(response, 409, "CONFLICT")
     assert "name" in error["details"]["fields"]
     assert EventType.objects.filter(name="lead.created").count() == 1
 
