@@ -1,13 +1,19 @@
 """django-filter classes for the deliveries API."""
 import django_filters
+from django.db.models import QuerySet
 
 from deliveries.models import Delivery
 from deliveries.services.replay import event_type_q
+from events.filtersets import event_type_q as event_type_patterns_q
+from events.filtersets import validate_event_type_patterns
 
 
 class DeliveryFilterSet(django_filters.FilterSet):
+    """``GET /deliveries``. ``event_type`` takes the same comma-separated patterns as
+    ``GET /events`` (``?event_type=lead.*,call.ended``), with the same validation."""
+
     status = django_filters.MultipleChoiceFilter(choices=Delivery.Status.choices)
-    event_type = django_filters.CharFilter(field_name="event__event_type__name")
+    event_type = django_filters.CharFilter(method="filter_event_type", validators=[validate_event_type_patterns])
     event_id = django_filters.CharFilter(field_name="event__event_id")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
@@ -15,6 +21,9 @@ class DeliveryFilterSet(django_filters.FilterSet):
     class Meta:
         model = Delivery
         fields = ["status", "endpoint", "event_type", "event_id", "created_after", "created_before", "is_replay"]
+
+    def filter_event_type(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(event_type_patterns_q(value, "event__event_type__name"))
 
 
 class DeadLetterFilterSet(django_filters.FilterSet):

@@ -26,19 +26,20 @@ def validate_event_type_patterns(value: str) -> None:
                               params={"item": bad[0][:100]})
 
 
-def event_type_q(patterns: str) -> Q:
-    """A ``Q`` on ``event_type__name`` for a comma-separated list of event-type patterns, with the
-    meaning endpoint subscriptions give them (``endpoints.filters.event_type_matches``): an exact
-    type (``lead.created``), a prefix wildcard (``lead.*``: every type starting with ``lead.``) or
-    ``*`` (everything). Blank items are ignored; a list of blanks matches everything."""
+def event_type_q(patterns: str, field: str = "event_type__name") -> Q:
+    """A ``Q`` on the event-type name at ``field`` (``event_type__name`` for events,
+    ``event__event_type__name`` for deliveries) for a comma-separated list of event-type patterns,
+    with the meaning endpoint subscriptions give them (``endpoints.filters.event_type_matches``):
+    an exact type (``lead.created``), a prefix wildcard (``lead.*``: every type starting with
+    ``lead.``) or ``*`` (everything). Blank items are ignored; a list of blanks matches everything."""
     query = Q()
     for pattern in filter(None, (item.strip() for item in patterns.split(","))):
         if pattern == "*":
             return Q()
         if pattern.endswith(".*"):
-            query |= Q(event_type__name__startswith=pattern[:-1])
+            query |= Q(**{f"{field}__startswith": pattern[:-1]})
         else:
-            query |= Q(event_type__name=pattern)
+            query |= Q(**{field: pattern})
     return query
 
 
