@@ -27,3 +27,25 @@ def use_django_logging(loglevel=None, **kwargs) -> None:
     root = logging.getLogger()
     if isinstance(loglevel, int) and loglevel and loglevel < root.level:
         root.setLevel(loglevel)
+
+
+@signals.worker_process_shutdown.connect
+@signals.worker_shutdown.connect
+def store_sends_before_exit(**kwargs) -> None:
+    """At a warm shutdown, wait until this process's sends still in flight are stored
+    (``deliveries.services.batch.drain_sends``), for at most the longest claim a send can hold
+    (``WEBHOOK_MAX_TIMEOUT_SECONDS`` + ``WEBHOOK_CLAIM_MARGIN_SECONDS``, seconds): past that the
+    sweep has already taken the delivery back. Prefork children get ``worker_process_shutdown``
+    just before they exit; ``worker_shutdown`` covers the solo and thread pools, where the sends
+    run in the main process (in a prefork main process nothing is outstanding: it returns at once).
+    A SIGKILL, or a SIGTERM sent to the children themselves, skips this: Celery's children die
+    at once on SIGTERM, so stop a worker by signalling its main process only."""
+    from django.conf import settings
+
+    from deliveries.services import batch
+
+    left = batch.drain_sends(timeout_seconds=settings.WEBHOOK_MAX_TIMEOUT_SECONDS
+                             + settings.WEBHOOK_CLAIM_MARGIN_SECONDS)
+    if left:
+        logging.getLogger(__name__).warning(
+            "Exiting with %s sends not stored; the sweep sends them again when their claims expire", left)

@@ -464,6 +464,27 @@ def _record_stragglers() -> None:
         attempts.enqueue_wakeup()
 
 
+def drain_sends(*, timeout_seconds: float) -> int:
+    """Wait, up to ``timeout_seconds`` (seconds), until every send this process started is stored,
+    including the slow ones handed to the recorder thread. Returns how many were still not stored
+    (0: all stored). Called when a worker process shuts down (``vocelio_webhooks.celery``): the
+    sending threads and the recorder die with the process, and a send that was never stored is
+    sent again by the sweep once its claim expires (at-least-once holds, but the receiver gets a
+    duplicate). Every send ends by its endpoint's timeout, so the wait is bounded by the slowest
+    send in flight, not by ``timeout_seconds``, in practice."""
+    deadline = time.monotonic() + timeout_seconds
+    waited = False
+    while True:
+        with _pool_lock:
+            left = _outstanding
+        if left <= 0 or time.monotonic() >= deadline:
+            return max(left, 0)
+        if not waited:
+            logger.info("Waiting up to %.0f s for %s sends to be stored before exiting", timeout_seconds, left)
+            waited = True
+        time.sleep(0.05)
+
+
 def _wait_for_sends(futures: list[Future]) -> tuple[list[Future], list[Future]]:
     """Wait for a batch's sends: until all are done, ``STRAGGLER_WAIT_SECONDS`` have passed, or
     ``STRAGGLER_QUIET_SECONDS`` have passed since the last one finished without another finishing.
