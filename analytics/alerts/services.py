@@ -2,8 +2,10 @@
 alerts with their values, announce them (``system.health_alert`` event + the rule's action), and
 edit rules. Decisions come from ``analytics.alerts.decisions``; measurements from
 ``analytics.alerts.queries``."""
+import contextlib
 import functools
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,7 +13,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from analytics.alerts.decisions import (
@@ -85,9 +88,8 @@ def _close_orphans(*, now: datetime) -> list[AlertChange]:
     """Active alerts whose rule was deleted without ``delete_rule`` (a bulk or admin delete: the
     FK is SET_NULL) resolve here, ``reason: rule_deleted``, so none stays firing forever."""
     try:
-        with transaction.atomic():
-            orphans = (Alert.objects.select_for_update(of=("self",)).select_related("endpoint")
-                       .filter(rule__isnull=True, status__in=Alert.ACTIVE_STATUSES).order_by("id"))
+        with transaction.atomic(), _foreign_keys_checked_per_statement():
+            orphans = _lock_active_alerts(Alert.objects.filter(rule__isnull=True).order_by("id"))
             return [_close(rule=None, alert=alert, now=now, reason="rule_deleted") for alert in orphans]
     except Exception:
         logger.exception("Resolving the alerts of deleted rules failed")
@@ -96,14 +98,19 @@ def _close_orphans(*, now: datetime) -> list[AlertChange]:
 
 def evaluate_rule(*, rule_id: int, now: datetime) -> list[AlertChange]:
     """Evaluate one rule at ``now`` in one transaction (see ``evaluate_alert_rules``). Returns the
-    changes it made; [] when the rule no longer exists."""
+    changes it made; [] when the rule no longer exists.
+
+    Each alert's state change and its event (``system.health_alert``, with its deliveries) are
+    written in this one transaction: both are committed or neither. The rule's active alerts are
+    locked through ``_lock_active_alerts``, in the order an endpoint delete takes its locks, and
+    foreign keys are checked per statement (``_foreign_keys_checked_per_statement``), so an
+    endpoint deleted meanwhile fails neither the delete nor this evaluation."""
     changes: list[AlertChange] = []
-    with transaction.atomic():
+    with transaction.atomic(), _foreign_keys_checked_per_statement():
         rule = AlertRule.objects.select_for_update().filter(pk=rule_id).first()
         if rule is None:
             return changes
-        active = {a.scope_key: a for a in Alert.objects.select_for_update(of=("self",)).select_related("endpoint")
-                  .filter(rule=rule, status__in=Alert.ACTIVE_STATUSES)}
+        active = {a.scope_key: a for a in _lock_active_alerts(Alert.objects.filter(rule=rule))}
         if not rule.enabled:
             for alert in active.values():
                 changes.append(_close_for_disabled_rule(rule=rule, alert=alert, now=now))
@@ -116,6 +123,62 @@ def evaluate_rule(*, rule_id: int, now: datetime) -> list[AlertChange]:
             if change is not None:
                 changes.append(change)
     return changes
+
+
+def _lock_active_alerts(alerts: QuerySet[Alert]) -> list[Alert]:
+    """Lock and return the active (pending or firing) alerts of ``alerts``, with their endpoints,
+    inside the caller's transaction; on PostgreSQL their endpoints' rows first, in id order,
+    ``FOR KEY SHARE``.
+
+    Why the endpoints first: the caller then publishes the alerts' events, whose deliveries take
+    each endpoint routed to ``FOR KEY SHARE`` (their foreign-key checks), while
+    ``endpoints.services.delete_endpoint`` locks the endpoint ``FOR UPDATE`` and then sets its
+    alerts' endpoint to null, waiting for the alert rows. Alert rows then endpoint here, endpoint
+    then alert rows there: PostgreSQL found a deadlock and aborted one side, the evaluation or the
+    delete (``DELETE /endpoints/{id}`` answered 500). Taking the endpoints first is the delete's
+    order, so one side simply waits for the other: a delete that came first commits, and these
+    alerts are then read with their endpoint null; else the delete waits for this commit and
+    detaches the deliveries just published. ``KEY SHARE`` is what the foreign-key check takes
+    anyway: it blocks only deletes and key changes of the endpoint, not status or health updates.
+
+    The endpoints are those of the alerts read before the lock, and only those alerts are
+    locked: an alert's endpoint only ever changes to null afterwards, so no locked alert points
+    to an endpoint that was not locked first. An alert that joined ``alerts`` in between (under
+    the rule's lock none can; a rule deleted meanwhile makes new orphans) is left to the next run."""
+    candidates = list(alerts.filter(status__in=Alert.ACTIVE_STATUSES).values_list("pk", "endpoint_id"))
+    if not candidates:
+        return []
+    endpoint_ids = sorted({endpoint_id for _, endpoint_id in candidates if endpoint_id is not None})
+    if endpoint_ids and connection.vendor == "postgresql":
+        table = connection.ops.quote_name(WebhookEndpoint._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", [endpoint_ids])
+    return list(alerts.select_for_update(of=("self",)).select_related("endpoint")
+                .filter(pk__in=[pk for pk, _ in candidates], status__in=Alert.ACTIVE_STATUSES))
+
+
+@contextlib.contextmanager
+def _foreign_keys_checked_per_statement() -> Iterator[None]:
+    """Inside the caller's transaction, check foreign keys at the end of each statement instead of
+    at COMMIT (PostgreSQL: ``SET CONSTRAINTS ALL IMMEDIATE``; Django creates them ``DEFERRABLE
+    INITIALLY DEFERRED``, the schema's only deferrable constraints); back to deferred when the block
+    ends without an error (an error rolls the setting back with the transaction or savepoint).
+    No-op elsewhere.
+
+    Why: publishing inside a transaction relies on it. ``events.services.publish`` routes an event
+    again when an endpoint deleted after its routing read fails its delivery INSERT; deferred, the
+    check failed only at this transaction's COMMIT, and the whole evaluation (or rule edit) with
+    it. Checked at the INSERT, the delivery also takes the endpoint's row (``FOR KEY SHARE``) at
+    once, so a later delete of that endpoint waits for this commit and detaches the delivery. And
+    ``_start`` sees an alert's endpoint deleted meanwhile as the ``IntegrityError`` it handles."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
 
 
 def _apply(*, rule: AlertRule, alert: Alert | None, measurement: Measurement, now: datetime) -> AlertChange | None:
@@ -355,7 +418,7 @@ def update_rule(*, rule: AlertRule, now: datetime | None = None, **fields: Any) 
     one about the backlog; the new metric starts its own episode at the next evaluation).
     ``now`` (the resolution time) defaults to now.
     """
-    with transaction.atomic():
+    with transaction.atomic(), _foreign_keys_checked_per_statement():
         # The evaluation holds this row lock too: an edit never interleaves with a run.
         previous = AlertRule.objects.select_for_update().filter(pk=rule.pk).values("metric", "enabled").first() or {}
         rule = _save_rule(rule=rule, fields=fields)
@@ -375,7 +438,7 @@ def delete_rule(*, rule: AlertRule, now: datetime | None = None) -> None:
     subscriber is left with an alert that never ends; pending ones are dropped. The alert history
     stays (``Alert.rule`` becomes null; the alerts keep the rule's name, metric, action, threshold
     and period). ``now`` (the resolution time) defaults to now."""
-    with transaction.atomic():
+    with transaction.atomic(), _foreign_keys_checked_per_statement():
         locked = AlertRule.objects.select_for_update().filter(pk=rule.pk).first()
         if locked is None:
             return
@@ -384,8 +447,7 @@ def delete_rule(*, rule: AlertRule, now: datetime | None = None) -> None:
 
 
 def _close_active(*, rule: AlertRule, now: datetime, reason: str) -> list[AlertChange]:
-    active = (Alert.objects.select_for_update(of=("self",)).select_related("endpoint")
-              .filter(rule=rule, status__in=Alert.ACTIVE_STATUSES).order_by("scope_key"))
+    active = _lock_active_alerts(Alert.objects.filter(rule=rule).order_by("scope_key"))
     return [_close(rule=rule, alert=alert, now=now, reason=reason) for alert in active]
 
 
