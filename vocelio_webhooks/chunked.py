@@ -82,5 +82,6 @@ def _error(start_response: Callable, status: HTTPStatus, code: str, message: str
     from .api import error_body
 
     body = json.dumps(error_body(code, message, details)).encode()
-    start_response(f"{status.value} {status.phrase}", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    start_response(f"{status.value} {status.phrase}", headers)
     return [body]

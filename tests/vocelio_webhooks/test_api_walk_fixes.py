@@ -81,7 +81,7 @@ def test_wsgi_chunked_publish_is_read_when_the_server_terminates_the_input(api_k
     body = json.dumps({"event_type": "lead.created", "event_id": "evt_chunked_wsgi", "data": {"lead": {"id": "l1"}}})
 
     # when
-    status, headers, content = _call_wsgi(body.encode(), api_key=api_key, input_terminated=True)
+    status, _, content = _call_wsgi(body.encode(), api_key=api_key, input_terminated=True)
 
     # then
     assert status.startswith("202"), content
@@ -123,7 +123,7 @@ def test_wsgi_chunked_request_without_input_terminated_answers_411(api_key, even
     body = json.dumps({"event_type": "lead.created", "event_id": "evt_411", "data": {}}).encode()
 
     # when
-    status, headers, content = _call_wsgi(body, api_key=api_key, input_terminated=False)
+    status, _, content = _call_wsgi(body, api_key=api_key, input_terminated=False)
 
     # then
     assert status.startswith("411"), content
@@ -286,16 +286,19 @@ def test_errors_and_lists_answer_json_to_a_browser_accept_header(api):
     assert listed.json()["results"] == []
 
 
-def test_schema_still_answers_the_format_asked_for(api):
+def test_schema_and_docs_still_answer_the_format_asked_for(api):
     # given / when
     as_json = api.get("/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     as_yaml = api.get("/schema")
+    docs = api.get("/docs", HTTP_ACCEPT="text/html,application/xhtml+xml,*/*;q=0.8")
 
     # then
     assert as_json.status_code == 200
     assert as_json.json()["info"]["title"] == "Vocelio Webhooks API"
     assert as_yaml.status_code == 200
     assert as_yaml.content.startswith(b"openapi:")
+    assert docs.status_code == 200
+    assert docs["Content-Type"].startswith("text/html")
 
 
 # --- duplicate event type ---------------------------------------------------------------------
