@@ -232,6 +232,9 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["vocelio_webhooks.throttling.ApiKeyRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "vocelio_webhooks.api.Pagination",
     "DEFAULT_PARSER_CLASSES": ["vocelio_webhooks.parsers.StrictJSONParser"],
+    # JSON whatever the Accept header says (no browsable HTML API; an unmatched Accept gets JSON, not 406).
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "vocelio_webhooks.negotiation.FallbackToFirstRenderer",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "vocelio_webhooks.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
