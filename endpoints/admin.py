@@ -2,6 +2,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404
@@ -129,28 +130,40 @@ class WebhookEndpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
             return "closed"
         return f"{health.circuit_state} ({health.consecutive_failures} failures, probe {health.next_probe_at:%H:%M:%S})"
 
-    def delete_model(self, request, obj):
-        """Through ``endpoints.services.delete_endpoint``, as the API: it locks the endpoint's row
-        first, so a publish routing to it meanwhile cannot fail the delete at commit. When another
-        delete committed first, a 404 page: the admin's delete view is one transaction, so its
-        log and audit entries roll back with it instead of recording a second deletion."""
+    def log_deletions(self, request, queryset):
+        """Nothing here: Django logs a deletion before it deletes, so an endpoint another delete
+        removed meanwhile would get a second "delete" log and audit entry. ``_delete_logged``
+        writes both with the delete itself, or neither."""
+        return []
+
+    def _delete_logged(self, request, endpoint: WebhookEndpoint) -> None:
+        """Delete ``endpoint`` through ``endpoints.services.delete_endpoint``, as the API does (it
+        locks the endpoint's row first, so a publish routing to it meanwhile cannot fail the
+        delete at commit), with its admin log and audit entries in one savepoint. Raises
+        ``NotFound`` when another delete committed first; nothing is then recorded."""
         from endpoints import services as endpoint_services
+
+        with transaction.atomic():
+            super().log_deletions(request, [endpoint])  # before the delete: it clears the pk
+            endpoint_services.delete_endpoint(endpoint=endpoint)
+
+    def delete_model(self, request, obj):
+        """The single delete: a 404 page when another delete committed first."""
         from vocelio_webhooks.errors import NotFound
 
         try:
-            endpoint_services.delete_endpoint(endpoint=obj)
+            self._delete_logged(request, obj)
         except NotFound as exc:
             raise Http404(exc.message) from exc
 
     def delete_queryset(self, request, queryset):
-        """The "Delete selected" action: each endpoint through ``delete_endpoint``; one deleted by
-        someone else meanwhile is skipped (it is gone, which is what was asked)."""
-        from endpoints import services as endpoint_services
+        """The "Delete selected" action: each endpoint as ``delete_model``; one deleted by someone
+        else meanwhile is skipped (it is gone, which is what was asked) and recorded by nobody here."""
         from vocelio_webhooks.errors import NotFound
 
         for endpoint in queryset:
             try:
-                endpoint_services.delete_endpoint(endpoint=endpoint)
+                self._delete_logged(request, endpoint)
             except NotFound:
                 continue
 

@@ -65,3 +65,27 @@ def test_admin_delete_of_an_endpoint_deleted_meanwhile_answers_404_and_records_n
     assert response.status_code == 404
     assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
     assert not AuditLogEntry.objects.filter(action="delete").exists()
+
+
+def test_admin_bulk_delete_skips_an_endpoint_deleted_meanwhile_and_records_only_its_own(admin_client, event_types):
+    # given: two endpoints; a delete of the first (through the API or another admin) is under way
+    from django.contrib.admin.models import DELETION, LogEntry
+
+    from endpoints import services as endpoint_services
+
+    first = WebhookEndpoint.objects.create(name="a", url="https://a.example.com/hook", events=["lead.*"])
+    second = WebhookEndpoint.objects.create(name="b", url="https://b.example.com/hook", events=["lead.*"])
+    held = hold_in_transaction(
+        lambda: endpoint_services.delete_endpoint(endpoint=WebhookEndpoint.objects.get(pk=first.pk)))
+
+    # when: an admin runs "Delete selected" on both meanwhile
+    response = admin_client.post("/admin/endpoints/webhookendpoint/",
+                                 {"action": "delete_selected", "_selected_action": [first.pk, second.pk], "post": "yes"})
+    outcome = held.join()
+
+    # then: both are gone; the admin recorded (log and audit) only the delete it did
+    assert "error" not in outcome and outcome["blocked"], outcome
+    assert response.status_code == 302
+    assert not WebhookEndpoint.objects.exists()
+    assert list(AuditLogEntry.objects.filter(action="delete").values_list("object_id", flat=True)) == [str(second.pk)]
+    assert list(LogEntry.objects.filter(action_flag=DELETION).values_list("object_id", flat=True)) == [str(second.pk)]
