@@ -8,7 +8,7 @@ from django.db.models import Q, QuerySet
 from events.models import Event
 
 MAX_EVENT_TYPE_PATTERNS = 100
-EVENT_TYPE_PATTERN_RE = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$")
+EVENT_TYPE_PATTERN_RE = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)\Z")
 
 
 def validate_event_type_patterns(value: str) -> None:
@@ -27,20 +27,11 @@ def validate_event_type_patterns(value: str) -> None:
 
 
 def event_type_q(patterns: str, field: str = "event_type__name") -> Q:
-    """A ``Q`` on the event-type name at ``field`` (``event_type__name`` for events,
-    ``event__event_type__name`` for deliveries) for a comma-separated list of event-type patterns,
-    with the meaning endpoint subscriptions give them (``endpoints.filters.event_type_matches``):
-    an exact type (``lead.created``), a prefix wildcard (``lead.*``: every type starting with
-    ``lead.``) or ``*`` (everything). Blank items are ignored; a list of blanks matches everything."""
-    query = Q()
-    for pattern in filter(None, (item.strip() for item in patterns.split(","))):
-        if pattern == "*":
-            return Q()
-        if pattern.endswith(".*"):
-            query |= Q(**{f"{field}__startswith": pattern[:-1]})
-        else:
-            query |= Q(**{field: pattern})
-    return query
+    """``deliveries.services.replay.event_type_q`` (comma-separated event-type patterns, as
+    subscriptions read them), with ``field`` defaulting to the events' own."""
+    from deliveries.services.replay import event_type_q as patterns_q
+
+    return patterns_q(patterns, field)
 
 
 class EventFilterSet(django_filters.FilterSet):

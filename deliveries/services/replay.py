@@ -76,13 +76,23 @@ class BulkResult:
     dry_run: bool
 
 
-def event_type_q(pattern: str | None, field: str) -> Q:
-    """A ``Q`` on the event-type name at ``field``: exact, ``prefix.*`` or ``*``/empty (all)."""
-    if not pattern or pattern == "*":
-        return Q()
-    if pattern.endswith(".*"):
-        return Q(**{f"{field}__startswith": pattern[:-1]})
-    return Q(**{field: pattern})
+def event_type_q(patterns: str | None, field: str) -> Q:
+    """A ``Q`` on the event-type name at ``field`` (``event_type__name`` for events,
+    ``event__event_type__name`` for deliveries) for a comma-separated list of event-type patterns,
+    with the meaning endpoint subscriptions give them (``endpoints.filters.event_type_matches``):
+    an exact type (``lead.created``), a prefix wildcard (``lead.*``: every type starting with
+    ``lead.``) or ``*`` (everything). Blank items are ignored; ``None`` or a list of blanks
+    matches everything. Callers validate the patterns first
+    (``events.filtersets.validate_event_type_patterns``)."""
+    query = Q()
+    for pattern in filter(None, (item.strip() for item in (patterns or "").split(","))):
+        if pattern == "*":
+            return Q()
+        if pattern.endswith(".*"):
+            query |= Q(**{f"{field}__startswith": pattern[:-1]})
+        else:
+            query |= Q(**{field: pattern})
+    return query
 
 
 def select_deliveries(*, selection: DeliverySelection, allowed_statuses: Sequence[str]) -> QuerySet[Delivery]:
@@ -419,8 +429,9 @@ def lock_endpoints(*, endpoint_ids: Iterable[int]) -> dict[int, str]:
     review). With it, whichever comes first wins: a delete already under way (``FOR UPDATE``)
     makes this wait and then leaves its endpoint out; else the delete waits for the replay to
     commit and detaches the replay's deliveries like the endpoint's others. ``KEY SHARE`` is the
-    lock the foreign-key check takes anyway: it does not wait for status or health updates, nor
-    for publishes and other replays. SQLite has one writer at a time: a plain read is enough."""
+    lock the foreign-key check takes anyway: it does not wait for plain status or health updates,
+    publishes or other replays; ``FOR UPDATE`` readers of the endpoint (an API ``PUT``/``PATCH``,
+    a secret rotation) wait for the replay's commit. SQLite has one writer at a time: a plain read is enough."""
     ids = sorted(set(endpoint_ids))
     if not ids:
         return {}

@@ -48,6 +48,8 @@ def test_dead_letters_list_shows_last_error_and_filters(api, receiver, worker):
     everything = api.get("/deliveries/dead-letters")
     by_endpoint = api.get("/deliveries/dead-letters", {"endpoint": leads["id"]})
     by_type = api.get("/deliveries/dead-letters", {"event_type": "call.*"})
+    by_types = api.get("/deliveries/dead-letters", {"event_type": "call.*,lead.created"})
+    malformed = api.get("/deliveries/dead-letters", {"event_type": "lead.."})
     future = api.get("/deliveries/dead-letters", {"created_after": (timezone.now() + timedelta(hours=1)).isoformat()})
     updated_range = api.get("/deliveries/dead-letters", {
         "updated_after": (timezone.now() - timedelta(minutes=5)).isoformat(),
@@ -67,6 +69,8 @@ def test_dead_letters_list_shows_last_error_and_filters(api, receiver, worker):
     assert rows[call_dead]["last_status_code"] == 503 and rows[call_dead]["endpoint"] == calls["id"]
     assert [row["id"] for row in by_endpoint.json()["results"]] == [lead_dead]
     assert [row["id"] for row in by_type.json()["results"]] == [call_dead]
+    assert {row["id"] for row in by_types.json()["results"]} == {lead_dead, call_dead}
+    assert malformed.status_code == 400 and malformed.json()["error"]["code"] == "VALIDATION_ERROR"
     assert future.json()["results"] == []
     assert {row["id"] for row in updated_range.json()["results"]} == {lead_dead, call_dead}
 
@@ -163,6 +167,8 @@ def test_bulk_retry_includes_failed_only_when_asked(api, receiver, worker):
     ({"limit": 0}, "limit"),
     ({"created_after": "2025-08-05T18:00:00Z", "created_before": "2025-08-05T17:00:00Z"}, "created_before"),
     ({"created_after": "yesterday"}, "created_after"),
+    ({"event_type": "lead..x"}, "event_type"),
+    ({"event_type": "LEAD.*"}, "event_type"),
 ])
 def test_bulk_retry_rejects_bad_filters(api, body, field):
     # when
