@@ -18,8 +18,8 @@ from vocelio_webhooks.crypto import EncryptedJSONField, EncryptedTextField
 from vocelio_webhooks.fields import OrderedJSONField
 from vocelio_webhooks.validators import reject_nul_characters
 
-HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
-EVENT_PATTERN_RE = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$")
+HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # RFC 9110 token
+EVENT_PATTERN_RE = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)\Z")
 # Headers we set ourselves; letting custom headers replace them would break signing or framing.
 RESERVED_HEADERS = frozenset(
     {"content-length", "host", "transfer-encoding", "connection", "webhook-id", "webhook-timestamp",

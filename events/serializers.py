@@ -9,7 +9,7 @@ from vocelio_webhooks.validators import reject_nul_characters
 
 # The seed's shape (``category.action``): any other name could only be matched by the ``*``
 # subscription and could not be addressed at ``/event-types/{name}``.
-EVENT_TYPE_NAME_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
+EVENT_TYPE_NAME_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+\Z")
 
 
 class StringOnlyMixin:
@@ -105,11 +105,12 @@ def _depth(value, level: int = 0) -> int:
 class PublishInputSerializer(serializers.Serializer):
     """``POST /events/publish`` body: the seed's ``event_type`` + ``payload`` (or ``data``)."""
 
-    event_type = StringField(max_length=100)
+    # Ids are exact strings: " evt_1 " is refused, not trimmed into another publication's id.
+    event_type = StringField(max_length=100, trim_whitespace=False)
     payload = serializers.JSONField(required=False)
     data = serializers.JSONField(required=False)
     event_id = StringRegexField(
-        r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}$", max_length=255, required=False,
+        r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}\Z", max_length=255, required=False, trim_whitespace=False,
         error_messages={"invalid": "Use 1-255 characters: letters, digits, '_', '.', ':' or '-' (not first)."},
     )
     timestamp = serializers.DateTimeField(required=False)

@@ -23,7 +23,7 @@ from vocelio_webhooks import services as audit_services
 from vocelio_webhooks.errors import Conflict, ServiceUnavailable, ValidationFailed
 
 logger = logging.getLogger(__name__)
-EVENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}$")
+EVENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}\Z")
 
 
 @dataclass(frozen=True)

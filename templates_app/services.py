@@ -21,7 +21,7 @@ DEFAULT_JSON_CONTENT_TYPE = "application/json"
 DEFAULT_TEST_EVENT_TYPE = "lead.created"
 # The stored template (body plus header templates, as JSON) may not exceed this many bytes.
 MAX_TEMPLATE_SOURCE_BYTES = 65_536
-CONTENT_TYPE_RE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[^\x00-\x1f\x7f]*)?$")
+CONTENT_TYPE_RE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[^\x00-\x1f\x7f]*)?\Z")
 _UNSET: Any = object()
 
 

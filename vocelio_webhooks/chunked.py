@@ -26,9 +26,16 @@ class ChunkedBodyMiddleware:
       ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (``WEBHOOK_MAX_REQUEST_BODY_BYTES``) + 1 bytes, and hands
       the application a ``BytesIO`` with ``CONTENT_LENGTH`` set, as if the client had sent a
       ``Content-Length``; a longer body is answered 413 ``PAYLOAD_TOO_LARGE`` without reading the
-      rest, as the API answers a ``Content-Length`` over the limit;
+      rest, with the document the API gives a ``Content-Length`` over the limit (but before
+      authentication: the body is read before Django runs);
     - otherwise the body cannot be told from the rest of the connection, and the answer is
-      411 ``LENGTH_REQUIRED`` (RFC 9110 section 15.5.12).
+      411 ``LENGTH_REQUIRED`` (RFC 9110 section 15.5.12);
+    - a transfer coding besides ``chunked`` (``gzip, chunked``) is answered 501
+      ``NOT_IMPLEMENTED`` (RFC 9112 section 6.1).
+
+    Reading a body holds one of gunicorn's threads for as long as the client takes to send it, as
+    a slow ``Content-Length`` body or slow headers do: production runs behind a buffering proxy
+    (README, "Deployment").
 
     Both errors have the seed's shape ``{"error": {"code", "message", "details"}}``. Other
     requests pass through untouched.
@@ -40,6 +47,12 @@ class ChunkedBodyMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if not _is_chunked(environ):
             return self.application(environ, start_response)
+        if _codings(environ) != ["chunked"]:
+            # e.g. "gzip, chunked": the server takes the chunking off, not the gzip, and the body
+            # would reach the parser compressed (RFC 9112 section 6.1: 501 for a coding not understood).
+            return _error(start_response, HTTPStatus.NOT_IMPLEMENTED, "NOT_IMPLEMENTED",
+                          "Only 'Transfer-Encoding: chunked' is understood; send the body uncompressed.",
+                          {"transfer_encoding": environ.get("HTTP_TRANSFER_ENCODING", "")[:100]})
         if not environ.get("wsgi.input_terminated"):
             return _error(start_response, HTTPStatus.LENGTH_REQUIRED, "LENGTH_REQUIRED",
                           "This server cannot read a chunked request body; send a Content-Length header.")
@@ -54,11 +67,14 @@ class ChunkedBodyMiddleware:
         return self.application(environ, start_response)
 
 
+def _codings(environ: dict[str, Any]) -> list[str]:
+    return [coding.strip().lower() for coding in environ.get("HTTP_TRANSFER_ENCODING", "").split(",")]
+
+
 def _is_chunked(environ: dict[str, Any]) -> bool:
     if environ.get("CONTENT_LENGTH"):
         return False
-    codings = [coding.strip().lower() for coding in environ.get("HTTP_TRANSFER_ENCODING", "").split(",")]
-    return codings[-1] == "chunked"  # RFC 9112 section 6.1: chunked is the final coding when present
+    return _codings(environ)[-1] == "chunked"  # RFC 9112 section 6.1: chunked is the final coding when present
 
 
 def _read(stream: Any, limit: int | None) -> bytes:
@@ -82,6 +98,9 @@ def _error(start_response: Callable, status: HTTPStatus, code: str, message: str
     from .api import error_body
 
     body = json.dumps(error_body(code, message, details)).encode()
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    # Answered before Django, so its security middleware adds nothing: the headers that matter for
+    # a JSON error are set here. The unread rest of the body must not be taken for a next request.
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+               ("X-Content-Type-Options", "nosniff"), ("Connection", "close")]
     start_response(f"{status.value} {status.phrase}", headers)
     return [body]

@@ -15,7 +15,7 @@ from .errors import ValidationFailed
 from .models import ENVIRONMENT_PATHS, SCOPE_ALIASES, ApiKey, AuditLogEntry, hash_api_key
 
 API_KEY_PREFIX = "vwk_"
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,64}\Z")
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def is_reserved_header(name: str) -> bool:
     lowered = name.lower()
     return lowered in _RESERVED_HEADERS or lowered.startswith(_RESERVED_PREFIXES)
 # RFC 9110 "token": what an HTTP field name may contain.
-HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # CR, LF and every other control character, plus Unicode line/paragraph separators.
 _HEADER_UNSAFE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _TAG_START_RE = re.compile(r"\{\{|\{%|\{#")

@@ -2,6 +2,7 @@
 real gunicorn), a UTF-8 byte order mark, non-string ids, a duplicate event type, ``Accept:
 text/html``, and event-type patterns on ``GET /deliveries``."""
 import codecs
+import gzip
 import http.client
 import io
 import json
@@ -43,7 +44,8 @@ class _DechunkingInput:
         return self._stream.read(min(size, 5) if size and size > 0 else 5)
 
 
-def _call_wsgi(body: bytes, *, api_key: str, input_terminated: bool, path: str = "/events/publish"):
+def _call_wsgi(body: bytes, *, api_key: str, input_terminated: bool, path: str = "/events/publish",
+               transfer_encoding: str = "chunked"):
     """Call ``vocelio_webhooks.wsgi.application`` (what gunicorn serves) with a chunked POST;
     returns ``(status line, headers, body bytes)``."""
     from vocelio_webhooks.wsgi import application
@@ -51,7 +53,7 @@ def _call_wsgi(body: bytes, *, api_key: str, input_terminated: bool, path: str =
     environ = {
         "REQUEST_METHOD": "POST", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
         "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1",
-        "CONTENT_TYPE": "application/json", "HTTP_TRANSFER_ENCODING": "chunked",
+        "CONTENT_TYPE": "application/json", "HTTP_TRANSFER_ENCODING": transfer_encoding,
         "HTTP_AUTHORIZATION": f"Bearer {api_key}", "wsgi.version": (1, 0), "wsgi.url_scheme": "http",
         "wsgi.input": _DechunkingInput(body), "wsgi.errors": sys.stderr, "wsgi.multithread": False,
         "wsgi.multiprocess": False, "wsgi.run_once": False,
@@ -100,6 +102,7 @@ def test_wsgi_chunked_publish_over_the_size_limit_answers_413(api_key, event_typ
     # then
     assert status.startswith("413"), content
     assert headers["Content-Type"] == "application/json"
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["Connection"] == "close"
     assert json.loads(content) == {"error": {"code": "PAYLOAD_TOO_LARGE", "message": (
         "The request body is larger than the service accepts."), "details": {"max_bytes": 200}}}
     assert not Event.objects.filter(event_id="evt_big").exists()
@@ -116,6 +119,21 @@ def test_wsgi_chunked_publish_at_exactly_the_size_limit_is_published(api_key, ev
     # then
     assert status.startswith("202"), content
     assert Event.objects.filter(event_id="evt_exact").exists()
+
+
+def test_wsgi_gzip_chunked_request_answers_501_and_publishes_nothing(api_key, event_types):
+    # given: the server takes the chunking off, not the gzip: the body would reach the parser compressed
+    body = gzip.compress(json.dumps({"event_type": "lead.created", "event_id": "evt_gz", "data": {}}).encode())
+
+    # when
+    status, headers, content = _call_wsgi(body, api_key=api_key, input_terminated=True,
+                                          transfer_encoding="gzip, chunked")
+
+    # then
+    assert status.startswith("501"), content
+    assert json.loads(content)["error"]["code"] == "NOT_IMPLEMENTED"
+    assert headers["Connection"] == "close"
+    assert not Event.objects.filter(event_id="evt_gz").exists()
 
 
 def test_wsgi_chunked_request_without_input_terminated_answers_411(api_key, event_types):
@@ -247,6 +265,22 @@ def test_publish_with_a_non_string_id_or_type_answers_400_naming_the_field(api, 
     assert not Event.objects.exists()
 
 
+@pytest.mark.parametrize(("field", "value", "code"), [
+    ("event_id", " evt_ws_1 ", "VALIDATION_ERROR"), ("event_id", "evt_ws_1\n", "VALIDATION_ERROR"),
+    ("event_type", " lead.created ", "UNKNOWN_EVENT_TYPE"),
+])
+def test_publish_with_whitespace_around_an_id_answers_400_instead_of_trimming_it(api, field, value, code):
+    # given: an id padded with whitespace (trimmed, it would be another publication's id)
+    body = {"event_type": "lead.created", "data": {}, "event_id": "evt_ws_1", field: value}
+
+    # when
+    response = api.post("/events/publish", body, format="json")
+
+    # then
+    assert_seed_error(response, 400, code)
+    assert not Event.objects.exists()
+
+
 def test_publish_with_a_string_event_id_of_digits_is_published(api):
     # given / when
     response = api.post("/events/publish", {"event_type": "lead.created", "data": {}, "event_id": "123"},
@@ -355,3 +389,19 @@ def test_deliveries_list_with_a_malformed_event_type_pattern_answers_400(api, de
     # then
     error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "event_type" in error["details"]["fields"]
+
+
+# --- a trailing newline is not "the end of the string" ----------------------------------------
+# Python's "$" also matches before a final "\n", so names checked with it let one through.
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/endpoints", {"name": "crm", "url": "https://crm.example.com/hook", "events": ["lead.created\n"]}, "events"),
+    ("/endpoints", {"name": "crm", "url": "https://crm.example.com/hook", "events": ["lead.*"],
+                    "custom_headers": {"X-Tenant\n": "acme"}}, "custom_headers"),
+])
+def test_names_ending_in_a_newline_answer_400(api, path, body, field):
+    # when
+    response = api.post(path, body, format="json")
+
+    # then
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
+    assert field in error["details"]["fields"], error
