@@ -169,7 +169,7 @@ def delete_endpoint(*, endpoint: WebhookEndpoint) -> None:
     detaches its deliveries and deletes it. A publish routing to the endpoint meanwhile waits at
     its foreign-key check (``FOR KEY SHARE`` on that row) until the delete commits, then fails it
     and routes again without the endpoint (``events.services.publish``); a replay takes the same
-    lock first thing and then finds the endpoint gone (``deliveries.services.replay``), or, when
+    lock before it inserts and then finds the endpoint gone (``deliveries.services.replay``), or, when
     it locked first, the delete waits for it and detaches its new delivery too. Without the lock,
     a delivery committed between the detach and the delete failed the delete's own foreign-key
     check at commit: a 500, and the endpoint stayed (found by the README walk, 3 deletes in 6

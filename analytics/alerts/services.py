@@ -139,7 +139,8 @@ def _lock_active_alerts(alerts: QuerySet[Alert]) -> list[Alert]:
     order, so one side simply waits for the other: a delete that came first commits, and these
     alerts are then read with their endpoint null; else the delete waits for this commit and
     detaches the deliveries just published. ``KEY SHARE`` is what the foreign-key check takes
-    anyway: it blocks only deletes and key changes of the endpoint, not status or health updates.
+    anyway: it blocks deletes, key changes and ``FOR UPDATE`` readers of the endpoint (an API
+    ``PUT``/``PATCH``, a secret rotation wait for this commit), not plain status or health updates.
 
     The endpoints are those of the alerts read before the lock, and only those alerts are
     locked: an alert's endpoint only ever changes to null afterwards, so no locked alert points

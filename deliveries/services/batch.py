@@ -434,7 +434,13 @@ def _group_for_batches(to_send: list[tuple[Delivery, str]]) -> tuple[list[tuple[
 
 def _hand_over(started_at: datetime, future: Future) -> None:
     global _recorder
-    _stragglers.put(_finished(future, started_at))
+    try:
+        finished = _finished(future, started_at)
+    except Exception:  # a send that raised (sends catch their errors; this is a safety net)
+        logger.exception("A slow send failed unrecorded; the sweep will retry it")
+        _track(-1)  # else _outstanding never drops back and drain_sends waits its full time
+        return
+    _stragglers.put(finished)
 
     with _pool_lock:
         if _recorder is None or not _recorder.is_alive():
@@ -652,8 +658,8 @@ def deliver_due_batch(*, limit: int | None = None, high_priority_only: bool = Fa
     for future in slow:
         # A slow receiver must not hold this worker: its attempts are stored by the recorder thread.
         future.add_done_callback(functools.partial(_hand_over, started_at))
-    finished += [f for future in done for f in _finished(future, started_at)]
     try:
+        finished += [f for future in done for f in _finished(future, started_at)]
         _store(finished)
     finally:
         _track(-len(done))
