@@ -38,6 +38,16 @@ def pytest_sessionstart(session):
         pytest.exit(f"VOCELIO_REQUIRE_SERVICES=1 but Redis is unreachable: {exc}", returncode=3)
 
 
+def pytest_collection_modifyitems(items):
+    """Run the tests that use the live Celery worker last, in their collected order otherwise.
+
+    Runs after pytest-django's own reorder (its hook is ``tryfirst``; the sort is stable). The
+    worker is stopped before every other test (``_no_live_worker_unless_asked``) and a restart
+    costs about 8 s (a 6-7 s warm shutdown, a 1-2 s start); in file order the suite went from
+    worker to in-process tests 11 times, grouped it starts once."""
+    items.sort(key=lambda item: bool({"worker", "celery_worker_process"} & set(getattr(item, "fixturenames", ()))))
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Remove this run's runtime folder (kept when tests failed, for the worker log)."""
     if exitstatus == 0 and Path(settings.VAR_DIR).name.startswith("run-"):
