@@ -143,6 +143,16 @@ def test_evaluation_waiting_on_a_deleting_endpoint_resolves_and_announces_its_al
     assert event.data["alert"]["status"] == "resolved"
 
 
+def _start_pending_alert(gate, rule: AlertRule, endpoint: WebhookEndpoint) -> None:
+    """In ``gate``'s open transaction, a pending alert of ``rule`` about ``endpoint`` (uncommitted):
+    an evaluation starting the same alert waits there, at the partial unique constraint."""
+    gate.execute(
+        f"INSERT INTO {Alert._meta.db_table} (rule_id, rule_name, metric, action, scope_key, endpoint_id, status, "
+        "pending_since, threshold, details, firing_event_id, resolved_event_id, created_at, updated_at) "
+        "VALUES (%s, '', '', '', %s, %s, 'pending', now(), 0, '{}', '', '', now(), now())",
+        [rule.pk, f"endpoint:{endpoint.pk}", endpoint.pk])
+
+
 def test_deleting_an_endpoint_through_the_api_during_an_evaluation_answers_204_and_the_alerts_are_announced(
         transactional_db, postgresql, event_types, api):
     # given: a firing alert about endpoint E, due to resolve, and a slow endpoint S about to fire
@@ -156,11 +166,7 @@ def test_deleting_an_endpoint_through_the_api_during_an_evaluation_answers_204_a
     _slow_attempts(slow, at=now - timedelta(seconds=20))
     alert = _firing_alert(rule, endpoint, now=now)
     gate = _third_session()
-    gate.execute(
-        f"INSERT INTO {Alert._meta.db_table} (rule_id, rule_name, metric, action, scope_key, endpoint_id, status, "
-        "pending_since, threshold, details, firing_event_id, resolved_event_id, created_at, updated_at) "
-        "VALUES (%s, '', '', '', %s, %s, 'pending', now(), 0, '{}', '', '', now(), now())",
-        [rule.pk, f"endpoint:{slow.pk}", slow.pk])
+    _start_pending_alert(gate, rule, slow)
     evaluating = Session(lambda: alert_services.evaluate_rule(rule_id=rule.pk, now=now))
     _wait_until_blocked(gate, evaluating, "the evaluation")
 
@@ -199,11 +205,7 @@ def test_deleting_an_endpoint_the_evaluation_already_routed_an_alert_event_to_le
     _slow_attempts(slow, at=now - timedelta(seconds=20))
     alert = _firing_alert(rule, quiet, now=now)
     gate = _third_session()
-    gate.execute(
-        f"INSERT INTO {Alert._meta.db_table} (rule_id, rule_name, metric, action, scope_key, endpoint_id, status, "
-        "pending_since, threshold, details, firing_event_id, resolved_event_id, created_at, updated_at) "
-        "VALUES (%s, '', '', '', %s, %s, 'pending', now(), 0, '{}', '', '', now(), now())",
-        [rule.pk, f"endpoint:{slow.pk}", slow.pk])
+    _start_pending_alert(gate, rule, slow)
     evaluating = Session(lambda: alert_services.evaluate_rule(rule_id=rule.pk, now=now))
     _wait_until_blocked(gate, evaluating, "the evaluation")
 
