@@ -26,6 +26,15 @@ def validate_event_type_patterns(value: str) -> None:
                               params={"item": bad[0][:100]})
 
 
+def validate_event_type_selection(value: str) -> None:
+    """``validate_event_type_patterns``, and at least one pattern: for what acts on deliveries
+    (bulk retry and discard, replays), where ``","`` reading as "everything" would act on all of
+    them; ``*`` says so on purpose. Raises ``ValidationError``."""
+    validate_event_type_patterns(value)
+    if not any(item.strip() for item in value.split(",")):
+        raise ValidationError("Give at least one event type pattern; '*' selects every type.")
+
+
 def event_type_q(patterns: str, field: str = "event_type__name") -> Q:
     """``deliveries.services.replay.event_type_q`` (comma-separated event-type patterns, as
     subscriptions read them), with ``field`` defaulting to the events' own."""

@@ -98,9 +98,10 @@ def _error(start_response: Callable, status: HTTPStatus, code: str, message: str
     from .api import error_body
 
     body = json.dumps(error_body(code, message, details)).encode()
-    # Answered before Django, so its security middleware adds nothing: the headers that matter for
-    # a JSON error are set here. The unread rest of the body must not be taken for a next request.
+    # Answered before Django, so its security middleware adds nothing: nosniff is set here. No
+    # "Connection: close": PEP 3333 forbids hop-by-hop headers from the application (wsgiref
+    # asserts on it); gunicorn discards an unread body and closes the connection itself.
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-               ("X-Content-Type-Options", "nosniff"), ("Connection", "close")]
+               ("X-Content-Type-Options", "nosniff")]
     start_response(f"{status.value} {status.phrase}", headers)
     return [body]

@@ -169,6 +169,8 @@ def test_bulk_retry_includes_failed_only_when_asked(api, receiver, worker):
     ({"created_after": "yesterday"}, "created_after"),
     ({"event_type": "lead..x"}, "event_type"),
     ({"event_type": "LEAD.*"}, "event_type"),
+    ({"event_type": ","}, "event_type"),
+    ({"event_type": " , "}, "event_type"),
 ])
 def test_bulk_retry_rejects_bad_filters(api, body, field):
     # when
@@ -373,6 +375,10 @@ def test_retry_deliveries_command_time_range_and_bad_options(api, receiver, work
         call_command("retry_deliveries", "--status", "succeeded")
     with pytest.raises(CommandError):
         call_command("retry_deliveries", "--since", "not a time")
+    for bad in ("lead..", "LEAD.*", ",", " , "):  # malformed, or no pattern at all ("*" is all)
+        with pytest.raises(CommandError, match="event.type"):
+            call_command("retry_deliveries", "--event-type", bad)
+    assert Delivery.objects.get(pk=delivery_id).status == "dead_lettered"
 
 
 def test_admin_dead_letter_filter_and_discard_action(admin_client, api, receiver, worker):

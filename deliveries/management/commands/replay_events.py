@@ -14,6 +14,7 @@ exclusive; a time without offset is UTC). ``--status`` keeps only (event, endpoi
 latest delivery has that status; ``--only-failed`` only pairs the endpoint has not received and
 is not about to receive. Replays are written in transactions of 500.
 """
+import argparse
 from collections import Counter
 
 from django.core.management.base import CommandError
@@ -36,9 +37,25 @@ from vocelio_webhooks.commands import (
 BATCH_SIZE = 500
 
 
+def event_type_patterns(value: str) -> str:
+    """An argparse ``type``: comma-separated event-type patterns, checked as the API checks them
+    (``events.filtersets.validate_event_type_selection``: at least one, ``*`` for all); anything
+    else raises ``argparse.ArgumentTypeError`` (argparse prints it and exits 2)."""
+    from django.core.exceptions import ValidationError
+
+    from events.filtersets import validate_event_type_selection
+
+    try:
+        validate_event_type_selection(value)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(" ".join(exc.messages)) from None
+    return value
+
+
 def add_common_arguments(parser) -> None:
     parser.add_argument("--endpoint", type=object_id, metavar="ID", help="Endpoint id (it must exist).")
-    parser.add_argument("--event-type", help="Event type: an exact name, 'lead.*' or '*'.")
+    parser.add_argument("--event-type", type=event_type_patterns, metavar="PATTERNS",
+                        help="Event types: comma-separated exact names, 'lead.*' or '*'.")
     parser.add_argument("--limit", type=row_limit, metavar="N",
                         help="Act on at most this many deliveries (default: all).")
     add_dry_run_argument(parser, "Count and list what would be done (per endpoint); write nothing.")
