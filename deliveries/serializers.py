@@ -6,6 +6,7 @@ from deliveries.services.replay import DISCARDABLE_STATUSES, MAX_BULK, RETRYABLE
 from endpoints.models import WebhookEndpoint
 from endpoints.serializers import EndpointSerializer
 from events.filtersets import validate_event_type_selection
+from events.serializers import StringField
 
 
 class DeliveryAttemptSerializer(serializers.ModelSerializer):
@@ -124,7 +125,7 @@ class _BulkSelectionSerializer(_RejectUnknownKeys, serializers.Serializer):
     allowed_statuses: tuple[str, ...] = ()
 
     endpoint = serializers.IntegerField(required=False, min_value=1)
-    event_type = serializers.CharField(required=False, max_length=1000, validators=[validate_event_type_selection],
+    event_type = StringField(required=False, max_length=1000, validators=[validate_event_type_selection],
                                        help_text="comma-separated patterns: exact name, 'lead.*' or '*'")
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
@@ -189,7 +190,7 @@ class EndpointReplayInputSerializer(_RejectUnknownKeys, serializers.Serializer):
 
     since = serializers.DateTimeField()
     until = serializers.DateTimeField(required=False)
-    event_type = serializers.CharField(required=False, max_length=1000, validators=[validate_event_type_selection],
+    event_type = StringField(required=False, max_length=1000, validators=[validate_event_type_selection],
                                        help_text="comma-separated patterns: exact name, 'lead.*' or '*'")
     only_failed = serializers.BooleanField(required=False, default=False)
     dry_run = serializers.BooleanField(required=False, default=False)

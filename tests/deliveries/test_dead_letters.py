@@ -171,6 +171,7 @@ def test_bulk_retry_includes_failed_only_when_asked(api, receiver, worker):
     ({"event_type": "LEAD.*"}, "event_type"),
     ({"event_type": ","}, "event_type"),
     ({"event_type": " , "}, "event_type"),
+    ({"event_type": 5}, "event_type"),
 ])
 def test_bulk_retry_rejects_bad_filters(api, body, field):
     # when
