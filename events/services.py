@@ -70,8 +70,7 @@ def publish(
     idempotency check is the unique index itself: the INSERT is tried and a duplicate falls back to
     the first publication. So a new event costs that SELECT and one INSERT statement on
     PostgreSQL (``_store``). An endpoint deleted between the routing read and the INSERT fails the
-    INSERT's foreign key (or, on PostgreSQL, is left out by the INSERT itself, ``_store``); the
-    publish is then routed once more on a fresh snapshot.
+    INSERT's foreign key; the publish is then routed once more on a fresh snapshot.
     """
     for attempt in (1, 2):
         routing = endpoint_routing.current()
@@ -118,9 +117,6 @@ def publish(
             endpoints.append(endpoint)
         try:
             deliveries = _store(event=event, endpoint_ids=[e.id for e in endpoints], now=timezone.now())
-            if len(deliveries) < len(endpoints):  # an endpoint deleted meanwhile was left out (_store)
-                stored = {d.endpoint_id for d in deliveries}
-                endpoints = [e for e in endpoints if e.id in stored]
             break
         except IntegrityError:
             # event_id was published before (or a concurrent publish of it won): answer the first.
@@ -151,8 +147,7 @@ def _store(*, event: Event, endpoint_ids: list[int], now: datetime) -> list[Deli
     in a data-modifying ``WITH``), which PostgreSQL commits on its own, durably
     (``synchronous_commit`` stays on), before it answers: one round trip instead of four (BEGIN,
     two INSERTs, COMMIT), and the same all-or-nothing guarantee. Inside a caller's transaction it
-    runs in a savepoint. Elsewhere (SQLite): the two INSERTs in ``transaction.atomic``. On
-    PostgreSQL an endpoint deleted since the routing read gets no delivery (fewer are returned).
+    runs in a savepoint. Elsewhere (SQLite): the two INSERTs in ``transaction.atomic``.
 
     The delivery rows differ only in ``endpoint_id``, so they are one ``INSERT ... SELECT`` over
     the ids (``unnest`` / ``json_each``) whose other columns are the values Django prepares for one
@@ -165,22 +160,14 @@ def _store(*, event: Event, endpoint_ids: list[int], now: datetime) -> list[Deli
         event_sql, event_params = _event_insert_sql(event)
         columns, selected, params, values = _delivery_columns(event=event, now=now, vendor=vendor)
         table, endpoint_column, event_column = _delivery_names()
-        endpoints = connection.ops.quote_name(WebhookEndpoint._meta.db_table)
-        # "locked": the routed endpoints, FOR KEY SHARE (what each delivery's foreign-key check
-        # takes anyway), and deliveries only for those still there. One being deleted right now
-        # is waited for and left out, instead of failing the check: at once outside a
-        # transaction (publish then routes again), but only at the caller's COMMIT inside one
-        # (an alert, a health announcement), failing the caller's whole transaction.
         sql = (f"WITH ev AS ({event_sql} RETURNING id), "
-               f"locked AS (SELECT id FROM {endpoints} WHERE id = ANY(%s::bigint[]) FOR KEY SHARE), "
                f"d AS (INSERT INTO {table} ({', '.join(columns)}, {event_column}, {endpoint_column}) "
-               f"SELECT {', '.join(selected)}, ev.id, ids.value FROM ev, "
-               "unnest(%s::bigint[]) WITH ORDINALITY AS ids(value, n) JOIN locked ON locked.id = ids.value "
-               f"ORDER BY ids.n RETURNING id, {endpoint_column}) "
+               f"SELECT {', '.join(selected)}, ev.id, ids.value FROM ev, unnest(%s::bigint[]) AS ids(value) "
+               f"RETURNING id, {endpoint_column}) "
                "SELECT ev.id, d.id, d.endpoint_id FROM ev LEFT JOIN d ON true")
         savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
         with savepoint, connection.cursor() as cursor:
-            cursor.execute(sql, [*event_params, list(endpoint_ids), *params, list(endpoint_ids)])
+            cursor.execute(sql, [*event_params, *params, list(endpoint_ids)])
             rows = cursor.fetchall()
         event.pk = rows[0][0]
         event._state.adding, event._state.db = False, connection.alias
