@@ -3,8 +3,9 @@ import re
 
 import django_filters
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
+from deliveries.services.replay import event_type_q
 from events.models import Event
 
 MAX_EVENT_TYPE_PATTERNS = 100
@@ -35,14 +36,6 @@ def validate_event_type_selection(value: str) -> None:
         raise ValidationError("Give at least one event type pattern; '*' selects every type.")
 
 
-def event_type_q(patterns: str, field: str = "event_type__name") -> Q:
-    """``deliveries.services.replay.event_type_q`` (comma-separated event-type patterns, as
-    subscriptions read them), with ``field`` defaulting to the events' own."""
-    from deliveries.services.replay import event_type_q as patterns_q
-
-    return patterns_q(patterns, field)
-
-
 class EventFilterSet(django_filters.FilterSet):
     """``event_type`` takes patterns (``?event_type=lead.*,call.ended``), as subscriptions do."""
 
@@ -55,4 +48,4 @@ class EventFilterSet(django_filters.FilterSet):
         fields = ["event_type", "environment", "received_after", "received_before"]
 
     def filter_event_type(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        return queryset.filter(event_type_q(value))
+        return queryset.filter(event_type_q(value, "event_type__name"))
