@@ -62,8 +62,11 @@ def test_circuit_opens_holds_deliveries_then_one_probe_closes_it(api, receiver, 
 def test_closing_circuit_sends_the_deliveries_held_during_the_trial_at_once(api, receiver, worker):
     # given: a trial request in flight (half-open until its 90 s deadline) and two more deliveries
     # the circuit held back until then, as the gate does when another worker won the trial; and a
-    # retry whose own backoff ends later
+    # retry whose own backoff ends later. The rows are arranged while the endpoint is paused: the
+    # live worker claims an active endpoint's new delivery at once, and rewriting a claimed row
+    # here raced it (a delivery sent at publish, or twice).
     endpoint = create_endpoint(api, receiver, path="/recovering")
+    WebhookEndpoint.objects.filter(pk=endpoint["id"]).update(status=WebhookEndpoint.Status.PAUSED)
     deadline = timezone.now() + timedelta(seconds=90)
     EndpointHealth.objects.create(endpoint_id=endpoint["id"], circuit_state="half_open", consecutive_failures=5,
                                   next_probe_at=deadline)
@@ -74,6 +77,7 @@ def test_closing_circuit_sends_the_deliveries_held_during_the_trial_at_once(api,
                                              next_attempt_at=deadline + timedelta(hours=1))
     own_backoff = deadline - timedelta(seconds=30)  # e.g. a receiver's Retry-After, ending inside the trial
     Delivery.objects.filter(pk=backing_off).update(status="retrying", attempt_count=1, next_attempt_at=own_backoff)
+    WebhookEndpoint.objects.filter(pk=endpoint["id"]).update(status=WebhookEndpoint.Status.ACTIVE)  # none is due yet
 
     # when: the trial succeeds
     change = delivery_services.record_endpoint_outcome(endpoint=WebhookEndpoint.objects.get(pk=endpoint["id"]),
