@@ -1,10 +1,8 @@
 """django-filter classes for the deliveries API."""
 import django_filters
-from django.db.models import QuerySet
 
 from deliveries.models import Delivery
-from deliveries.services.replay import event_type_q
-from events.filtersets import validate_event_type_patterns
+from events.filtersets import EventTypePatternsFilter
 
 
 class DeliveryFilterSet(django_filters.FilterSet):
@@ -12,7 +10,7 @@ class DeliveryFilterSet(django_filters.FilterSet):
     ``GET /events`` (``?event_type=lead.*,call.ended``), with the same validation."""
 
     status = django_filters.MultipleChoiceFilter(choices=Delivery.Status.choices)
-    event_type = django_filters.CharFilter(method="filter_event_type", validators=[validate_event_type_patterns])
+    event_type = EventTypePatternsFilter(field_name="event__event_type__name")
     event_id = django_filters.CharFilter(field_name="event__event_id")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
@@ -21,16 +19,13 @@ class DeliveryFilterSet(django_filters.FilterSet):
         model = Delivery
         fields = ["status", "endpoint", "event_type", "event_id", "created_after", "created_before", "is_replay"]
 
-    def filter_event_type(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        return queryset.filter(event_type_q(value, "event__event_type__name"))
-
 
 class DeadLetterFilterSet(django_filters.FilterSet):
     """``GET /deliveries/dead-letters``: ``endpoint``, ``event_type`` (comma-separated patterns
     as for ``GET /deliveries``, same validation), ``created_after``/``created_before`` and ``updated_after``/``updated_before``
     (ISO-8601; ``*_after`` inclusive, ``*_before`` exclusive)."""
 
-    event_type = django_filters.CharFilter(method="filter_event_type", validators=[validate_event_type_patterns])
+    event_type = EventTypePatternsFilter(field_name="event__event_type__name")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     updated_after = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
@@ -39,6 +34,3 @@ class DeadLetterFilterSet(django_filters.FilterSet):
     class Meta:
         model = Delivery
         fields = ["endpoint", "event_type", "created_after", "created_before", "updated_after", "updated_before"]
-
-    def filter_event_type(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        return queryset.filter(event_type_q(value, "event__event_type__name"))

@@ -49,6 +49,7 @@ def test_dead_letters_list_shows_last_error_and_filters(api, receiver, worker):
     by_endpoint = api.get("/deliveries/dead-letters", {"endpoint": leads["id"]})
     by_type = api.get("/deliveries/dead-letters", {"event_type": "call.*"})
     by_types = api.get("/deliveries/dead-letters", {"event_type": "call.*,lead.created"})
+    by_repeated = api.get("/deliveries/dead-letters", {"event_type": ["call.*", "lead.created"]})
     malformed = api.get("/deliveries/dead-letters", {"event_type": "lead.."})
     future = api.get("/deliveries/dead-letters", {"created_after": (timezone.now() + timedelta(hours=1)).isoformat()})
     updated_range = api.get("/deliveries/dead-letters", {
@@ -70,6 +71,7 @@ def test_dead_letters_list_shows_last_error_and_filters(api, receiver, worker):
     assert [row["id"] for row in by_endpoint.json()["results"]] == [lead_dead]
     assert [row["id"] for row in by_type.json()["results"]] == [call_dead]
     assert {row["id"] for row in by_types.json()["results"]} == {lead_dead, call_dead}
+    assert {row["id"] for row in by_repeated.json()["results"]} == {lead_dead, call_dead}
     assert malformed.status_code == 400 and malformed.json()["error"]["code"] == "VALIDATION_ERROR"
     assert future.json()["results"] == []
     assert {row["id"] for row in updated_range.json()["results"]} == {lead_dead, call_dead}
