@@ -169,7 +169,8 @@ def test_410_disables_the_endpoint_and_tells_the_owner(api, receiver, worker):
     wait_until(lambda: status_of(delivery_id) == "failed")
     shown = wait_until(lambda: (e := api.get(f"/endpoints/{endpoint['id']}").json())["status"] == "disabled" and e)
     assert "410" in shown["status_reason"]
-    alerts = api.get("/events", {"event_type": "system.health_alert"}).json()["results"]
+    # the alert is published after the disable is committed, in its own transaction: wait for it
+    alerts = wait_until(lambda: api.get("/events", {"event_type": "system.health_alert"}).json()["results"])
     assert alerts and alerts[0]["data"]["endpoint"]["id"] == endpoint["id"]
     assert "owner-410@example.com" in wait_until(lambda: _mail_to("owner-410@example.com"))
     again = api.post("/events/publish", {"event_type": "lead.created", "data": {}}, format="json").json()
@@ -185,14 +186,19 @@ def test_401_is_not_retried_and_alerts_the_owner_once(api, receiver, worker):
     # when
     first, second = publish(api, 1), publish(api, 2)
 
-    # then
+    # then: the alert and the mail follow the stored attempt (its own transaction): wait for them,
+    # then leave room for a second alert, if the throttle let one through
+    def auth_errors():
+        return [e for e in api.get("/events", {"event_type": "system.error"}).json()["results"]
+                if e["data"]["endpoint"]["id"] == endpoint["id"]]
+
     wait_until(lambda: status_of(first) == "failed" and status_of(second) == "failed")
+    wait_until(auth_errors)
+    assert "owner-401@example.com" in wait_until(lambda: _mail_to("owner-401@example.com"))
     time.sleep(1)
     assert len(receiver.for_path("/auth")) == 2
-    errors = [e for e in api.get("/events", {"event_type": "system.error"}).json()["results"]
-              if e["data"]["endpoint"]["id"] == endpoint["id"]]
+    errors = auth_errors()
     assert len(errors) == 1 and errors[0]["data"]["alert"]["name"] == "authentication_failed"
-    assert "owner-401@example.com" in _mail_to("owner-401@example.com")
     assert WebhookEndpoint.objects.get(pk=endpoint["id"]).status == "active"
 
 
