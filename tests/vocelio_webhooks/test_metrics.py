@@ -145,7 +145,17 @@ def test_metrics_count_attempts_deliveries_and_durations_from_the_worker(api, re
     ids = [d["id"] for d in published["deliveries"]]
     wait_until(lambda: set(Delivery.objects.filter(pk__in=ids).values_list("status", flat=True))
                <= {"succeeded", "failed", "dead_lettered"}, timeout=30)
-    after = scrape(api)
+
+    def counted_all():
+        # the worker counts an attempt just after the transaction that stored it commits (the
+        # completed counter last): a scrape as soon as the rows are final could miss the last one
+        samples = scrape(api)
+        completed = sum(value(samples, "vocelio_deliveries_completed_total", status=s)
+                        - value(before, "vocelio_deliveries_completed_total", status=s)
+                        for s in ("succeeded", "failed", "dead_lettered"))
+        return samples if completed >= len(ids) else None
+
+    after = wait_until(counted_all, timeout=10)
 
     # then: counters moved by exactly what the worker did (other tests may have counted before)
     def delta(name, **labels):
