@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -286,7 +285,9 @@ def test_delivery_of_seed_lead_logs_no_email_or_phone(api, receiver, debug_worke
             wait_until(lambda: api.get(f"/deliveries/{delivery_id}").json()["status"] == "succeeded")
     finally:
         connection.force_debug_cursor = False
-    time.sleep(0.5)  # the worker's last log lines
+    # the task's "succeeded" line is written once the task returns, after the delivery's commit
+    wait_until(lambda: any('"celery.app.trace"' in line and " succeeded in " in line
+                           for line in debug_worker.log_path.read_text().splitlines()), timeout=10)
 
     # then
     assert published.status_code == 202, published.content
