@@ -44,6 +44,8 @@ def test_circuit_opens_holds_deliveries_then_one_probe_closes_it(api, receiver, 
     endpoint = create_endpoint(api, receiver, retry_policy=ONE_TRY)
     failed = [publish(api, n) for n in range(5)]
     wait_until(lambda: all(status_of(d) == "dead_lettered" for d in failed))
+    # the worker opens the circuit after it stored the fifth attempt, in a transaction of its own
+    wait_until(lambda: EndpointHealth.objects.filter(pk=endpoint["id"], circuit_state="open").exists())
 
     # when: the circuit is open, a new delivery waits without spending an attempt
     waiting = publish(api, 99)
