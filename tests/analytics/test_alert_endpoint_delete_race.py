@@ -99,7 +99,9 @@ def _third_session():
     return psycopg.connect(**{k: v for k, v in params.items() if k in ("dbname", "user", "password", "host", "port")})
 
 
-def _wait_until_blocked(monitor, session: Session, what: str) -> None:
+def _wait_until_blocked(monitor, session: Session, what: str, *, must_block: bool = True) -> None:
+    """Wait (10 s at most) until ``session`` waits on a lock or finishes. With ``must_block``, fail
+    the test unless it waited."""
     deadline = time.time() + 10
     while time.time() < deadline:
         if session.outcome:
@@ -107,7 +109,8 @@ def _wait_until_blocked(monitor, session: Session, what: str) -> None:
         if monitor.execute("SELECT cardinality(pg_blocking_pids(%s))", [session.pid]).fetchone()[0]:
             return
         time.sleep(0.01)
-    pytest.fail(f"{what} never waited on a lock (outcome: {session.outcome})")
+    if must_block:
+        pytest.fail(f"{what} never waited on a lock (outcome: {session.outcome})")
 
 
 def test_evaluation_waiting_on_a_deleting_endpoint_resolves_and_announces_its_alert(
@@ -143,14 +146,20 @@ def test_evaluation_waiting_on_a_deleting_endpoint_resolves_and_announces_its_al
     assert event.data["alert"]["status"] == "resolved"
 
 
-def _start_pending_alert(gate, rule: AlertRule, endpoint: WebhookEndpoint) -> None:
-    """In ``gate``'s open transaction, a pending alert of ``rule`` about ``endpoint`` (uncommitted):
-    an evaluation starting the same alert waits there, at the partial unique constraint."""
+def _evaluation_held_at_pending_alert(rule: AlertRule, endpoint: WebhookEndpoint, *, now):
+    """Start ``rule``'s evaluation and hold it: a third session (returned as ``gate``, its
+    transaction open) has inserted a pending alert of ``rule`` about ``endpoint``, uncommitted, so
+    the evaluation waits at the partial unique constraint when it starts that alert. Returns
+    ``(gate, evaluating)``; ``gate.rollback()`` lets the evaluation go on."""
+    gate = _third_session()
     gate.execute(
         f"INSERT INTO {Alert._meta.db_table} (rule_id, rule_name, metric, action, scope_key, endpoint_id, status, "
         "pending_since, threshold, details, firing_event_id, resolved_event_id, created_at, updated_at) "
         "VALUES (%s, '', '', '', %s, %s, 'pending', now(), 0, '{}', '', '', now(), now())",
         [rule.pk, f"endpoint:{endpoint.pk}", endpoint.pk])
+    evaluating = Session(lambda: alert_services.evaluate_rule(rule_id=rule.pk, now=now))
+    _wait_until_blocked(gate, evaluating, "the evaluation")
+    return gate, evaluating
 
 
 def test_deleting_an_endpoint_through_the_api_during_an_evaluation_answers_204_and_the_alerts_are_announced(
@@ -165,10 +174,7 @@ def test_deleting_an_endpoint_through_the_api_during_an_evaluation_answers_204_a
     slow, endpoint = sorted([first, second], key=lambda e: f"endpoint:{e.pk}")
     _slow_attempts(slow, at=now - timedelta(seconds=20))
     alert = _firing_alert(rule, endpoint, now=now)
-    gate = _third_session()
-    _start_pending_alert(gate, rule, slow)
-    evaluating = Session(lambda: alert_services.evaluate_rule(rule_id=rule.pk, now=now))
-    _wait_until_blocked(gate, evaluating, "the evaluation")
+    gate, evaluating = _evaluation_held_at_pending_alert(rule, slow, now=now)
 
     # when: E is deleted through the API meanwhile, then the evaluation goes on
     deleting = Session(lambda: api.delete(f"/endpoints/{endpoint.pk}"))
@@ -204,17 +210,11 @@ def test_deleting_an_endpoint_the_evaluation_already_routed_an_alert_event_to_le
     subscriber = _endpoint("ops")
     _slow_attempts(slow, at=now - timedelta(seconds=20))
     alert = _firing_alert(rule, quiet, now=now)
-    gate = _third_session()
-    _start_pending_alert(gate, rule, slow)
-    evaluating = Session(lambda: alert_services.evaluate_rule(rule_id=rule.pk, now=now))
-    _wait_until_blocked(gate, evaluating, "the evaluation")
+    gate, evaluating = _evaluation_held_at_pending_alert(rule, slow, now=now)
 
     # when: B is deleted through the API meanwhile (it may have to wait for the evaluation)
     deleting = Session(lambda: api.delete(f"/endpoints/{subscriber.pk}"))
-    deadline = time.time() + 10
-    while time.time() < deadline and not deleting.outcome and not gate.execute(
-            "SELECT cardinality(pg_blocking_pids(%s))", [deleting.pid]).fetchone()[0]:
-        time.sleep(0.01)
+    _wait_until_blocked(gate, deleting, "the delete", must_block=False)
     gate.rollback()
     evaluated, deleted = evaluating.join(), deleting.join()
     gate.close()
