@@ -11,7 +11,7 @@ SHELL := /bin/bash
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := help
 
-.PHONY: help venv env migrate run test superuser bench bench-isolation bench-analytics bench-slow
+.PHONY: help venv env migrate run test superuser bench bench-isolation bench-analytics bench-slow bench-lane
 
 help:
 	@echo "make venv       create .venv and install requirements.txt"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench-isolation  only scenario 7: one hanging endpoint among ten healthy ones"
 	@echo "make bench-analytics  analytics overview/trends with 1,000,000 attempts on PostgreSQL (bench/analytics.py)"
 	@echo "make bench-slow       a slow endpoint's backlog with worker and beat (bench/slow_endpoint.py)"
+	@echo "make bench-lane       the worker's batch loop in process, send lane vs a thread per send"
 
 # --- virtualenv -------------------------------------------------------------------------------
 venv: $(VENV)/.installed
@@ -74,6 +75,10 @@ bench-isolation: venv
 
 bench-slow: venv
 	$(VPY) bench/slow_endpoint.py $(BENCH_ARGS)
+
+# The worker's batch loop in process, send lane vs one thread per send (bench/batch_loop.py).
+bench-lane: venv
+	$(VPY) bench/batch_loop.py $(BENCH_ARGS)
 
 # Needs DATABASE_URL=postgres://… (seeds with COPY into a scratch <name>_bench database, dropped after).
 bench-analytics: venv

@@ -62,6 +62,7 @@ class ReceivedRequest:
     headers: dict[str, str]
     body: bytes
     received_at: float  # time.time()
+    client_port: int = 0  # the sender's side of the connection: one value per keep-alive connection
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
@@ -136,7 +137,8 @@ def _handler_for(receiver: Receiver):
         def _handle(self):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            receiver.record(ReceivedRequest(self.command, self.path, dict(self.headers.items()), body, time.time()))
+            receiver.record(ReceivedRequest(self.command, self.path, dict(self.headers.items()), body, time.time(),
+                                            self.client_address[1]))
             hang = receiver.hang_seconds.get(self.path.split("?")[0])
             if hang:
                 time.sleep(hang)

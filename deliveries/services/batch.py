@@ -21,9 +21,11 @@ One batch (``deliver_due_batch``; a ``deliver_due`` task runs batches while they
    attempt spent) and its wake-up re-armed.
 3. **Build** in this thread (templates may read the database); deliveries of an endpoint with
    ``batch_max_events`` > 1 are grouped into JSON-array requests (``_group_for_batches``, a
-   ``413`` answer splits one in halves, ``_send_batch``); **send** in a thread pool of
+   ``413`` answer splits one in halves, ``_send_batch``); **send** on a thread pool of
    ``WEBHOOK_MAX_CONCURRENT_DELIVERIES`` threads, each with its own pooled ``requests.Session``
-   (``WEBHOOK_CONNECTION_POOL_SIZE`` keep-alive connections per host).
+   (``WEBHOOK_CONNECTION_POOL_SIZE`` keep-alive connections per host): single requests one after
+   another on one of them while the receivers keep pace, each on its own thread once they do not
+   (``lane``); batch requests each on its own thread.
 4. **Store** — ``attempts.store_attempts``: one ``INSERT`` of all attempts, one ``UPDATE`` per
    resulting state, one transaction; retries enqueued after commit. Then the endpoints' health
    (circuit, auto-disable, owner alerts) as after a single attempt.
@@ -50,7 +52,7 @@ from django.utils import timezone
 
 from deliveries.models import Delivery
 from deliveries.sender import SendResult
-from deliveries.services import attempts, health
+from deliveries.services import attempts, health, lane
 from deliveries.services.building import (
     BatchPart,
     WebhookRequest,
@@ -323,20 +325,22 @@ def _is_success(result: SendResult) -> bool:
     return result.status_code is not None and 200 <= result.status_code < 300
 
 
-# What one send (a thread-pool task) returns: the requests made, each with its deliveries and
-# result; more than one when a 413 answer split a batch.
-_Sent = list[tuple[list[Delivery], WebhookRequest, SendResult]]
+# What one send (a thread-pool task) returns: the requests made, each with its deliveries, result
+# and start (None: when the batch's sends started); more than one when a 413 answer split a batch.
+_Sent = list[tuple[list[Delivery], WebhookRequest, SendResult, datetime | None]]
 
 
 def _finished(future: Future, started_at: datetime) -> list[_Finished]:
     """One ``_Finished`` per delivery of a completed send: every delivery of a batch request gets
     its own attempt row with the request's answer."""
-    return [_Finished(delivery, request, result, started_at)
-            for deliveries, request, result in future.result() for delivery in deliveries]
+    return [_Finished(delivery, request, result, own_start or started_at)
+            for deliveries, request, result, own_start in future.result() for delivery in deliveries]
 
 
 def _send_single(delivery: Delivery, request: WebhookRequest) -> _Sent:
-    return [([delivery], request, attempts.send_or_fail(request=request, endpoint=delivery.endpoint))]
+    # Its own start: the send lane makes a batch's sends one after another (lane.py).
+    started_at = timezone.now()
+    return [([delivery], request, attempts.send_or_fail(request=request, endpoint=delivery.endpoint), started_at)]
 
 
 def _send_batch(*, deliveries: list[Delivery], parts: list[BatchPart], custom_headers: dict[str, str], url: str,
@@ -377,7 +381,7 @@ def _send_batch(*, deliveries: list[Delivery], parts: list[BatchPart], custom_he
                             budget_until=budget_until, split_from=parent)
                 + _send_batch(deliveries=deliveries[half:], parts=parts[half:], custom_headers=custom_headers,
                               url=url, budget_until=budget_until, split_from=parent))
-    return [(deliveries, request, result)]
+    return [(deliveries, request, result, None)]
 
 
 def _group_for_batches(to_send: list[tuple[Delivery, str]]) -> tuple[list[tuple[Delivery, str]], list[dict]]:
@@ -459,9 +463,11 @@ def _record_stragglers() -> None:
                 items.append(_stragglers.get_nowait())
             except queue.Empty:
                 break
+        slow = [f for item in items for f in item]
+        lane.remember((f.delivery.endpoint_id, f.result.duration_ms) for f in slow)
         try:
             close_old_connections()
-            _store([f for item in items for f in item])
+            _store(slow)
         except Exception:  # the claims expire and the sweep sends again (at-least-once)
             logger.exception("Storing %s slow sends failed; the sweep will retry them", len(items))
             connection.close()
@@ -643,23 +649,33 @@ def deliver_due_batch(*, limit: int | None = None, high_priority_only: bool = Fa
     pool = _executor()
     finished: list[_Finished] = []
     waiting: list[Future] = []
+    to_lane: list[tuple[Delivery, WebhookRequest]] = []
     for delivery, request, failure in built:
         if failure is not None:
             finished.append(_Finished(delivery, request, failure, started_at))
         else:
-            waiting.append(pool.submit(_send_single, delivery, request))
+            to_lane.append((delivery, request))
+    # One request after another on one thread while the receivers keep pace (lane.py), the
+    # fastest receivers first; a stable sort keeps the oldest first among equals.
+    to_lane.sort(key=lambda pair: lane.expected_ms(pair[0].endpoint_id))
+    send_lane = lane.SendLane([functools.partial(_send_single, delivery, request) for delivery, request in to_lane])
+    waiting += send_lane.futures
     for batch in batches:
         # The whole batch, splits included, ends within the claim (timeout + WEBHOOK_CLAIM_MARGIN_SECONDS).
         budget_until = (time.monotonic() + batch["deliveries"][0].endpoint.timeout_seconds
                         + settings.WEBHOOK_CLAIM_MARGIN_SECONDS / 2)
         waiting.append(pool.submit(_send_batch, budget_until=budget_until, **batch))
     _track(len(waiting))
+    if send_lane.futures:
+        send_lane.start(pool)
+        send_lane.wait_or_escalate(pool)
     done, slow = _wait_for_sends(waiting)
     for future in slow:
         # A slow receiver must not hold this worker: its attempts are stored by the recorder thread.
         future.add_done_callback(functools.partial(_hand_over, started_at))
     try:
         finished += [f for future in done for f in _finished(future, started_at)]
+        lane.remember((f.delivery.endpoint_id, f.result.duration_ms) for f in finished)
         _store(finished)
     finally:
         _track(-len(done))

@@ -1,0 +1,83 @@
+"""The worker's batch loop in process (``make bench-lane``): what one worker process spends per
+delivery, with the send lane (``deliveries/services/lane.py``) and with one thread per send.
+
+Publishes ``--events`` events to ``--endpoints`` endpoints on the bench receiver, then runs
+``deliver_due_batch`` in a loop until nothing is due, and prints the process's CPU time (all its
+threads) and wall time per delivery, and the PostgreSQL backend's CPU time per delivery. Rounds
+alternate the two modes (lane, threads, lane, …), so both see the same machine. "threads" sets the
+lane's pace and grace to 0: it hands every send but the first to a thread of its own at once, as
+the engine did before the lane. Uses PostgreSQL and Redis like ``bench/run.py`` (its database is
+dropped and re-created). A benchmark: nothing here asserts.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import run as bench  # noqa: E402 — sets the bench's environment defaults first
+
+
+def _backend_cpu_seconds(connection) -> float:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--endpoints", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=6, help="rounds in all, the modes alternating")
+    args = parser.parse_args()
+
+    bench.reset_database()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+    from deliveries.services import batch, lane
+    from events import services as event_services
+    from events.models import EventType
+
+    receiver, url = bench.start_receiver()
+    pace, grace = lane.LANE_PACE_SECONDS, lane.LANE_GRACE_SECONDS
+    results: dict[str, list[tuple[float, float, float]]] = {"lane": [], "threads": []}
+    try:
+        for n in range(args.rounds):
+            mode = "lane" if n % 2 == 0 else "threads"
+            lane.LANE_PACE_SECONDS, lane.LANE_GRACE_SECONDS = (pace, grace) if mode == "lane" else (0.0, 0.0)
+            bench.clean_tables()
+            EventType.objects.get_or_create(name="lead.created")
+            bench.make_endpoints(url, args.endpoints)
+            for i in range(args.events):
+                event_services.publish(event_type="lead.created", data=bench.event_data(i), event_id=f"loop-{n}-{i}")
+            bench.flush_broker()
+            backend_before = _backend_cpu_seconds(connection)
+            cpu_before, wall_before, delivered = time.process_time(), time.perf_counter(), 0
+            while claimed := batch.deliver_due_batch(rearm=False).claimed:
+                delivered += claimed
+            per = 1000 / delivered
+            results[mode].append(((time.process_time() - cpu_before) * per, (time.perf_counter() - wall_before) * per,
+                                  (_backend_cpu_seconds(connection) - backend_before) * per))
+            print(f"round {n + 1} {mode:7s} {delivered} deliveries: worker CPU {results[mode][-1][0]:.3f} ms, "
+                  f"wall {results[mode][-1][1]:.3f} ms, PostgreSQL backend CPU {results[mode][-1][2]:.3f} ms "
+                  "per delivery", flush=True)
+    finally:
+        receiver.kill()
+    for mode, rows in results.items():
+        if rows:
+            cpu, wall, backend = (statistics.median(column) for column in zip(*rows))
+            print(f"{mode:7s} median of {len(rows)}: worker CPU {cpu:.3f} ms, wall {wall:.3f} ms, "
+                  f"PostgreSQL backend CPU {backend:.3f} ms per delivery")
+
+
+if __name__ == "__main__":
+    main()
