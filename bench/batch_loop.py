@@ -4,10 +4,10 @@ delivery, with the send lane (``deliveries/services/lane.py``) and with one thre
 Publishes ``--events`` events to ``--endpoints`` endpoints on the bench receiver, then runs
 ``deliver_due_batch`` in a loop until nothing is due, and prints the process's CPU time (all its
 threads) and wall time per delivery, and the PostgreSQL backend's CPU time per delivery. Rounds
-alternate the two modes (lane, threads, lane, …), so both see the same machine. "threads" sets the
-lane's pace and grace to 0: it hands every send but the first to a thread of its own at once, as
-the engine did before the lane. Uses PostgreSQL and Redis like ``bench/run.py`` (its database is
-dropped and re-created). A benchmark: nothing here asserts.
+alternate the two modes (lane, threads, lane, …), so both see the same machine. "threads" hands
+every send of a batch to a thread of its own at once, as the engine did before the lane. Uses
+PostgreSQL and Redis like ``bench/run.py`` (its database is dropped and re-created). A benchmark:
+nothing here asserts.
 """
 import argparse
 import os
@@ -48,12 +48,18 @@ def main() -> None:
     from events.models import EventType
 
     receiver, url = bench.start_receiver()
-    pace, grace = lane.LANE_PACE_SECONDS, lane.LANE_GRACE_SECONDS
+    lane_start = lane.SendLane.start
+
+    def every_send_on_its_own_thread(self, pool):  # the engine before the lane: a thread per send at once
+        while self._queue:
+            future, call = self._queue.popleft()
+            pool.submit(lane._run_into, future, call)
+
     results: dict[str, list[tuple[float, float, float]]] = {"lane": [], "threads": []}
     try:
         for n in range(args.rounds):
             mode = "lane" if n % 2 == 0 else "threads"
-            lane.LANE_PACE_SECONDS, lane.LANE_GRACE_SECONDS = (pace, grace) if mode == "lane" else (0.0, 0.0)
+            lane.SendLane.start = lane_start if mode == "lane" else every_send_on_its_own_thread
             bench.clean_tables()
             EventType.objects.get_or_create(name="lead.created")
             bench.make_endpoints(url, args.endpoints)

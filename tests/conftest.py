@@ -321,6 +321,15 @@ def _no_live_worker_unless_asked(request):
         session_worker.stop()
 
 
+@pytest.fixture(autouse=True)
+def _forget_receiver_speeds():
+    """Each test starts with the send lane's memory of answer times empty: on SQLite a rolled-back
+    test's endpoint ids come again, and a late answer from an earlier test would order a lane."""
+    from deliveries.services import lane
+
+    lane._last_duration_ms.clear()
+
+
 @pytest.fixture
 def worker(celery_worker_process, transactional_db):
     """Use in delivery tests: a live worker plus committed (transactional) database access.

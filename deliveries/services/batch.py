@@ -497,14 +497,14 @@ def drain_sends(*, timeout_seconds: float) -> int:
         time.sleep(0.05)
 
 
-def _wait_for_sends(futures: list[Future]) -> tuple[list[Future], list[Future]]:
-    """Wait for a batch's sends: until all are done, ``STRAGGLER_WAIT_SECONDS`` have passed, or
-    ``STRAGGLER_QUIET_SECONDS`` have passed since the last one finished without another finishing.
-    Returns ``(done, still running)``."""
+def _wait_for_sends(futures: list[Future], *, since: float) -> tuple[list[Future], list[Future]]:
+    """Wait for a batch's sends: until all are done, ``STRAGGLER_WAIT_SECONDS`` have passed since
+    ``since`` (``time.monotonic()``: when the sends started), or ``STRAGGLER_QUIET_SECONDS`` have
+    passed since the last one finished without another finishing. Returns ``(done, still running)``."""
     finished: "queue.Queue[Future]" = queue.Queue()
     for future in futures:
         future.add_done_callback(finished.put)  # runs at once for a future already done
-    deadline = time.monotonic() + STRAGGLER_WAIT_SECONDS
+    deadline = since + STRAGGLER_WAIT_SECONDS
     done: set[Future] = set()
     while len(done) < len(futures):
         timeout = deadline - time.monotonic()
@@ -653,30 +653,42 @@ def deliver_due_batch(*, limit: int | None = None, high_priority_only: bool = Fa
     for delivery, request, failure in built:
         if failure is not None:
             finished.append(_Finished(delivery, request, failure, started_at))
-        else:
+        elif lane.joins_lane(delivery.endpoint_id):
             to_lane.append((delivery, request))
-    # One request after another on one thread while the receivers keep pace (lane.py), the
-    # fastest receivers first; a stable sort keeps the oldest first among equals.
-    to_lane.sort(key=lambda pair: lane.expected_ms(pair[0].endpoint_id))
-    send_lane = lane.SendLane([functools.partial(_send_single, delivery, request) for delivery, request in to_lane])
-    waiting += send_lane.futures
+        else:
+            waiting.append(pool.submit(_send_single, delivery, request))  # a known-slow receiver: a thread at once
     for batch in batches:
         # The whole batch, splits included, ends within the claim (timeout + WEBHOOK_CLAIM_MARGIN_SECONDS).
         budget_until = (time.monotonic() + batch["deliveries"][0].endpoint.timeout_seconds
                         + settings.WEBHOOK_CLAIM_MARGIN_SECONDS / 2)
         waiting.append(pool.submit(_send_batch, budget_until=budget_until, **batch))
+    # The rest one after another on one thread while the receivers keep pace (lane.py), the
+    # fastest receivers first; a stable sort keeps the oldest first among equals.
+    to_lane.sort(key=lambda pair: lane.expected_ms(pair[0].endpoint_id))
+    send_lane = lane.SendLane([functools.partial(_send_single, delivery, request) for delivery, request in to_lane])
+    waiting += send_lane.futures
     _track(len(waiting))
-    if send_lane.futures:
-        send_lane.start(pool)
-        send_lane.wait_or_escalate(pool)
-    done, slow = _wait_for_sends(waiting)
+    sends_started = time.monotonic()
+    try:
+        if send_lane.futures:
+            send_lane.start(pool)
+            send_lane.wait_or_escalate(pool)
+        done, slow = _wait_for_sends(waiting, since=sends_started)
+    except BaseException:
+        # Giving up (a pool shut down, the task's time limit): the lane's sends not started end
+        # cancelled, the others are stored by the recorder thread as they finish, and every one
+        # leaves _outstanding either way (_hand_over).
+        send_lane.cancel_unstarted()
+        for future in waiting:
+            future.add_done_callback(functools.partial(_hand_over, started_at))
+        raise
     for future in slow:
         # A slow receiver must not hold this worker: its attempts are stored by the recorder thread.
         future.add_done_callback(functools.partial(_hand_over, started_at))
     try:
-        finished += [f for future in done for f in _finished(future, started_at)]
-        lane.remember((f.delivery.endpoint_id, f.result.duration_ms) for f in finished)
-        _store(finished)
+        sent = [f for future in done for f in _finished(future, started_at)]
+        lane.remember((f.delivery.endpoint_id, f.result.duration_ms) for f in sent)
+        _store(finished + sent)
     finally:
         _track(-len(done))
     if rearm:

@@ -9,14 +9,19 @@ per delivery with one thread per send and 0.85 ms with the sends made one after 
 instead, or a batch of 50 would take 50 answers' time.
 
 The rule (``SendLane.wait_or_escalate``): the lane keeps its sends while it has finished each send
-but the current one within ``LANE_GRACE_SECONDS`` + ``LANE_PACE_SECONDS`` per send of its start;
-once it falls behind that pace, every send it has not started goes to the thread pool at once, one
-thread each, as before the lane. A receiver that hangs thus holds the sends queued behind it for at
+but the current one within ``LANE_GRACE_SECONDS`` + ``LANE_PACE_SECONDS`` per send of its start (as
+the batch thread sees it: when it starts watching, right after starting the lane); once it falls
+behind that pace, every send it has not started goes to the thread pool at once, one thread each,
+as before the lane. A receiver that hangs thus holds the sends queued behind it for at
 most ``LANE_GRACE_SECONDS`` + ``LANE_PACE_SECONDS`` × (n + 1) from the lane's start, n being the sends
 finished before it (12 ms when the first send hangs), and the lane's own thread waits out that one
-send like any other sending thread. The lane
-takes the endpoints that answered fastest last time first (``expected_ms``), so deliveries to a
-known-slow receiver queue behind the fast ones instead of in front of them.
+send like any other sending thread.
+
+Which sends join the lane (``joins_lane``): those to endpoints not seen yet or whose last answer
+took less than ``LANE_SLOW_MS``; the others (a receiver on the internet, one that hung) get a
+thread each at once, as before, without waiting for the lane to fall behind. The lane takes the
+endpoints that answered fastest last time first (``expected_ms``; not seen yet counts as 0 ms),
+so a slow answer holds back as few sends as possible.
 
 No database access here: this runs in sending threads.
 """
@@ -33,6 +38,10 @@ from concurrent.futures import Executor, Future
 # these values, 13 in 81 with 3 ms / 5 ms).
 LANE_PACE_SECONDS = 0.002
 LANE_GRACE_SECONDS = 0.01
+# An endpoint whose last answer took this long (milliseconds) or longer skips the lane: its sends
+# would only make the lane fall behind and wait out the grace first. The grace: a receiver slower
+# than that would stall the lane anyway.
+LANE_SLOW_MS = 10
 
 # The last answer time (milliseconds) per endpoint id seen by this process: it orders a lane.
 # One small int per endpoint; forgotten wholesale past _REMEMBERED_ENDPOINTS (a fleet that large
@@ -55,6 +64,11 @@ def expected_ms(endpoint_id: int | None) -> int:
     """The endpoint's last answer time in milliseconds as recorded by ``remember``; 0 when unknown
     (an endpoint not seen yet is tried in the lane, which finds out)."""
     return _last_duration_ms.get(endpoint_id, 0)
+
+
+def joins_lane(endpoint_id: int | None) -> bool:
+    """Whether sends to this endpoint go into the lane (see the module docstring)."""
+    return expected_ms(endpoint_id) < LANE_SLOW_MS
 
 
 def _run_into(future: Future, call: Callable[[], object]) -> None:
@@ -101,7 +115,9 @@ class SendLane:
         """Block until the lane has started every send, or until it falls behind the pace (see the
         module docstring); then submit each send it has not started to ``pool``, a thread each.
         Returns how many were handed over that way (0: the lane kept up). Call once, after
-        ``start``, from the thread that made the lane; the futures say when the sends are done."""
+        ``start``, from the thread that made the lane; the futures say when the sends are done.
+        Raises what ``pool.submit`` raises (a pool shut down); the sends not started then are
+        cancelled first (``cancel_unstarted``), so every future still ends."""
         started = time.monotonic()
         with self._emptied:
             while self._queue:
@@ -115,4 +131,21 @@ class SendLane:
             except IndexError:
                 return self.escalated
             self.escalated += 1
-            pool.submit(_run_into, future, call)
+            try:
+                pool.submit(_run_into, future, call)
+            except BaseException:
+                future.cancel()
+                self.cancel_unstarted()
+                raise
+
+    def cancel_unstarted(self) -> int:
+        """Cancel every send the lane has not started (its future ends ``cancelled``); returns how
+        many. For a batch that gives up (an exception): the lane stops after its current send."""
+        cancelled = 0
+        while True:
+            try:
+                future, _ = self._queue.popleft()
+            except IndexError:
+                return cancelled
+            future.cancel()
+            cancelled += 1

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from deliveries import services as delivery_services
 from deliveries.models import Delivery, DeliveryAttempt
-from deliveries.services import lane
+from deliveries.services import batch, lane
 from endpoints.models import WebhookEndpoint
 from tests.conftest import due_deliveries, wait_until
 
@@ -56,6 +56,33 @@ def test_a_receiver_that_falls_behind_hands_the_rest_of_the_batch_to_a_thread_ea
     assert len({r.client_port for r in received}) == 6
     wait_until(lambda: set(Delivery.objects.filter(endpoint=slow).values_list("status", flat=True)) == {"succeeded"},
                timeout=15)
+    assert batch.drain_sends(timeout_seconds=5) == 0  # every send stored and counted off
+
+
+def test_a_receiver_known_to_be_slow_gets_a_thread_per_send_without_waiting_for_the_lane(transactional_db,
+                                                                                        event_types, receiver,
+                                                                                        monkeypatch):
+    # given: a receiver that took 0.3 s to answer last time, 4 deliveries to it due, and a lane
+    # that would keep every send (a grace longer than the answers)
+    slow = _endpoint(receiver, "lane-known-slow")
+    receiver.hang_seconds["/lane-known-slow"] = 0.3
+    due_deliveries([slow], 1, prefix="evt_lane_known")
+    delivery_services.deliver_due_batch()
+    wait_until(lambda: Delivery.objects.filter(status="succeeded", endpoint=slow).count() == 1)
+    due_deliveries([slow], 4, prefix="evt_lane_known_next")
+    monkeypatch.setattr(lane, "LANE_GRACE_SECONDS", 5.0)
+    receiver.requests.clear()
+
+    # when
+    delivery_services.deliver_due_batch()
+
+    # then: all four were sent at once, each on its own connection (in the lane they would have
+    # followed each other 0.3 s apart)
+    received = receiver.wait_for(4, path="/lane-known-slow")
+    arrivals = sorted(r.received_at for r in received)
+    assert arrivals[-1] - arrivals[0] < 0.25, [round(t - arrivals[0], 3) for t in arrivals]
+    assert len({r.client_port for r in received}) == 4
+    wait_until(lambda: Delivery.objects.filter(status="succeeded", endpoint=slow).count() == 5, timeout=15)
 
 
 def test_the_lane_takes_receivers_that_answered_fast_before_older_deliveries_to_a_slow_one(transactional_db,
@@ -68,10 +95,11 @@ def test_the_lane_takes_receivers_that_answered_fast_before_older_deliveries_to_
     delivery_services.deliver_due_batch()
     wait_until(lambda: Delivery.objects.filter(status="succeeded", endpoint__in=[fast, slow]).count() == 2)
     # ... 3 deliveries to the slow one are now due, older than 3 to the fast one, and the lane
-    # keeps every send (a grace longer than the slow answers: only the order is looked at here)
+    # takes and keeps every send (only the order is looked at here)
     due_deliveries([slow], 3, prefix="evt_lane_slow")
     due_deliveries([fast], 3, prefix="evt_lane_fast")
     monkeypatch.setattr(lane, "LANE_GRACE_SECONDS", 5.0)
+    monkeypatch.setattr(lane, "LANE_SLOW_MS", 60_000)
     receiver.requests.clear()
 
     # when: one batch takes all six
@@ -90,3 +118,4 @@ def test_the_lane_takes_receivers_that_answered_fast_before_older_deliveries_to_
                     .values_list("started_at", flat=True))
     assert len(starts) == 3
     assert all(later - earlier >= timedelta(seconds=0.15) for earlier, later in zip(starts, starts[1:])), starts
+
