@@ -20,7 +20,7 @@ help:
 	@echo "make run        start web (http://127.0.0.1:8019), worker and beat via honcho"
 	@echo "make test       run the test suite (PYTEST_ARGS=... to pass pytest options)"
 	@echo "make superuser  create an admin user"
-	@echo "make bench     the benchmark suite (bench/run.py; BENCH_ARGS=--quick for a short run)"
+	@echo "make bench            the benchmark suite (bench/run.py; BENCH_ARGS=--quick for a short run)"
 	@echo "make bench-isolation  only scenario 7: one hanging endpoint among ten healthy ones"
 	@echo "make bench-analytics  analytics overview/trends with 1,000,000 attempts on PostgreSQL (bench/analytics.py)"
 	@echo "make bench-slow       a slow endpoint's backlog with worker and beat (bench/slow_endpoint.py)"
@@ -77,6 +77,7 @@ bench-slow: venv
 	$(VPY) bench/slow_endpoint.py $(BENCH_ARGS)
 
 # The worker's batch loop in process, send lane vs one thread per send (bench/batch_loop.py).
+# PostgreSQL only; same defaults as bench: vocelio_bench dropped and re-created, Redis db 9 flushed.
 bench-lane: venv
 	$(VPY) bench/batch_loop.py $(BENCH_ARGS)
 

@@ -5,12 +5,14 @@ Publishes ``--events`` events to ``--endpoints`` endpoints on the bench receiver
 ``deliver_due_batch`` in a loop until nothing is due, and prints the process's CPU time (all its
 threads) and wall time per delivery, and the PostgreSQL backend's CPU time per delivery. Rounds
 alternate the two modes (lane, threads, lane, …), so both see the same machine. "threads" hands
-every send of a batch to a thread of its own at once, as the engine did before the lane. Uses
-PostgreSQL and Redis like ``bench/run.py`` (its database is dropped and re-created). A benchmark:
-nothing here asserts.
+every send of a batch to a thread of its own at once, as the engine did before the lane. Needs
+PostgreSQL; like ``bench/run.py`` it uses ``DATABASE_URL`` / ``REDIS_URL`` or by default the local
+``vocelio_bench`` database, which is dropped and re-created, and Redis db 9, which is flushed before
+every round. A benchmark: nothing here asserts.
 """
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -28,12 +30,21 @@ def _backend_cpu_seconds(connection) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=1000)
-    parser.add_argument("--endpoints", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=6, help="rounds in all, the modes alternating")
+    parser.add_argument("--events", type=_positive, default=1000, help="events per round (each to every endpoint)")
+    parser.add_argument("--endpoints", type=_positive, default=10)
+    parser.add_argument("--rounds", type=_positive, default=6, help="rounds in all, the modes alternating")
     args = parser.parse_args()
+    if not os.environ["DATABASE_URL"].startswith(("postgres://", "postgresql://")):
+        parser.error("needs PostgreSQL: set DATABASE_URL=postgres://… (it reads the backend's CPU time)")
 
     bench.reset_database()
     import django
@@ -78,11 +89,12 @@ def main() -> None:
                   "per delivery", flush=True)
     finally:
         receiver.kill()
+        shutil.rmtree(bench.RUN_DIR, ignore_errors=True)  # bench/run.py's log folder: nothing of ours in it
     for mode, rows in results.items():
         if rows:
-            cpu, wall, backend = (statistics.median(column) for column in zip(*rows))
-            print(f"{mode:7s} median of {len(rows)}: worker CPU {cpu:.3f} ms, wall {wall:.3f} ms, "
-                  f"PostgreSQL backend CPU {backend:.3f} ms per delivery")
+            cpu, wall, backend = (f"{statistics.median(c):.3f} [{min(c):.3f}..{max(c):.3f}]" for c in zip(*rows))
+            print(f"{mode:7s} median [min..max] of {len(rows)}: worker CPU {cpu} ms, wall {wall} ms, "
+                  f"PostgreSQL backend CPU {backend} ms per delivery")
 
 
 if __name__ == "__main__":

@@ -3,19 +3,19 @@ the receivers keep pace, and each gets a thread of its own as soon as they do no
 
 Why: a worker process's sending threads share one GIL. Fifty threads each sending to a receiver
 that answers in well under a millisecond spend more CPU handing the GIL to each other than sending:
-in process, a batch loop over 6,000 due deliveries to the bench receiver cost 1.31 ms of worker CPU
-per delivery with one thread per send and 0.85 ms with the sends made one after another (README,
-"Throughput work, part 4"). A receiver that answers in tens of milliseconds needs the threads
-instead, or a batch of 50 would take 50 answers' time.
+in process (``make bench-lane``: the batch loop over 10,000 due deliveries to 10 endpoints on the
+bench receiver, per round), 1.36 ms of worker CPU per delivery with one thread per send against
+1.05 ms with the lane (README, "Throughput work, part 4"). A receiver that answers in tens of
+milliseconds needs the threads instead, or a batch of 50 would take 50 answers' time.
 
-The rule (``SendLane.wait_or_escalate``): the lane keeps its sends while it has finished each send
-but the current one within ``LANE_GRACE_SECONDS`` + ``LANE_PACE_SECONDS`` per send of its start (as
-the batch thread sees it: when it starts watching, right after starting the lane); once it falls
-behind that pace, every send it has not started goes to the thread pool at once, one thread each,
-as before the lane. A receiver that hangs thus holds the sends queued behind it for at
-most ``LANE_GRACE_SECONDS`` + ``LANE_PACE_SECONDS`` × (n + 1) from the lane's start, n being the sends
-finished before it (12 ms when the first send hangs), and the lane's own thread waits out that one
-send like any other sending thread.
+The rule (``SendLane.wait_or_escalate``): the lane's clock starts when the batch thread starts
+watching it (right after starting it). The lane must have finished its n-th send by
+``LANE_GRACE_SECONDS`` + n × ``LANE_PACE_SECONDS`` on that clock (10 ms + 2 ms × n); once it falls
+behind, every send it has not started goes to the thread pool at once, one thread each, as before
+the lane. A receiver that hangs thus holds the sends queued behind it until at most
+``LANE_GRACE_SECONDS`` + (n + 1) × ``LANE_PACE_SECONDS``, n being the sends finished before it
+(12 ms when the first send hangs), and the lane's own thread waits out that one send like any
+other sending thread.
 
 Which sends join the lane (``joins_lane``): those to endpoints not seen yet or whose last answer
 took less than ``LANE_SLOW_MS``; the others (a receiver on the internet, one that hung) get a
