@@ -43,9 +43,10 @@ LANE_GRACE_SECONDS = 0.01
 # than that would stall the lane anyway.
 LANE_SLOW_MS = 10
 
-# The last answer time (milliseconds) per endpoint id seen by this process: it orders a lane.
-# One small int per endpoint; forgotten wholesale past _REMEMBERED_ENDPOINTS (a fleet that large
-# only loses the order until its endpoints answer again).
+# The last answer time (milliseconds) per endpoint id seen by this process: it keeps known-slow
+# receivers out of the lane and orders the lane. One small int per endpoint; forgotten wholesale
+# past _REMEMBERED_ENDPOINTS (a fleet that large only tries its slow receivers in the lane once
+# more, until they answer again).
 _last_duration_ms: dict[int, int] = {}
 _REMEMBERED_ENDPOINTS = 100_000
 
