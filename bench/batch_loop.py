@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import run as bench  # noqa: E402 — sets the bench's environment defaults first
+from bench import run as bench  # sets the bench's environment defaults first
 
 
 def _backend_cpu_seconds(connection) -> float:

@@ -50,17 +50,17 @@ class ChunkedBodyMiddleware:
         if _codings(environ) != ["chunked"]:
             # e.g. "gzip, chunked": the server takes the chunking off, not the gzip, and the body
             # would reach the parser compressed (RFC 9112 section 6.1: 501 for a coding not understood).
-            return _error(start_response, HTTPStatus.NOT_IMPLEMENTED, "NOT_IMPLEMENTED",
+            return _error(environ, start_response, HTTPStatus.NOT_IMPLEMENTED, "NOT_IMPLEMENTED",
                           "Only 'Transfer-Encoding: chunked' is understood; send the body uncompressed.",
                           {"transfer_encoding": environ.get("HTTP_TRANSFER_ENCODING", "")[:100]})
         if not environ.get("wsgi.input_terminated"):
-            return _error(start_response, HTTPStatus.LENGTH_REQUIRED, "LENGTH_REQUIRED",
+            return _error(environ, start_response, HTTPStatus.LENGTH_REQUIRED, "LENGTH_REQUIRED",
                           "This server cannot read a chunked request body; send a Content-Length header.")
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         body = _read(environ["wsgi.input"], None if limit is None else limit + 1)
         if limit is not None and len(body) > limit:
             # Same document as vocelio_webhooks.api.exception_handler's answer to RequestDataTooBig.
-            return _error(start_response, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "PAYLOAD_TOO_LARGE",
+            return _error(environ, start_response, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "PAYLOAD_TOO_LARGE",
                           "The request body is larger than the service accepts.", {"max_bytes": limit})
         environ = {**environ, "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
         environ.pop("HTTP_TRANSFER_ENCODING", None)  # the body is now delimited by CONTENT_LENGTH
@@ -92,16 +92,31 @@ def _read(stream: Any, limit: int | None) -> bytes:
     return b"".join(parts)
 
 
-def _error(start_response: Callable, status: HTTPStatus, code: str, message: str,
+def _no_view(request: Any) -> Any:
+    raise AssertionError("only process_response is used: the answer is made here")  # pragma: no cover
+
+
+def _error(environ: dict[str, Any], start_response: Callable, status: HTTPStatus, code: str, message: str,
            details: dict[str, Any] | None = None) -> list[bytes]:
+    """Answer ``status`` with the seed's error document, before Django runs: with the headers
+    Django's ``SecurityMiddleware`` and ``XFrameOptionsMiddleware`` give every other answer
+    (nosniff, referrer and opener policies, frame denial, HSTS over HTTPS), applied by those
+    middlewares themselves so the settings stay the one source."""
     # Imported late: vocelio_webhooks.api imports models, which need django.setup().
+    from django.core.handlers.wsgi import WSGIRequest
+    from django.http import HttpResponse
+    from django.middleware.clickjacking import XFrameOptionsMiddleware
+    from django.middleware.security import SecurityMiddleware
+
     from .api import error_body
 
-    body = json.dumps(error_body(code, message, details)).encode()
-    # Answered before Django, so its security middleware adds nothing: nosniff is set here. No
-    # "Connection: close": PEP 3333 forbids hop-by-hop headers from the application (wsgiref
+    response = HttpResponse(json.dumps(error_body(code, message, details)).encode(), status=status.value,
+                            content_type="application/json")
+    request = WSGIRequest({**environ, "CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO()})  # the body is not read
+    response = SecurityMiddleware(_no_view).process_response(request, response)
+    response = XFrameOptionsMiddleware(_no_view).process_response(request, response)
+    # No "Connection: close": PEP 3333 forbids hop-by-hop headers from the application (wsgiref
     # asserts on it); gunicorn discards an unread body and closes the connection itself.
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-               ("X-Content-Type-Options", "nosniff")]
+    headers = [("Content-Length", str(len(response.content))), *response.items()]
     start_response(f"{status.value} {status.phrase}", headers)
-    return [body]
+    return [response.content]

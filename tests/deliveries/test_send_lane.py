@@ -1,6 +1,7 @@
 """The send lane (``deliveries/services/lane.py``): a batch's requests go out one after another on
 one connection while the receivers keep pace, and each gets its own thread once they do not."""
 from datetime import timedelta
+from itertools import pairwise
 
 from deliveries import services as delivery_services
 from deliveries.models import Delivery, DeliveryAttempt
@@ -117,5 +118,5 @@ def test_the_lane_takes_receivers_that_answered_fast_before_older_deliveries_to_
     starts = sorted(DeliveryAttempt.objects.filter(delivery__event__event_id__startswith="evt_lane_slow")
                     .values_list("started_at", flat=True))
     assert len(starts) == 3
-    assert all(later - earlier >= timedelta(seconds=0.15) for earlier, later in zip(starts, starts[1:])), starts
+    assert all(later - earlier >= timedelta(seconds=0.15) for earlier, later in pairwise(starts)), starts
 

@@ -137,6 +137,23 @@ def test_wsgi_gzip_chunked_request_answers_501_and_publishes_nothing(api_key, ev
     assert not Event.objects.filter(event_id="evt_gz").exists()
 
 
+def test_wsgi_chunked_error_answers_carry_the_security_headers_of_every_other_answer(api_key, event_types, client):
+    # given: the headers Django's security middlewares put on an ordinary API error answer
+    ordinary = client.get("/events", HTTP_AUTHORIZATION="Bearer not-a-key")
+    names = ["X-Content-Type-Options", "Referrer-Policy", "Cross-Origin-Opener-Policy", "X-Frame-Options"]
+    assert all(ordinary.has_header(name) for name in names), dict(ordinary.items())
+
+    # when: a chunked request is refused before Django runs
+    status, headers, content = _call_wsgi(b"{}", api_key=api_key, input_terminated=True,
+                                          transfer_encoding="gzip, chunked")
+
+    # then: the same headers, with the same values
+    assert status.startswith("501"), content
+    assert {name: headers.get(name) for name in names} == {name: ordinary[name] for name in names}
+    assert "Connection" not in headers
+    assert int(headers["Content-Length"]) == len(content)
+
+
 def test_wsgi_chunked_request_without_input_terminated_answers_411(api_key, event_types):
     # given: a server that does not promise wsgi.input ends with the body
     body = json.dumps({"event_type": "lead.created", "event_id": "evt_411", "data": {}}).encode()
