@@ -94,18 +94,22 @@ class SendLane:
         self.futures: list[Future] = [future for future, _ in self._queue]
         self._finished = 0
         self._emptied = threading.Condition()
-        self.escalated = 0
 
     def start(self, pool: Executor) -> None:
         """Run the lane on one thread of ``pool``."""
         pool.submit(self._run)
 
+    def _take(self) -> tuple[Future, Callable[[], object]] | None:
+        """The next send not started, taken off the queue (by the lane or the batch thread,
+        whichever asks first: ``popleft`` is atomic), or ``None``."""
+        try:
+            return self._queue.popleft()
+        except IndexError:
+            return None
+
     def _run(self) -> None:
-        while True:
-            try:
-                future, call = self._queue.popleft()
-            except IndexError:
-                return
+        while (item := self._take()) is not None:
+            future, call = item
             if not self._queue:  # nothing left to hand over: the batch thread may stop watching
                 with self._emptied:
                     self._emptied.notify()
@@ -126,27 +130,22 @@ class SendLane:
                 if left <= 0:
                     break
                 self._emptied.wait(left)
-        while True:
+        escalated = 0
+        while (item := self._take()) is not None:
             try:
-                future, call = self._queue.popleft()
-            except IndexError:
-                return self.escalated
-            self.escalated += 1
-            try:
-                pool.submit(_run_into, future, call)
+                pool.submit(_run_into, *item)
             except BaseException:
-                future.cancel()
+                item[0].cancel()
                 self.cancel_unstarted()
                 raise
+            escalated += 1
+        return escalated
 
     def cancel_unstarted(self) -> int:
         """Cancel every send the lane has not started (its future ends ``cancelled``); returns how
         many. For a batch that gives up (an exception): the lane stops after its current send."""
         cancelled = 0
-        while True:
-            try:
-                future, _ = self._queue.popleft()
-            except IndexError:
-                return cancelled
-            future.cancel()
+        while (item := self._take()) is not None:
+            item[0].cancel()
             cancelled += 1
+        return cancelled
