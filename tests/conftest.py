@@ -3,6 +3,7 @@ Celery worker process on the test database and the configured broker (Redis in C
 filesystem broker otherwise). No part of our own stack is mocked."""
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -415,6 +416,19 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met in {timeout}s")
+
+
+def page_assets(html: str) -> list[str]:
+    """The URLs a page loads code and styles from: every ``<script src>`` and ``<link href>``.
+
+    Tests that a page works offline assert on these rather than searching the whole page for
+    "cdn", which also matches random tokens (a CSRF token once contained "cdn")."""
+    return re.findall(r'<(?:script|link)\b[^>]*?\b(?:src|href)="([^"]+)"', html)
+
+
+def is_external(url: str) -> bool:
+    """Whether ``url`` points at another host (``https://…``, ``http://…`` or ``//…``)."""
+    return bool(re.match(r"(?:[a-z][a-z0-9+.-]*:)?//", url, re.IGNORECASE))
 
 
 def assert_seed_error(response, status_code: int, code: str) -> dict:
