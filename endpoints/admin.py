@@ -2,12 +2,17 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.actions import delete_selected as django_delete_selected
+from django.contrib.admin.utils import model_ngettext
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext
 
 from endpoints.models import EndpointHealth, WebhookEndpoint
 from endpoints.serializers import mask_custom_headers
@@ -48,7 +53,8 @@ class WebhookEndpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
     search_fields = ("name", "url", "owner_email")
     date_hierarchy = "created_at"
 
-    actions = ("test_endpoint", "rotate_secret", "pause", "resume")
+    # "delete_selected" replaces the admin site's action of that name (same place in the list).
+    actions = ("delete_selected", "test_endpoint", "rotate_secret", "pause", "resume")
     readonly_fields = ("health_summary",)
 
     @admin.action(description="Send a test event (signed, not stored, not retried)", permissions=["change"])
@@ -156,16 +162,57 @@ class WebhookEndpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
         except NotFound as exc:
             raise Http404(exc.message) from exc
 
-    def delete_queryset(self, request, queryset):
-        """The "Delete selected" action: each endpoint as ``delete_model``; one deleted by someone
-        else meanwhile is skipped (it is gone, which is what was asked) and recorded by nobody here."""
+    def delete_queryset(self, request, queryset) -> tuple[list[WebhookEndpoint], list[WebhookEndpoint]]:
+        """Each endpoint as ``delete_model``; one deleted by someone else meanwhile is skipped (it
+        is gone, which is what was asked) and recorded by nobody here. Returns ``(deleted,
+        skipped)``, the endpoints of ``queryset`` in each group."""
         from vocelio_webhooks.errors import NotFound
 
+        deleted, skipped = [], []
         for endpoint in queryset:
             try:
                 self._delete_logged(request, endpoint)
             except NotFound:
+                skipped.append(endpoint)
                 continue
+            deleted.append(endpoint)
+        return deleted, skipped
+
+    @admin.action(permissions=["delete"], description=django_delete_selected.short_description)
+    def delete_selected(self, request, queryset):
+        """Django's "Delete selected" (same confirmation page, permissions and protected-object
+        refusal), whose message counts what ``delete_queryset`` really deleted. Django's own counts
+        the selection it read before deleting, so an endpoint another delete removed between that
+        read and ours was reported deleted by this user too, and one removed between the
+        confirmation page and the confirm vanished from the count unexplained. Both are named as
+        skipped (deleted by someone else), in a warning."""
+        if not request.POST.get("post"):
+            return django_delete_selected(self, request, queryset)  # the confirmation page
+        _, _, perms_needed, protected = self.get_deleted_objects(queryset, request)
+        if protected:
+            return django_delete_selected(self, request, queryset)  # Django's "Cannot delete" page
+        if perms_needed:
+            raise PermissionDenied
+        endpoints = list(queryset)
+        listed = {str(endpoint.pk) for endpoint in endpoints}  # before the deletes, which clear the pks
+        deleted, skipped = self.delete_queryset(request, endpoints)
+        skipped_names = [f"{endpoint.name} (#{endpoint.pk})" for endpoint in skipped]
+        if not request.POST.get("select_across"):
+            # Selected on the confirmation page, but gone from the table by the time of the confirm.
+            selected = set(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME))
+            absent = selected - listed
+            still_there = {str(pk) for pk in WebhookEndpoint.objects.filter(pk__in=absent).values_list("pk", flat=True)}
+            skipped_names += [f"#{pk}" for pk in sorted(absent - still_there, key=lambda pk: (len(pk), pk))]
+        if not deleted and not skipped_names:
+            return None
+        # Django's own wording (and translation) for the count.
+        message = gettext("Successfully deleted %(count)d %(items)s.") % {
+            "count": len(deleted), "items": model_ngettext(self.opts, len(deleted))}
+        if skipped_names:
+            message += (f" Skipped {len(skipped_names)} that someone else deleted meanwhile (nothing recorded "
+                        f"for {'it' if len(skipped_names) == 1 else 'them'} here): {', '.join(skipped_names)}.")
+        self.message_user(request, message, messages.WARNING if skipped_names else messages.SUCCESS)
+        return None
 
     def get_queryset(self, request):
         """Health in one query: the health row joined, and the last 24 hours' attempt counts as

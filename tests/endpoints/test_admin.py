@@ -102,3 +102,73 @@ def test_endpoint_admin_status_actions_audit_the_change(api, admin_client, actio
     assert WebhookEndpoint.objects.get(pk=endpoint.pk).status == status
     entry = AuditLogEntry.objects.get(action="status_change", object_id=str(endpoint.pk))
     assert entry.changes["status"]["new"] == status
+
+
+# --- "Delete selected": the message counts what this admin deleted --------------------------------
+def _messages(response) -> list[tuple[str, str]]:
+    return [(message.level_tag, message.message) for message in response.context["messages"]]
+
+
+def test_endpoint_admin_bulk_delete_counts_only_what_it_deleted_when_another_delete_wins(api, admin_client):
+    # given: two endpoints; while the admin deletes the first, someone else deletes the second
+    # (on SQLite one writer at a time, so the other delete runs from the first one's post_delete;
+    # tests/endpoints/test_delete_races.py has the two-session race on PostgreSQL)
+    from django.db.models.signals import post_delete
+
+    first, second = _endpoint(api, "https://a.example.com/h", "a"), _endpoint(api, "https://b.example.com/h", "b")
+    raced = []
+
+    def delete_the_other_meanwhile(sender, instance, **kwargs):
+        if not raced:
+            raced.append(instance.pk)
+            WebhookEndpoint.objects.exclude(pk=instance.pk).delete()
+
+    post_delete.connect(delete_the_other_meanwhile, sender=WebhookEndpoint, weak=False)
+    try:
+        # when
+        response = admin_client.post(CHANGELIST, {"action": "delete_selected", "_selected_action": [first.pk, second.pk],
+                                                  "post": "yes"}, follow=True)
+    finally:
+        post_delete.disconnect(delete_the_other_meanwhile, sender=WebhookEndpoint)
+
+    # then: one deleted by the admin, one skipped, and the message says so
+    other = second if raced == [first.pk] else first
+    assert not WebhookEndpoint.objects.exists()
+    assert list(AuditLogEntry.objects.filter(action="delete").values_list("object_id", flat=True)) == [str(raced[0])]
+    expected = ("Successfully deleted 1 webhook endpoint. Skipped 1 that someone else deleted meanwhile (nothing "
+                f"recorded for it here): {other.name} (#{other.pk}).")
+    assert _messages(response) == [("warning", expected)]
+
+
+def test_endpoint_admin_bulk_delete_names_an_endpoint_deleted_between_confirmation_and_confirm(api, admin_client):
+    # given: "Delete selected" on two endpoints shows its confirmation page; meanwhile the second
+    # is deleted through the API
+    first, second = _endpoint(api, "https://a.example.com/h", "a"), _endpoint(api, "https://b.example.com/h", "b")
+    selection = {"action": "delete_selected", "_selected_action": [first.pk, second.pk]}
+    confirmation = admin_client.post(CHANGELIST, selection)
+    assert confirmation.status_code == 200 and b'name="post"' in confirmation.content
+    assert api.delete(f"/endpoints/{second.pk}").status_code == 204
+
+    # when: the admin confirms
+    response = admin_client.post(CHANGELIST, {**selection, "post": "yes"}, follow=True)
+
+    # then
+    assert not WebhookEndpoint.objects.exists()
+    assert list(AuditLogEntry.objects.filter(action="delete", actor__startswith="user:").values_list(
+        "object_id", flat=True)) == [str(first.pk)]
+    expected = ("Successfully deleted 1 webhook endpoint. Skipped 1 that someone else deleted meanwhile (nothing "
+                f"recorded for it here): #{second.pk}.")
+    assert _messages(response) == [("warning", expected)]
+
+
+def test_endpoint_admin_bulk_delete_without_a_race_reports_every_endpoint_deleted(api, admin_client):
+    # given
+    first, second = _endpoint(api, "https://a.example.com/h", "a"), _endpoint(api, "https://b.example.com/h", "b")
+
+    # when
+    response = admin_client.post(CHANGELIST, {"action": "delete_selected", "_selected_action": [first.pk, second.pk],
+                                              "post": "yes"}, follow=True)
+
+    # then
+    assert not WebhookEndpoint.objects.exists()
+    assert _messages(response) == [("success", "Successfully deleted 2 webhook endpoints.")]
