@@ -92,29 +92,62 @@ def _read(stream: Any, limit: int | None) -> bytes:
     return b"".join(parts)
 
 
+# The middlewares whose response phase the early answers get, when settings.MIDDLEWARE has them
+# (why a list: _early_answer_middlewares). A test fails for a middleware of settings.MIDDLEWARE
+# in neither this list nor NOT_FOR_EARLY_ANSWERS, so a new one gets placed, with its reason.
+FOR_EARLY_ANSWERS = frozenset({
+    "django.middleware.security.SecurityMiddleware",  # nosniff, referrer and opener policies, HSTS over HTTPS
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",  # X-Frame-Options
+})
+NOT_FOR_EARLY_ANSWERS = {
+    "whitenoise.middleware.WhiteNoiseMiddleware": "no response phase: it answers static files itself",
+    "django.contrib.sessions.middleware.SessionMiddleware": "reads request.session, set by its process_request",
+    "django.middleware.common.CommonMiddleware": "sets no security header; its 404 slash redirect needs a route",
+    "django.middleware.csrf.CsrfViewMiddleware": "sets the CSRF cookie its process_request/view decided on",
+    "django.contrib.auth.middleware.AuthenticationMiddleware": "no response phase",
+    "django.contrib.messages.middleware.MessageMiddleware": "stores request._messages, set by its process_request",
+}
+
+
 def _no_view(request: Any) -> Any:
     raise AssertionError("only process_response is used: the answer is made here")  # pragma: no cover
 
 
+def _early_answer_middlewares() -> list[Any]:
+    """The ``FOR_EARLY_ANSWERS`` middlewares present in ``settings.MIDDLEWARE``, instantiated, in
+    the order Django runs their ``process_response`` (the reverse of the setting's). Read per
+    answer (a handful of attribute reads; early answers are rare), so the settings stay the one
+    source and ``override_settings`` applies.
+
+    An allow-list filtered by the settings, not "every middleware with a ``process_response``":
+    the answer is made before Django ran, so no ``process_request`` ran either, and most response
+    phases expect it to have (sessions read ``request.session``, messages ``request._messages``,
+    CSRF the cookie decision of its ``process_request`` and the view; a logging or API-key
+    middleware would record a request that never reached the API). Those allowed only set headers
+    from the settings and the request's scheme. ``NOT_FOR_EARLY_ANSWERS`` says why each other middleware is left out."""
+    from django.utils.module_loading import import_string
+
+    return [import_string(path)(_no_view) for path in reversed(settings.MIDDLEWARE) if path in FOR_EARLY_ANSWERS]
+
+
 def _error(environ: dict[str, Any], start_response: Callable, status: HTTPStatus, code: str, message: str,
            details: dict[str, Any] | None = None) -> list[bytes]:
-    """Answer ``status`` with the seed's error document, before Django runs: with the headers
-    Django's ``SecurityMiddleware`` and ``XFrameOptionsMiddleware`` give every other answer
-    (nosniff, referrer and opener policies, frame denial, HSTS over HTTPS), applied by those
-    middlewares themselves so the settings stay the one source."""
+    """Answer ``status`` with the seed's error document, before Django runs, with the headers
+    the security middlewares of ``settings.MIDDLEWARE`` give every other answer (nosniff,
+    referrer and opener policies, frame denial, HSTS over HTTPS): their own ``process_response``
+    is applied, for those in ``FOR_EARLY_ANSWERS`` (see there why not every middleware's), so a
+    middleware taken out of the settings leaves these answers too."""
     # Imported late: vocelio_webhooks.api imports models, which need django.setup().
     from django.core.handlers.wsgi import WSGIRequest
     from django.http import HttpResponse
-    from django.middleware.clickjacking import XFrameOptionsMiddleware
-    from django.middleware.security import SecurityMiddleware
 
     from .api import error_body
 
     response = HttpResponse(json.dumps(error_body(code, message, details)).encode(), status=status.value,
                             content_type="application/json")
     request = WSGIRequest({**environ, "CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO()})  # the body is not read
-    response = SecurityMiddleware(_no_view).process_response(request, response)
-    response = XFrameOptionsMiddleware(_no_view).process_response(request, response)
+    for middleware in _early_answer_middlewares():
+        response = middleware.process_response(request, response)
     # No "Connection: close": PEP 3333 forbids hop-by-hop headers from the application (wsgiref
     # asserts on it); gunicorn discards an unread body and closes the connection itself.
     headers = [("Content-Length", str(len(response.content))), *response.items()]

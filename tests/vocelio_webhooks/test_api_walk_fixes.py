@@ -154,6 +154,36 @@ def test_wsgi_chunked_error_answers_carry_the_security_headers_of_every_other_an
     assert int(headers["Content-Length"]) == len(content)
 
 
+def test_wsgi_chunked_error_answers_follow_the_middleware_setting(api_key, event_types):
+    # given: XFrameOptionsMiddleware taken out of the settings
+    from django.test import override_settings
+
+    without = [path for path in django_settings.MIDDLEWARE if not path.endswith(".XFrameOptionsMiddleware")]
+    assert len(without) == len(django_settings.MIDDLEWARE) - 1
+
+    # when: a chunked request is refused before Django runs (411: the server cannot delimit the body)
+    with override_settings(MIDDLEWARE=without):
+        status, headers, content = _call_wsgi(b"{}", api_key=api_key, input_terminated=False)
+
+    # then: no X-Frame-Options; SecurityMiddleware, still in the settings, still adds its headers
+    assert status.startswith("411"), content
+    assert "X-Frame-Options" not in headers
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_wsgi_chunked_error_answers_place_every_configured_middleware():
+    # given: the middlewares whose response phase early answers get, and those left out with a reason
+    from vocelio_webhooks.chunked import FOR_EARLY_ANSWERS, NOT_FOR_EARLY_ANSWERS
+
+    # when
+    unplaced = [path for path in django_settings.MIDDLEWARE if path not in FOR_EARLY_ANSWERS | set(NOT_FOR_EARLY_ANSWERS)]
+
+    # then: a middleware added to the settings is placed on purpose (it may set headers the early
+    # answers should carry, or need its process_request, which never runs for them)
+    assert unplaced == []
+    assert not FOR_EARLY_ANSWERS & set(NOT_FOR_EARLY_ANSWERS)
+
+
 def test_wsgi_chunked_request_without_input_terminated_answers_411(api_key, event_types):
     # given: a server that does not promise wsgi.input ends with the body
     body = json.dumps({"event_type": "lead.created", "event_id": "evt_411", "data": {}}).encode()
