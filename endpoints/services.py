@@ -1,5 +1,6 @@
 """Writes for webhook endpoints. Each service validates the whole row (``full_clean``) and
 raises ``vocelio_webhooks.errors.ValidationFailed`` with per-field details on bad input."""
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -293,16 +294,19 @@ class HealthChange:
     held_until: datetime | None = None
 
 
-def record_health(*, endpoint_id: int, status_code: int | None, error_class: str) -> HealthChange:
+def record_health(*, endpoint_id: int, status_code: int | None, error_class: str,
+                  on_disabled: Callable[[], None] | None = None) -> HealthChange:
     """Apply one attempt's outcome to the endpoint's shared health (row-locked), and disable the
     endpoint on ``410 Gone`` or after ``WEBHOOK_AUTO_DISABLE_AFTER_SECONDS`` of uninterrupted
-    failure. A success on a healthy endpoint writes nothing."""
+    failure. A success on a healthy endpoint writes nothing. ``on_disabled`` is passed to
+    ``disable_automatically`` (runs in the disable's transaction)."""
     from endpoints import health
     from endpoints.models import EndpointHealth
 
     now = timezone.now()
     if status_code == 410:
-        disabled = disable_automatically(endpoint_id=endpoint_id, reason="The receiver answered 410 Gone.")
+        disabled = disable_automatically(endpoint_id=endpoint_id, reason="The receiver answered 410 Gone.",
+                                        on_disabled=on_disabled)
         return HealthChange(disabled=disabled)
     verdict = health.counts_for_health(status_code=status_code, error_class=error_class)
     if verdict is None:
@@ -329,14 +333,19 @@ def record_health(*, endpoint_id: int, status_code: int | None, error_class: str
     if not verdict and health.should_auto_disable(after, now=now,
                                                   disable_after_seconds=settings.WEBHOOK_AUTO_DISABLE_AFTER_SECONDS):
         since = after.failing_since.isoformat() if after.failing_since else ""
-        disabled = disable_automatically(endpoint_id=endpoint_id, reason=f"Failing without a success since {since}.")
+        disabled = disable_automatically(endpoint_id=endpoint_id, reason=f"Failing without a success since {since}.",
+                                         on_disabled=on_disabled)
         return HealthChange(opened=change.opened, disabled=disabled)
     return change
 
 
-def disable_automatically(*, endpoint_id: int, reason: str) -> bool:
+def disable_automatically(*, endpoint_id: int, reason: str, on_disabled: Callable[[], None] | None = None) -> bool:
     """Disable an active or paused endpoint on the service's own initiative; the periodic probe
-    may re-enable it. Returns True when this call changed the status."""
+    may re-enable it. Returns True when this call changed the status.
+
+    ``on_disabled``, when this call changed the status, runs inside the same transaction (the
+    caller publishes its alert there, so the disable and its alert event commit together or not
+    at all); whatever it raises rolls the disable back and propagates."""
     from endpoints.models import EndpointHealth
 
     now = timezone.now()
@@ -347,12 +356,16 @@ def disable_automatically(*, endpoint_id: int, reason: str) -> bool:
                  updated_at=now)
         if changed:
             EndpointHealth.objects.update_or_create(pk=endpoint_id, defaults={"auto_disabled_at": now})
+            if on_disabled is not None:
+                on_disabled()
     return bool(changed)
 
 
-def reenable_automatically(*, endpoint_id: int) -> bool:
+def reenable_automatically(*, endpoint_id: int, on_reenabled: Callable[[], None] | None = None) -> bool:
     """Re-enable an endpoint the service disabled (after a successful probe); clears its health.
-    Endpoints disabled by a person are never re-enabled. Returns True when the status changed."""
+    Endpoints disabled by a person are never re-enabled. Returns True when the status changed.
+    ``on_reenabled`` runs as ``disable_automatically``'s ``on_disabled`` does: in the same
+    transaction, only when the status changed."""
     from endpoints.models import EndpointHealth
 
     with transaction.atomic():
@@ -364,6 +377,8 @@ def reenable_automatically(*, endpoint_id: int) -> bool:
         EndpointHealth.objects.filter(pk=endpoint_id).update(
             auto_disabled_at=None, circuit_state=EndpointHealth.CircuitState.CLOSED, consecutive_failures=0,
             reopen_count=0, next_probe_at=None, failing_since=None)
+        if changed and on_reenabled is not None:
+            on_reenabled()
     return bool(changed)
 
 

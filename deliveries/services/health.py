@@ -19,13 +19,27 @@ the endpoint (``system.health_alert`` event + mail to ``owner_email``); ``401``/
 owner (mail + ``system.error`` event, at most once per ``WEBHOOK_OWNER_ALERT_INTERVAL_SECONDS``).
 The beat task ``probe_disabled_endpoints`` sends a signed test event to each endpoint the service
 disabled itself and re-enables it on a 2xx.
+
+Alerts are atomic with the change they report (a transactional outbox: the event row and its
+delivery rows are the outbox, their wake-ups are sent on commit). The automatic disable, the
+re-enable and the 401/403 throttle claim (``last_owner_alert_at``) commit in ONE transaction with
+their alert event, so a worker killed in between (OOM, deploy, SIGKILL) leaves neither: the
+endpoint stays as it was and the next outcome decides again, instead of a disabled endpoint nobody
+was told about, or an alert suppressed for the whole interval without ever being sent. The owner
+mail is sent after commit (``transaction.on_commit``), best effort. If the publish itself fails
+(an ``Exception``: the event type was deleted from the catalog, the queue is full, ...), only the
+publish is rolled back (it runs in a savepoint) and logged with ``logger.exception``; the state
+change still commits and the mail still goes out: an endpoint failing for days must not stay
+enabled because its alert cannot be written (the alert event is then missing; the log says so).
 """
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -79,30 +93,36 @@ def gate_delivery(*, delivery: Delivery, endpoint: WebhookEndpoint, check_busy: 
 
 def after_attempt(*, delivery: Delivery, endpoint: WebhookEndpoint, url: str, status_code: int | None,
                   error_class: str) -> None:
-    """Apply an attempt's outcome to the endpoint (see the module docstring). Never raises: a
-    failure here is logged and must not lose the recorded attempt."""
+    """Apply an attempt's outcome to the endpoint (see the module docstring). Never raises an
+    ``Exception``: a failure here is logged and must not lose the recorded attempt (a
+    ``BaseException`` such as ``SystemExit``, the process going away, propagates; whatever it
+    interrupted is rolled back whole)."""
     try:
         if url == endpoint.url:
             record_endpoint_outcome(endpoint=endpoint, status_code=status_code, error_class=error_class)
         if status_code in (401, 403) and not _is_own_alert(delivery):
             _announce(endpoint=endpoint, event_type="system.error", change="authentication_failed",
                       reason=f"The receiver answered {status_code} to delivery {delivery.public_id}.", throttle=True)
-    except Exception:  # noqa: BLE001 — health bookkeeping must never fail the delivery
+    except Exception:  # health bookkeeping must never fail the delivery
         logger.exception("Updating the health of endpoint %s failed", endpoint.pk)
 
 
 def record_endpoint_outcome(*, endpoint: WebhookEndpoint, status_code: int | None, error_class: str):
     """Update the endpoint's shared health with one outcome at its primary URL; announce an
-    automatic disable (``system.health_alert`` + owner mail). Returns the ``HealthChange``."""
-    change = endpoint_services.record_health(endpoint_id=endpoint.pk, status_code=status_code, error_class=error_class)
+    automatic disable (``system.health_alert`` + owner mail) in the disable's own transaction
+    (module docstring). Returns the ``HealthChange``; ``endpoint`` is refreshed when disabled."""
+
+    def announce_disable() -> None:
+        endpoint.refresh_from_db()
+        _announce(endpoint=endpoint, event_type="system.health_alert", change="endpoint_disabled",
+                  reason=endpoint.status_reason, throttle=False)
+
+    change = endpoint_services.record_health(endpoint_id=endpoint.pk, status_code=status_code,
+                                             error_class=error_class, on_disabled=announce_disable)
     if change.opened:
         logger.warning("Circuit opened for endpoint %s", endpoint.pk)
     if change.closed and change.held_until is not None:
         _release_held(endpoint=endpoint, until=change.held_until)
-    if change.disabled:
-        endpoint.refresh_from_db()
-        _announce(endpoint=endpoint, event_type="system.health_alert", change="endpoint_disabled",
-                  reason=endpoint.status_reason, throttle=False)
     return change
 
 
@@ -138,31 +158,45 @@ def _is_own_alert(delivery: Delivery) -> bool:
 
 
 def _announce(*, endpoint: WebhookEndpoint, event_type: str, change: str, reason: str, throttle: bool) -> None:
-    """Publish a system event about ``endpoint`` and mail its owner; throttled ones at most once per
-    ``WEBHOOK_OWNER_ALERT_INTERVAL_SECONDS`` per endpoint (a conditional update decides)."""
+    """Publish a system event about ``endpoint`` and, after commit, mail its owner; throttled ones
+    at most once per ``WEBHOOK_OWNER_ALERT_INTERVAL_SECONDS`` per endpoint (a conditional update
+    decides).
+
+    Transactions (module docstring): called inside the transaction of the change it reports (the
+    disable or re-enable), it joins it; the throttle's claim and the event commit together here.
+    Either way nothing is published or claimed unless all of it commits. A publish that raises an
+    ``Exception`` is rolled back alone (savepoint) and logged; the change, the claim and the mail
+    go ahead."""
     from events import services as event_services
 
     now = timezone.now()
-    if throttle:
-        cutoff = now - timedelta(seconds=settings.WEBHOOK_OWNER_ALERT_INTERVAL_SECONDS)
-        EndpointHealth.objects.get_or_create(pk=endpoint.pk)
-        won = EndpointHealth.objects.filter(
-            Q(last_owner_alert_at__isnull=True) | Q(last_owner_alert_at__lt=cutoff), pk=endpoint.pk
-        ).update(last_owner_alert_at=now)
-        if not won:
-            return
-    data = {"alert": {"name": change, "severity": "critical" if "disabled" in change else "warning",
-                      "service": "webhooks", "triggered_at": now.isoformat()},
-            "endpoint": {"id": endpoint.pk, "name": endpoint.name, "url": endpoint.url, "status": endpoint.status},
-            "reason": reason}
-    event_services.publish(event_type=event_type, data=data, environment=endpoint.environment,
-                           metadata={"source_service": settings.WEBHOOK_SOURCE_SERVICE, "endpoint_id": endpoint.pk})
-    if endpoint.owner_email:
-        send_mail(
-            subject=f"[Vocelio Webhooks] {endpoint.name}: {change.replace('_', ' ')}",
-            message=f"Endpoint {endpoint.name} ({endpoint.url})\n\n{reason}\n",
-            from_email=None, recipient_list=[endpoint.owner_email], fail_silently=True,
-        )
+    with transaction.atomic():
+        if throttle:
+            cutoff = now - timedelta(seconds=settings.WEBHOOK_OWNER_ALERT_INTERVAL_SECONDS)
+            EndpointHealth.objects.get_or_create(pk=endpoint.pk)
+            won = EndpointHealth.objects.filter(
+                Q(last_owner_alert_at__isnull=True) | Q(last_owner_alert_at__lt=cutoff), pk=endpoint.pk
+            ).update(last_owner_alert_at=now)
+            if not won:
+                return
+        data = {"alert": {"name": change, "severity": "critical" if "disabled" in change else "warning",
+                          "service": "webhooks", "triggered_at": now.isoformat()},
+                "endpoint": {"id": endpoint.pk, "name": endpoint.name, "url": endpoint.url, "status": endpoint.status},
+                "reason": reason}
+        try:
+            with transaction.atomic():
+                event_services.publish(
+                    event_type=event_type, data=data, environment=endpoint.environment,
+                    metadata={"source_service": settings.WEBHOOK_SOURCE_SERVICE, "endpoint_id": endpoint.pk})
+        except Exception:  # an alert that cannot be written must not undo the change it reports
+            logger.exception("Publishing the %s alert %r about endpoint %s failed; the change itself stands",
+                             event_type, change, endpoint.pk)
+        if endpoint.owner_email:
+            transaction.on_commit(functools.partial(
+                send_mail, subject=f"[Vocelio Webhooks] {endpoint.name}: {change.replace('_', ' ')}",
+                message=f"Endpoint {endpoint.name} ({endpoint.url})\n\n{reason}\n",
+                from_email=None, recipient_list=[endpoint.owner_email], fail_silently=True,
+            ), robust=True)
 
 
 @dataclass(frozen=True)
@@ -175,8 +209,9 @@ class ProbeResult:
 
 def probe_disabled_endpoints() -> ProbeResult:
     """Beat task body: send a signed test event to every endpoint the service disabled itself
-    (``EndpointHealth.auto_disabled_at``); a 2xx re-enables it (``system.health_alert`` event and
-    a mail to the owner). Endpoints disabled by a person are left alone."""
+    (``EndpointHealth.auto_disabled_at``); a 2xx re-enables it (``system.health_alert`` event in
+    the same transaction, and a mail to the owner after commit). Endpoints disabled by a person are
+    left alone."""
     from deliveries.services.attempts import send_test
     from events.models import EventType
 
@@ -189,9 +224,14 @@ def probe_disabled_endpoints() -> ProbeResult:
         probed += 1
         outcome = send_test(endpoint=endpoint, event_type=event_type,
                             data={"probe": True, "reason": "re-enable check after automatic disable"})
-        if outcome.success and endpoint_services.reenable_automatically(endpoint_id=endpoint.pk):
+        if outcome.success and endpoint_services.reenable_automatically(
+                endpoint_id=endpoint.pk, on_reenabled=functools.partial(_announce_reenable, endpoint=endpoint)):
             reenabled += 1
-            endpoint.refresh_from_db()
-            _announce(endpoint=endpoint, event_type="system.health_alert", change="endpoint_reenabled",
-                      reason="The probe got a 2xx answer; deliveries resume.", throttle=False)
     return ProbeResult(probed=probed, reenabled=reenabled)
+
+
+def _announce_reenable(*, endpoint: WebhookEndpoint) -> None:
+    # Runs in the re-enable's transaction (endpoints.services.reenable_automatically).
+    endpoint.refresh_from_db()
+    _announce(endpoint=endpoint, event_type="system.health_alert", change="endpoint_reenabled",
+              reason="The probe got a 2xx answer; deliveries resume.", throttle=False)
