@@ -126,8 +126,8 @@ def test_endpoint_admin_bulk_delete_counts_only_what_it_deleted_when_another_del
     post_delete.connect(delete_the_other_meanwhile, sender=WebhookEndpoint, weak=False)
     try:
         # when
-        response = admin_client.post(CHANGELIST, {"action": "delete_selected", "_selected_action": [first.pk, second.pk],
-                                                  "post": "yes"}, follow=True)
+        response = admin_client.post(CHANGELIST, {"action": "delete_selected", "post": "yes",
+                                                  "_selected_action": [first.pk, second.pk]}, follow=True)
     finally:
         post_delete.disconnect(delete_the_other_meanwhile, sender=WebhookEndpoint)
 

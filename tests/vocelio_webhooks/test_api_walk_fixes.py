@@ -176,7 +176,8 @@ def test_wsgi_chunked_error_answers_place_every_configured_middleware():
     from vocelio_webhooks.chunked import FOR_EARLY_ANSWERS, NOT_FOR_EARLY_ANSWERS
 
     # when
-    unplaced = [path for path in django_settings.MIDDLEWARE if path not in FOR_EARLY_ANSWERS | set(NOT_FOR_EARLY_ANSWERS)]
+    placed = FOR_EARLY_ANSWERS | set(NOT_FOR_EARLY_ANSWERS)
+    unplaced = [path for path in django_settings.MIDDLEWARE if path not in placed]
 
     # then: a middleware added to the settings is placed on purpose (it may set headers the early
     # answers should carry, or need its process_request, which never runs for them)
