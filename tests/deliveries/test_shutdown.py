@@ -6,33 +6,20 @@ A real Celery worker, a real receiver that answers slowly, and the database afte
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.services import batch
-from tests.conftest import WorkerProcess
+from tests.conftest import own_worker_process
 from tests.deliveries.test_delivery_flow import create_endpoint, publish
 
 
 @pytest.fixture
 def own_worker(celery_worker_process, transactional_db):
-    """A worker of this test's own, in place of the session's, which is restarted afterwards."""
-    celery_worker_process.stop()
-    log_path = Path(settings.VAR_DIR) / "test-worker-shutdown.log"
-    log_path.write_text("")
-    worker = WorkerProcess(log_path)
-    worker.start()
-    try:
+    """A worker of this test's own (it is sent SIGTERM), in place of the session's."""
+    with own_worker_process(celery_worker_process, log_name="test-worker-shutdown.log") as worker:
         yield worker
-    finally:
-        if worker.proc and worker.proc.poll() is None:
-            os.killpg(worker.proc.pid, signal.SIGKILL)
-            worker.proc.wait()
-        worker.stop()
-        celery_worker_process.start()
 
 
 def test_warm_shutdown_stores_a_slow_send_before_the_worker_exits(api, receiver, own_worker):

@@ -10,17 +10,14 @@ import json
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
-from tests.conftest import ROOT, WorkerProcess, wait_until
+from tests.conftest import ROOT, own_worker_process, wait_until
 from vocelio_webhooks.logs import JsonFormatter, MaskPersonalDataFilter, PlainFormatter, mask_patterns
 
 EMAIL = "john.doe@example.com"
@@ -227,44 +224,13 @@ def test_settings_log_format_refuses_unknown_value():
 
 
 # --- a full delivery, logged at DEBUG -----------------------------------------------------------
-def _kill(worker: WorkerProcess) -> None:
-    """Stop a test worker at once (SIGKILL to its process group): nothing is in flight by then,
-    and a warm shutdown of the embedded broker's worker can take seconds."""
-    if worker.proc and worker.proc.poll() is None:
-        os.killpg(worker.proc.pid, signal.SIGKILL)
-        worker.proc.wait()
-    worker.stop()
-
-
 @pytest.fixture
 def debug_worker(celery_worker_process, transactional_db):
     """A worker started like production with LOG_LEVEL=DEBUG, DJANGO_DEBUG=true (every SQL
-    statement and its parameters logged) and JSON logs, in place of the session worker, which is
-    restarted afterwards."""
-    from deliveries.models import Delivery
-
-    _kill(celery_worker_process)
-    log_path = Path(settings.VAR_DIR) / "test-worker-debug.log"
-    log_path.write_text("")
-    saved = {name: os.environ.get(name) for name in ("LOG_LEVEL", "DJANGO_DEBUG", "WEBHOOK_LOG_FORMAT")}
-    os.environ.update(LOG_LEVEL="DEBUG", DJANGO_DEBUG="true", WEBHOOK_LOG_FORMAT="json")
-    worker = WorkerProcess(log_path)
-    try:
-        worker.start()
-    finally:  # the worker has its environment; the rest of the session keeps the original one
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    try:
+    statement and its parameters logged) and JSON logs, in place of the session's."""
+    env = {"LOG_LEVEL": "DEBUG", "DJANGO_DEBUG": "true", "WEBHOOK_LOG_FORMAT": "json"}
+    with own_worker_process(celery_worker_process, log_name="test-worker-debug.log", env=env) as worker:
         yield worker
-        wait_until(lambda: not Delivery.objects.filter(status=Delivery.Status.IN_FLIGHT).exists(), timeout=30)
-    finally:
-        _kill(worker)
-        ready_before = celery_worker_process.log_path.read_text().count(" ready.")
-        celery_worker_process.start()
-        wait_until(lambda: celery_worker_process.log_path.read_text().count(" ready.") > ready_before, timeout=60)
 
 
 def test_delivery_of_seed_lead_logs_no_email_or_phone(api, receiver, debug_worker, caplog):
