@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -351,6 +352,51 @@ def worker(celery_worker_process, transactional_db):
     while Delivery.objects.filter(status=Delivery.Status.IN_FLIGHT).exists() and time.time() < deadline:
         time.sleep(0.1)
     time.sleep(0.2)  # the worker commits the attempt and the delivery together; let it finish
+
+
+def _kill_worker(worker: WorkerProcess) -> None:
+    """Stop a worker at once (SIGKILL to its process group): a warm shutdown of an idle worker on
+    the embedded broker can take seconds."""
+    if worker.running:
+        os.killpg(worker.proc.pid, signal.SIGKILL)
+        worker.proc.wait()
+    worker.stop()
+
+
+@contextmanager
+def own_worker_process(session_worker: WorkerProcess, *, log_name: str, env: dict[str, str] | None = None):
+    """A worker of a test's own, in place of the session's, for a test that signals its worker or
+    starts it with other settings. Use from a fixture that has ``celery_worker_process`` (passed
+    as ``session_worker``) and ``transactional_db``.
+
+    Kills the session's worker; starts one logging to ``VAR_DIR/<log_name>`` (emptied first), with
+    ``env`` added to its environment only (this process's is restored once it started), and
+    yields it. At exit, while it still runs, waits (30 s at most) until no delivery is in flight,
+    so its last write cannot collide with the flush after the test; then kills it and starts the
+    session's worker again (``start`` waits until it is ready)."""
+    from deliveries.models import Delivery
+
+    _kill_worker(session_worker)
+    log_path = Path(settings.VAR_DIR) / log_name
+    log_path.write_text("")
+    worker = WorkerProcess(log_path)
+    try:
+        saved = {name: os.environ.get(name) for name in env or {}}
+        os.environ.update(env or {})
+        try:
+            worker.start()
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        yield worker
+        if worker.running:
+            wait_until(lambda: not Delivery.objects.filter(status=Delivery.Status.IN_FLIGHT).exists(), timeout=30)
+    finally:
+        _kill_worker(worker)
+        session_worker.start()
 
 
 # --- data and API -------------------------------------------------------------------------
