@@ -31,7 +31,7 @@ from deliveries.tasks import deliver_due as deliver_due_task
 from endpoints import network
 from endpoints.models import WebhookEndpoint, normalize_retry_policy
 from events.models import Event, EventType
-from vocelio_webhooks import metrics
+from vocelio_webhooks import metrics, redis_cache
 from vocelio_webhooks.errors import Conflict
 
 logger = logging.getLogger(__name__)
@@ -128,22 +128,9 @@ def _pending_wakeups_redis():
     """``(client, make_key)`` for counting waiting wake-ups in the Redis cache, or ``None`` (no
     counting, every wake-up enqueued) when ``WEBHOOK_MAX_PENDING_WAKEUPS`` is 0 or less or the cache
     is not Redis: a per-process or database cache cannot count atomically for every process."""
-    from django.core.cache import caches
-    from django.core.cache.backends.redis import RedisCache
-
     if settings.WEBHOOK_MAX_PENDING_WAKEUPS <= 0:
         return None
-    cache = caches["default"]
-    if not isinstance(cache, RedisCache):
-        return None
-    # Django's RedisCache internals (``_cache`` is its RedisCacheClient): its raw redis-py client
-    # reuses the cache's connection pool, server choice (the first of LOCATION) and OPTIONS. Kept
-    # on the cache object (one per thread): building a redis-py client costs ~0.06 ms of CPU, and
-    # this runs at every publish and every batch.
-    client = getattr(cache, "_vocelio_wakeup_client", None)
-    if client is None:
-        client = cache._vocelio_wakeup_client = cache._cache.get_client(write=True)
-    return client, cache.make_key
+    return redis_cache.raw_client()
 
 
 def enqueue_wakeup(queue: str | None = None, countdown: float | None = None) -> None:

@@ -121,3 +121,21 @@ def test_window_wait_seconds_waits_for_next_window_when_this_one_is_full():
 
     # then 40 s to the next window, then 10 × (1 − t/60) + 1 ≤ 10 needs t ≥ 6 s
     assert wait == pytest.approx(46.0)
+
+
+@pytest.mark.django_db
+def test_api_key_rate_throttle_does_not_count_refused_requests(settings, event_types):
+    # given: a spent budget, refused once
+    settings.WEBHOOK_API_RATE_PER_MINUTE = 2
+    client = _client()
+    assert [client.get("/endpoints").status_code for _ in range(2)] == [200, 200]
+    first_refused = client.get("/endpoints")
+
+    # when: the caller keeps trying
+    refused = [client.get("/endpoints") for _ in range(20)]
+
+    # then: every try is refused, and none pushes the wait further out. Had the 20 tries counted,
+    # this window's count would be 22, not 2, and the wait ~27 s longer (window_wait_seconds).
+    assert first_refused.status_code == 429
+    assert {response.status_code for response in refused} == {429}
+    assert int(refused[-1]["Retry-After"]) <= int(first_refused["Retry-After"])
