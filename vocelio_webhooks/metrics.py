@@ -3,7 +3,7 @@
 Two kinds, because they are measured in different places:
 
 * **Events in the workers** — counters and the attempt-duration histogram — are observed where an
-  attempt is recorded (``observe_attempt``, one call in ``deliveries/services/attempts.py``).
+  attempt is recorded (``observe_attempts``, one call in ``deliveries/services/attempts.py``).
   Celery's prefork pool runs attempts in several processes and gunicorn serves ``/metrics`` from
   others, so prometheus-client's multiprocess mode is used: every process writes its values to
   memory-mapped files in ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums the files. Counters of
@@ -66,16 +66,26 @@ ATTEMPT_DURATION = Histogram(
 FINAL_DELIVERY_STATUSES = ("succeeded", "failed", "dead_lettered")
 
 
-def observe_attempt(*, outcome: str, delivery_status: str, duration_ms: int) -> None:
-    """Count one recorded attempt: ``outcome`` is ``DeliveryAttempt.outcome`` (``succeeded``,
-    ``retry``, ``failed``), ``delivery_status`` the delivery's status after it (counted in
-    ``deliveries_completed_total`` when final), ``duration_ms`` the attempt's duration in
-    milliseconds (observed in seconds). Never raises: metrics must not break a delivery."""
+def observe_attempts(attempts: Iterable[tuple[str, str, int]]) -> None:
+    """Count recorded attempts: ``attempts`` yields ``(outcome, delivery_status, duration_ms)``, where
+    ``outcome`` is ``DeliveryAttempt.outcome`` (``succeeded``, ``retry``, ``failed``),
+    ``delivery_status`` the delivery's status after it (counted in ``deliveries_completed_total``
+    when final) and ``duration_ms`` the attempt's duration in milliseconds (observed in seconds).
+    The counters are increased once per label value rather than once per attempt (each increase
+    locks and writes a memory-mapped file in multiprocess mode; ~1.5 % of a batch worker's CPU,
+    issue 7). Never raises: metrics must not break a delivery."""
     try:
-        ATTEMPTS.labels(outcome=outcome).inc()
-        ATTEMPT_DURATION.labels(outcome=outcome).observe(max(duration_ms, 0) / 1000.0)
-        if delivery_status in FINAL_DELIVERY_STATUSES:
-            DELIVERIES_COMPLETED.labels(status=delivery_status).inc()
+        outcomes: dict[str, int] = {}
+        completed: dict[str, int] = {}
+        for outcome, delivery_status, duration_ms in attempts:
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            if delivery_status in FINAL_DELIVERY_STATUSES:
+                completed[delivery_status] = completed.get(delivery_status, 0) + 1
+            ATTEMPT_DURATION.labels(outcome=outcome).observe(max(duration_ms, 0) / 1000.0)
+        for outcome, count in outcomes.items():
+            ATTEMPTS.labels(outcome=outcome).inc(count)
+        for delivery_status, count in completed.items():
+            DELIVERIES_COMPLETED.labels(status=delivery_status).inc(count)
     except Exception:
         logger.warning("Could not record attempt metrics", exc_info=True)
 

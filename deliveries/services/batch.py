@@ -26,9 +26,10 @@ One batch (``deliver_due_batch``; a ``deliver_due`` task runs batches while they
    (``WEBHOOK_CONNECTION_POOL_SIZE`` keep-alive connections per host): single requests one after
    another on one of them while the receivers keep pace, each on its own thread once they do not
    (``lane``); batch requests each on its own thread.
-4. **Store** — ``attempts.store_attempts``: one ``INSERT`` of all attempts, one ``UPDATE`` per
-   resulting state, one transaction; retries enqueued after commit. Then the endpoints' health
-   (circuit, auto-disable, owner alerts) as after a single attempt.
+4. **Store** — ``attempts.store_batch_attempts``: one ``INSERT`` (``COPY``) of all attempts, one
+   ``UPDATE`` per resulting state, one transaction; retries enqueued after commit. The first
+   ``UPDATE`` also reads which endpoints that succeeded are not healthy. Then the endpoints' health
+   (circuit, auto-disable, owner alerts) as after a single attempt, for failures and for those.
 
 Why threads and not an async client inside the task: the sender's SSRF guard, deadline and
 bounded decompression are built on ``requests``/urllib3 (``endpoints.network``); an async client
@@ -298,18 +299,16 @@ def _capacity() -> int:
 
 
 def _store(finished: list[_Finished]) -> None:
-    """Store finished attempts in bulk (``attempts.store_attempts``), then apply them to the
-    endpoints' health as the single path does; one read finds which endpoints need it on success."""
+    """Store finished attempts in bulk (``attempts.store_batch_attempts``), then apply them to the
+    endpoints' health as the single path does; the store's read of the succeeded endpoints' health
+    finds which of them need it (a success on a healthy endpoint changes nothing)."""
     if not finished:
         return
     planned = [attempts.plan_attempt(delivery=f.delivery, endpoint=f.delivery.endpoint, request=f.request,
                                      result=f.result, attempt_number=f.delivery.attempt_count + 1,
                                      started_at=f.started_at) for f in finished]
-    attempts.store_attempts(planned=planned, returning=False)
     succeeded = {f.delivery.endpoint_id for f in finished if _is_success(f.result)}
-    unhealthy = set(EndpointHealth.objects.filter(pk__in=succeeded).exclude(
-        circuit_state=EndpointHealth.CircuitState.CLOSED, consecutive_failures=0).values_list("pk", flat=True)
-    ) if succeeded else set()
+    unhealthy = attempts.store_batch_attempts(planned=planned, health_of=succeeded)
     seen: set[int] = set()
     for f in finished:
         if id(f.request) in seen:

@@ -18,7 +18,7 @@ from django.utils import timezone
 from deliveries import services as delivery_services
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.services import attempts
-from endpoints.models import WebhookEndpoint
+from endpoints.models import EndpointHealth, WebhookEndpoint
 from events import services as event_services
 from events.models import Event, EventType
 from tests.conftest import assert_seed_error, due_deliveries, wait_until
@@ -107,9 +107,35 @@ def test_deliver_due_batch_sends_all_and_stores_them_in_bulk(transactional_db, e
     wait_until(lambda: set(Delivery.objects.values_list("status", flat=True)) == {"succeeded"})
     assert len(receiver.requests) == 10
     assert DeliveryAttempt.objects.filter(outcome="succeeded").count() == 10
-    # (11 on PostgreSQL: the claim runs in a transaction with its lock and returns the delivery
-    # rows; the load reads events with their types, and endpoints with their health, once per batch)
-    assert len(queries) <= 11, "\n".join(q["sql"][:70] for q in queries)
+    # (10 on PostgreSQL: the claim runs in a transaction with its lock and returns the delivery
+    # rows; the load reads events with their types, and endpoints with their health, once per batch;
+    # the store's one UPDATE also reads the health of the endpoints that succeeded)
+    assert len(queries) <= 10, "\n".join(q["sql"][:70] for q in queries)
+
+
+def test_deliver_due_batch_success_ends_a_failure_streak_and_leaves_healthy_endpoints_unwritten(
+        transactional_db, event_types, receiver):
+    # given: one endpoint three failures into a streak, one healthy, both now answering 200
+    streak = _endpoint(receiver, "streak")
+    healthy = _endpoint(receiver, "healthy")
+    earlier = timezone.now() - timedelta(minutes=5)
+    EndpointHealth.objects.create(endpoint=streak, consecutive_failures=3, failing_since=earlier,
+                                  last_failure_at=earlier)
+    EndpointHealth.objects.create(endpoint=healthy)
+    EndpointHealth.objects.filter(pk=healthy.pk).update(updated_at=earlier)  # auto_now: set after create
+    _due_deliveries([streak, healthy], 2)
+
+    # when
+    delivery_services.deliver_due_batch()
+    wait_until(lambda: DeliveryAttempt.objects.filter(outcome="succeeded").count() == 4)
+
+    # then: the streak is over, as after a success on the single path; the healthy endpoint's
+    # health row was not written at all (a success on a healthy endpoint changes nothing)
+    ended = wait_until(lambda: (row := EndpointHealth.objects.get(pk=streak.pk)).consecutive_failures == 0 and row)
+    assert ended.circuit_state == "closed" and ended.failing_since is None
+    assert ended.last_success_at is not None and ended.last_success_at > earlier
+    untouched = EndpointHealth.objects.get(pk=healthy.pk)
+    assert (untouched.updated_at, untouched.last_success_at) == (earlier, None)
 
 
 def test_deliver_due_batch_gives_every_send_to_slow_receivers_a_thread_at_once(transactional_db, event_types,
