@@ -52,6 +52,7 @@ def publish(
     timestamp: datetime | None = None,
     metadata: dict[str, Any] | None = None,
     environment: str | None = None,
+    back_pressure: bool = True,
 ) -> PublishResult:
     """Publish an event (``POST /events/publish``).
 
@@ -63,7 +64,11 @@ def publish(
     sweep sends them. ``timestamp`` defaults to now and ``environment`` to
     ``WEBHOOK_DEFAULT_ENVIRONMENT``. Raises ``ValidationFailed`` (400) for an unknown event type,
     environment or malformed ``event_id``, and ``Conflict`` (409 ``EVENT_ID_CONFLICT``) when
-    ``event_id`` was published in another environment (``_duplicate``).
+    ``event_id`` was published in another environment (``_duplicate``), and ``ServiceUnavailable``
+    (503 ``QUEUE_FULL``) while ``WEBHOOK_MAX_QUEUE_SIZE`` deliveries wait (``_queue_full``), unless
+    ``back_pressure`` is False: the service's own alerts (``system.*`` events about an endpoint
+    disabled, a backlog) pass, as they matter most when the queue is full, and are few (throttled
+    per endpoint, one per alert state change).
 
     Cost (issue 7): event types and endpoints come from the per-process routing cache
     (``endpoints.routing``, one primary-key SELECT of its version when nothing changed), and the
@@ -92,7 +97,7 @@ def publish(
                 details={"event_id": event_id}, code="VALIDATION_ERROR",
             )
         event_id = event_id or generate_event_id()
-        queue_full = _queue_full()
+        queue_full = _queue_full() if back_pressure else None
         if queue_full is not None:
             # A repeat of an event_id creates nothing, so it is answered (200, the first
             # publication) even while new events are refused.

@@ -333,7 +333,7 @@ def _announce(*, rule: AlertRule | None, alert: Alert, status: str) -> str:
     try:
         event_services.publish(
             event_type=ALERT_EVENT_TYPE, data=alert_payload(rule=rule, alert=alert, status=status), event_id=event_id,
-            environment=environment,
+            environment=environment, back_pressure=False,
             metadata={"source_service": settings.WEBHOOK_SOURCE_SERVICE, "alert_id": alert.pk, "rule": name},
         )
     except Conflict:

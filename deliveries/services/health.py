@@ -186,7 +186,7 @@ def _announce(*, endpoint: WebhookEndpoint, event_type: str, change: str, reason
         try:
             with transaction.atomic():
                 event_services.publish(
-                    event_type=event_type, data=data, environment=endpoint.environment,
+                    event_type=event_type, data=data, environment=endpoint.environment, back_pressure=False,
                     metadata={"source_service": settings.WEBHOOK_SOURCE_SERVICE, "endpoint_id": endpoint.pk})
         except Exception:  # an alert that cannot be written must not undo the change it reports
             logger.exception("Publishing the %s alert %r about endpoint %s failed; the change itself stands",

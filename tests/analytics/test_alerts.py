@@ -312,6 +312,28 @@ def test_queue_backlog_fires_after_a_full_period_and_feeds_the_autoscaler_metric
     assert [e.data["alert"]["status"] for e in alert_events()] == ["firing", "resolved"]
 
 
+def test_queue_backlog_alert_is_published_when_the_backlog_fills_the_queue(
+        alert_settings, seed_rules, event_types, mailoutbox, django_capture_on_commit_callbacks, monkeypatch, api):
+    # given: a backlog at WEBHOOK_MAX_QUEUE_SIZE, so publishers get 503 QUEUE_FULL
+    from events import services as event_services
+
+    alert_settings.WEBHOOK_MAX_QUEUE_SIZE = 1001
+    _backlog(make_endpoint(), 1001)
+    monkeypatch.setattr(event_services, "_queue_size_seen", (0.0, 0))  # count now, restored after
+    refused = api.post("/events/publish", {"event_type": "lead.created", "data": {}}, format="json")
+    start = timezone.now()
+
+    # when: the backlog rule's period passes
+    evaluate(start, django_capture_on_commit_callbacks)
+    evaluate(start + timedelta(seconds=60), django_capture_on_commit_callbacks)
+
+    # then: the alert about that very backlog is published all the same
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "QUEUE_FULL"
+    assert Alert.objects.get().status == "firing"
+    event, = alert_events()
+    assert event.data["alert"]["action"] == "scale_processing_capacity"
+
+
 def test_queue_backlog_that_drains_within_the_period_never_fires(alert_settings, seed_rules, event_types,
                                                                  django_capture_on_commit_callbacks):
     # given

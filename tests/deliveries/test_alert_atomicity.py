@@ -227,3 +227,21 @@ def test_after_attempt_disables_when_the_alert_publish_fails_in_the_database(
     messages = [r.getMessage() for r in caplog.records if r.name == "deliveries.services.health"]
     assert len(messages) == 1 and "Publishing the system.health_alert alert" in messages[0], messages
     assert [m.to for m in mailoutbox] == [["owner@example.com"]]
+
+
+def test_disable_alert_is_published_while_the_queue_refuses_new_events(transactional_db, event_types, settings,
+                                                                         monkeypatch, api):
+    # given: a full queue (publishing answers 503 QUEUE_FULL) and an endpoint the next 410 disables
+    endpoint = make_endpoint()
+    settings.WEBHOOK_MAX_QUEUE_SIZE = 1
+    event_services.publish(event_type="lead.created", data={})  # one waiting delivery: the limit
+    monkeypatch.setattr(event_services, "_queue_size_seen", (0.0, 0))  # count now, restored after
+    refused = api.post("/events/publish", {"event_type": "lead.created", "data": {}}, format="json")
+
+    # when
+    change = delivery_services.record_endpoint_outcome(endpoint=endpoint, **GONE)
+
+    # then: the service's own alert is not refused by the back-pressure meant for publishers
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "QUEUE_FULL"
+    assert change.disabled
+    assert len(alerts("endpoint_disabled")) == 1
