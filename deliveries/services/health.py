@@ -27,7 +27,7 @@ their alert event, so a worker killed in between (OOM, deploy, SIGKILL) leaves n
 endpoint stays as it was and the next outcome decides again, instead of a disabled endpoint nobody
 was told about, or an alert suppressed for the whole interval without ever being sent. The owner
 mail is sent after commit (``transaction.on_commit``), best effort. If the publish itself fails
-(an ``Exception``: the event type was deleted from the catalog, the queue is full, ...), only the
+(an ``Exception``: the event type was deleted from the catalog, a database error, ...), only the
 publish is rolled back (it runs in a savepoint) and logged with ``logger.exception``; the state
 change still commits and the mail still goes out: an endpoint failing for days must not stay
 enabled because its alert cannot be written (the alert event is then missing; the log says so).
