@@ -33,7 +33,7 @@ def use_django_logging(loglevel=None, **kwargs) -> None:
 @signals.worker_shutdown.connect
 def store_sends_before_exit(**kwargs) -> None:
     """At a warm shutdown, wait until this process's sends still in flight are stored
-    (``deliveries.services.batch.drain_sends``), for at most the longest claim a send can hold
+    (``deliveries.services.sending.drain_sends``), for at most the longest claim a send can hold
     (``WEBHOOK_MAX_TIMEOUT_SECONDS`` + ``WEBHOOK_CLAIM_MARGIN_SECONDS``, seconds): past that the
     sweep has already taken the delivery back. Prefork children get ``worker_process_shutdown``
     just before they exit; ``worker_shutdown`` covers the solo and thread pools, where the sends
@@ -42,10 +42,10 @@ def store_sends_before_exit(**kwargs) -> None:
     at once on SIGTERM, so stop a worker by signalling its main process only."""
     from django.conf import settings
 
-    from deliveries.services import batch
+    from deliveries.services import sending
 
-    left = batch.drain_sends(timeout_seconds=settings.WEBHOOK_MAX_TIMEOUT_SECONDS
-                             + settings.WEBHOOK_CLAIM_MARGIN_SECONDS)
+    left = sending.drain_sends(timeout_seconds=settings.WEBHOOK_MAX_TIMEOUT_SECONDS
+                               + settings.WEBHOOK_CLAIM_MARGIN_SECONDS)
     if left:
         logging.getLogger(__name__).warning(
             "Exiting with %s sends not stored; the sweep sends them again when their claims expire", left)

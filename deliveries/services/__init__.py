@@ -4,6 +4,7 @@ re-exports, so callers keep ``from deliveries import services as delivery_servic
 * ``building`` — the envelope, transformation, headers and signature of one request;
 * ``attempts`` — claim, send, record, schedule the retry; manual retry, cancel, test sends;
 * ``batch`` — the batch worker: claim many due deliveries, send concurrently, store in bulk;
+  its parts ``claim`` (the claim) and ``sending`` (the sending pool, the sends, the bulk store);
 * ``sweep`` — the beat sweep that re-enqueues what the broker lost.
 """
 from deliveries.services.attempts import (  # noqa: F401
@@ -33,8 +34,9 @@ from deliveries.services.building import (  # noqa: F401
     resolve_transformation,
 )
 from deliveries.services.batch import (  # noqa: F401
-    BatchResult, claim_due, deliver_due_batch, enqueue_wakeups_on_commit, run_wakeup,
+    BatchResult, deliver_due_batch, enqueue_wakeups_on_commit, run_wakeup,
 )
+from deliveries.services.claim import claim_due  # noqa: F401
 from deliveries.services.sweep import SweepResult, sweep_due_deliveries  # noqa: F401
 from deliveries.services.replay import (  # noqa: F401
     MAX_BULK, Acceptance, BulkResult, DeliverySelection, ReplayPlan, ReplayResult, ReplayTarget, bulk_discard,

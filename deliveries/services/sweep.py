@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from deliveries.models import Delivery
 from deliveries.services.attempts import _enqueue
-from deliveries.services.batch import endpoints_at_cap_sql
+from deliveries.services.claim import endpoints_at_cap_sql
 from endpoints.models import RateLimitWindow, WebhookEndpoint
 
 logger = logging.getLogger(__name__)

@@ -269,9 +269,9 @@ def test_a_hanging_receiver_does_not_hold_the_batch(transactional_db, event_type
 def test_a_batch_does_not_wait_out_the_straggler_limit_once_its_healthy_sends_are_done(transactional_db, event_types,
                                                                                        receiver, monkeypatch):
     # given: a straggler limit far longer than the slow answer (3 s), two fast endpoints, one slow
-    from deliveries.services import batch
+    from deliveries.services import sending
 
-    monkeypatch.setattr(batch, "STRAGGLER_WAIT_SECONDS", 30.0)
+    monkeypatch.setattr(sending, "STRAGGLER_WAIT_SECONDS", 30.0)
     receiver.hang_seconds["/quiet-slow"] = 3
     fast = [_endpoint(receiver, f"quiet-fast{n}") for n in range(2)]
     slow = _endpoint(receiver, "quiet-slow", timeout_seconds=10)
@@ -394,7 +394,7 @@ def test_claims_on_postgresql_run_one_at_a_time_so_the_cap_holds_across_workers(
     ids = _due_deliveries([_endpoint(receiver, "serial")], 1)
     params = connection.get_connection_params()
     other = psycopg.connect(**{k: v for k, v in params.items() if k in ("dbname", "user", "password", "host", "port")})
-    other.execute("SELECT pg_advisory_lock(%s)", [delivery_services.batch.CLAIM_LOCK_KEY])
+    other.execute("SELECT pg_advisory_lock(%s)", [delivery_services.claim.CLAIM_LOCK_KEY])
     claimed: list[list[int]] = []
 
     def claim():
@@ -412,7 +412,7 @@ def test_claims_on_postgresql_run_one_at_a_time_so_the_cap_holds_across_workers(
 
     # then: it waits for the other claim to end (so it counts that claim's in-flight rows), then claims
     assert thread.is_alive() and claimed == []
-    other.execute("SELECT pg_advisory_unlock(%s)", [delivery_services.batch.CLAIM_LOCK_KEY])
+    other.execute("SELECT pg_advisory_unlock(%s)", [delivery_services.claim.CLAIM_LOCK_KEY])
     other.close()
     thread.join(timeout=10)
     assert claimed == [ids]

@@ -5,7 +5,7 @@ from itertools import pairwise
 
 from deliveries import services as delivery_services
 from deliveries.models import Delivery, DeliveryAttempt
-from deliveries.services import batch, lane
+from deliveries.services import lane, sending
 from endpoints.models import WebhookEndpoint
 from tests.conftest import due_deliveries, wait_until
 
@@ -57,7 +57,7 @@ def test_a_receiver_that_falls_behind_hands_the_rest_of_the_batch_to_a_thread_ea
     assert len({r.client_port for r in received}) == 6
     wait_until(lambda: set(Delivery.objects.filter(endpoint=slow).values_list("status", flat=True)) == {"succeeded"},
                timeout=15)
-    assert batch.drain_sends(timeout_seconds=5) == 0  # every send stored and counted off
+    assert sending.drain_sends(timeout_seconds=5) == 0  # every send stored and counted off
 
 
 def test_a_receiver_known_to_be_slow_gets_a_thread_per_send_without_waiting_for_the_lane(transactional_db,

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from deliveries.models import Delivery, DeliveryAttempt
-from deliveries.services import batch
+from deliveries.services import sending
 from tests.conftest import own_worker_process
 from tests.deliveries.test_delivery_flow import create_endpoint, publish
 
@@ -30,7 +30,7 @@ def test_warm_shutdown_stores_a_slow_send_before_the_worker_exits(api, receiver,
     create_endpoint(api, receiver, path="/slow")
     publish(api)
     receiver.wait_for(1, path="/slow", timeout=30)
-    time.sleep(batch.STRAGGLER_WAIT_SECONDS + 0.5)
+    time.sleep(sending.STRAGGLER_WAIT_SECONDS + 0.5)
 
     # when: the worker's main process is told to stop (warm shutdown), and exits
     os.kill(own_worker.proc.pid, signal.SIGTERM)
