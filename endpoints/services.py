@@ -1,13 +1,13 @@
 """Writes for webhook endpoints. Each service validates the whole row (``full_clean``) and
 raises ``vocelio_webhooks.errors.ValidationFailed`` with per-field details on bad input."""
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from endpoints import network
@@ -339,17 +339,75 @@ def record_health(*, endpoint_id: int, status_code: int | None, error_class: str
     return change
 
 
+# The event type of the disable and re-enable alerts (deliveries.services.health).
+HEALTH_ALERT_EVENT_TYPE = "system.health_alert"
+
+
+def lock_endpoints(*, endpoint_ids: Iterable[int]) -> dict[int, str]:
+    """The status of each endpoint of ``endpoint_ids`` that still exists, keyed by id. On
+    PostgreSQL their rows are locked ``FOR KEY SHARE``, in id order (two callers cannot deadlock
+    on them), until the caller's transaction ends; call it inside ``transaction.atomic``.
+
+    Why (``deliveries.services.replay``, where it was first needed): a replay's deliveries
+    reference their endpoint, and a foreign key is checked only at commit. Without this lock, a
+    replay racing ``delete_endpoint`` always lost at that check, with an ``IntegrityError`` (a 500)
+    after its work was done (found in review). With it, whichever comes first wins: a delete
+    already under way (``FOR UPDATE``) makes this wait and then leaves its endpoint out; else the
+    delete waits for the replay to commit and detaches the replay's deliveries like the endpoint's
+    others. ``KEY SHARE`` is the lock the foreign-key check takes anyway: it does not wait for
+    plain status or health updates, publishes or other replays; ``FOR UPDATE`` readers of the
+    endpoint (an API ``PUT``/``PATCH``, a secret rotation) wait for the replay's commit. SQLite has
+    one writer at a time: a plain read is enough."""
+    ids = sorted(set(endpoint_ids))
+    if not ids:
+        return {}
+    if connection.vendor != "postgresql":
+        return dict(WebhookEndpoint.objects.filter(pk__in=ids).values_list("pk", "status"))
+    meta, quote = WebhookEndpoint._meta, connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {quote(meta.pk.column)}, {quote(meta.get_field('status').column)} FROM {quote(meta.db_table)} "
+            f"WHERE {quote(meta.pk.column)} = ANY(%s) ORDER BY 1 FOR KEY SHARE", [ids])
+        return dict(cursor.fetchall())
+
+
+def _lock_health_alert_recipients() -> None:
+    """Lock ``FOR KEY SHARE`` (``lock_endpoints``) every endpoint a ``system.health_alert`` is
+    routed to now, in any environment: call first thing in a transaction that changes an
+    endpoint's status and publishes that alert (``on_disabled`` / ``on_reenabled``).
+
+    Why: the status ``UPDATE`` takes the routing-version row (its trigger, ``endpoints.routing``),
+    and the alert's deliveries take ``KEY SHARE`` on their endpoints at commit (the foreign-key
+    check). ``delete_endpoint`` and ``update_endpoint`` take the same two locks the other way
+    round (their endpoint ``FOR UPDATE``, then the version row), so the two deadlocked, and
+    PostgreSQL aborted one: a rolled-back disable, or a 500 for the person deleting (found in
+    review). Taking the recipients' lock before the version row gives every such transaction one
+    order. An endpoint subscribed after this snapshot is not locked; that leaves a window of one
+    transaction for a subscription created and deleted meanwhile."""
+    from endpoints import routing
+
+    if connection.vendor != "postgresql":
+        return  # SQLite: one writer at a time, no row locks
+    config = routing.current()
+    ids = {route.id for environment in config.endpoints
+           for route in config.subscribed(environment=environment, event_type=HEALTH_ALERT_EVENT_TYPE)}
+    lock_endpoints(endpoint_ids=ids)
+
+
 def disable_automatically(*, endpoint_id: int, reason: str, on_disabled: Callable[[], None] | None = None) -> bool:
     """Disable an active or paused endpoint on the service's own initiative; the periodic probe
     may re-enable it. Returns True when this call changed the status.
 
     ``on_disabled``, when this call changed the status, runs inside the same transaction (the
-    caller publishes its alert there, so the disable and its alert event commit together or not
-    at all); whatever it raises rolls the disable back and propagates."""
+    caller publishes its ``system.health_alert`` there, so the disable and its alert event commit
+    together or not at all); whatever it raises rolls the disable back and propagates. The alert's
+    recipients are locked first (``_lock_health_alert_recipients``)."""
     from endpoints.models import EndpointHealth
 
     now = timezone.now()
     with transaction.atomic():
+        if on_disabled is not None:
+            _lock_health_alert_recipients()
         changed = WebhookEndpoint.objects.filter(
             pk=endpoint_id, status__in=[WebhookEndpoint.Status.ACTIVE, WebhookEndpoint.Status.PAUSED]
         ).update(status=WebhookEndpoint.Status.DISABLED, status_reason=f"Automatically disabled: {reason}"[:500],
@@ -371,6 +429,8 @@ def reenable_automatically(*, endpoint_id: int, on_reenabled: Callable[[], None]
     with transaction.atomic():
         if not EndpointHealth.objects.filter(pk=endpoint_id, auto_disabled_at__isnull=False).exists():
             return False
+        if on_reenabled is not None:
+            _lock_health_alert_recipients()
         changed = WebhookEndpoint.objects.filter(pk=endpoint_id, status=WebhookEndpoint.Status.DISABLED).update(
             status=WebhookEndpoint.Status.ACTIVE, status_reason="Re-enabled automatically: the probe succeeded.",
             updated_at=timezone.now())

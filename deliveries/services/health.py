@@ -114,8 +114,8 @@ def record_endpoint_outcome(*, endpoint: WebhookEndpoint, status_code: int | Non
 
     def announce_disable() -> None:
         endpoint.refresh_from_db()
-        _announce(endpoint=endpoint, event_type="system.health_alert", change="endpoint_disabled",
-                  reason=endpoint.status_reason, throttle=False)
+        _announce(endpoint=endpoint, event_type=endpoint_services.HEALTH_ALERT_EVENT_TYPE,
+                  change="endpoint_disabled", reason=endpoint.status_reason, throttle=False)
 
     change = endpoint_services.record_health(endpoint_id=endpoint.pk, status_code=status_code,
                                              error_class=error_class, on_disabled=announce_disable)
@@ -233,5 +233,5 @@ def probe_disabled_endpoints() -> ProbeResult:
 def _announce_reenable(*, endpoint: WebhookEndpoint) -> None:
     # Runs in the re-enable's transaction (endpoints.services.reenable_automatically).
     endpoint.refresh_from_db()
-    _announce(endpoint=endpoint, event_type="system.health_alert", change="endpoint_reenabled",
+    _announce(endpoint=endpoint, event_type=endpoint_services.HEALTH_ALERT_EVENT_TYPE, change="endpoint_reenabled",
               reason="The probe got a 2xx answer; deliveries resume.", throttle=False)

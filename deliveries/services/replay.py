@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -33,6 +33,7 @@ from deliveries.models import Delivery
 from deliveries.tasks import deliver as deliver_task
 from endpoints.filters import FilterValidationError, evaluate_filters, event_type_matches
 from endpoints.models import WebhookEndpoint
+from endpoints.services import lock_endpoints
 from events.models import Event, EventType
 from vocelio_webhooks.errors import Conflict, NotFound, ValidationFailed
 
@@ -418,33 +419,6 @@ def plan_replay(
 
 
 # --- replay: writing --------------------------------------------------------------------------
-def lock_endpoints(*, endpoint_ids: Iterable[int]) -> dict[int, str]:
-    """The status of each endpoint of ``endpoint_ids`` that still exists, keyed by id. On
-    PostgreSQL their rows are locked ``FOR KEY SHARE``, in id order (two callers cannot deadlock
-    on them), until the caller's transaction ends; call it inside ``transaction.atomic``.
-
-    Why: a replay's deliveries reference their endpoint, and a foreign key is checked only at
-    commit. Without this lock, a replay racing ``endpoints.services.delete_endpoint`` always
-    lost at that check, with an ``IntegrityError`` (a 500) after its work was done (found in
-    review). With it, whichever comes first wins: a delete already under way (``FOR UPDATE``)
-    makes this wait and then leaves its endpoint out; else the delete waits for the replay to
-    commit and detaches the replay's deliveries like the endpoint's others. ``KEY SHARE`` is the
-    lock the foreign-key check takes anyway: it does not wait for plain status or health updates,
-    publishes or other replays; ``FOR UPDATE`` readers of the endpoint (an API ``PUT``/``PATCH``,
-    a secret rotation) wait for the replay's commit. SQLite has one writer at a time: a plain read is enough."""
-    ids = sorted(set(endpoint_ids))
-    if not ids:
-        return {}
-    if connection.vendor != "postgresql":
-        return dict(WebhookEndpoint.objects.filter(pk__in=ids).values_list("pk", "status"))
-    meta, quote = WebhookEndpoint._meta, connection.ops.quote_name
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {quote(meta.pk.column)}, {quote(meta.get_field('status').column)} FROM {quote(meta.db_table)} "
-            f"WHERE {quote(meta.pk.column)} = ANY(%s) ORDER BY 1 FOR KEY SHARE", [ids])
-        return dict(cursor.fetchall())
-
-
 def _lock_named_endpoint(*, endpoint: WebhookEndpoint, missing: Callable[[], Exception]) -> None:
     """Lock ``endpoint`` (``lock_endpoints``) in a replay to it; raise ``missing()`` when it was
     deleted since the caller read it, as the caller answers for an endpoint that never existed.

@@ -245,3 +245,61 @@ def test_disable_alert_is_published_while_the_queue_refuses_new_events(transacti
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "QUEUE_FULL"
     assert change.disabled
     assert len(alerts("endpoint_disabled")) == 1
+
+
+@pytest.mark.parametrize("change", ["delete", "update"])
+def test_disable_and_its_alert_do_not_deadlock_with_a_change_to_a_recipient_endpoint(transactional_db, event_types,
+                                                                                     change):
+    # given: an endpoint the next 410 disables, and an operators' endpoint its alert is routed to,
+    # which someone deletes (or re-subscribes) at the same moment: their transaction has locked
+    # it (as delete_endpoint and update_endpoint do first) and goes on 0.5 s later
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks and deadlocks are PostgreSQL's; SQLite has one writer at a time")
+    import threading
+    import time
+
+    from django.db import connections, transaction
+
+    endpoint = make_endpoint()
+    operators = make_endpoint(name="Ops", url="https://ops.example.com/hook", events=["system.*"], owner_email="")
+    locked, outcome = threading.Event(), {}
+
+    def operator_changes_the_recipient():
+        try:
+            with transaction.atomic():
+                row = WebhookEndpoint.objects.select_for_update().get(pk=operators.pk)
+                locked.set()
+                time.sleep(0.5)  # meanwhile the worker disables the other endpoint
+                if change == "delete":
+                    row.delete()
+                else:
+                    row.events = ["system.health_alert"]
+                    row.save()
+            outcome["operator"] = "committed"
+        except Exception as exc:  # noqa: BLE001 — the outcome is the assertion
+            outcome["operator"] = repr(exc)
+        finally:
+            connections.close_all()
+
+    def worker_records_a_410():
+        locked.wait(5)
+        try:
+            outcome["worker"] = delivery_services.record_endpoint_outcome(
+                endpoint=WebhookEndpoint.objects.get(pk=endpoint.pk), **GONE).disabled
+        except Exception as exc:  # noqa: BLE001
+            outcome["worker"] = repr(exc)
+        finally:
+            connections.close_all()
+
+    # when
+    threads = [threading.Thread(target=operator_changes_the_recipient), threading.Thread(target=worker_records_a_410)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    # then: both commit (before, PostgreSQL aborted one of them with "deadlock detected"), and
+    # the endpoint is disabled with its one alert
+    assert outcome == {"operator": "committed", "worker": True}
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).status == "disabled"
+    assert len(alerts("endpoint_disabled")) == 1
