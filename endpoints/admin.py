@@ -194,15 +194,16 @@ class WebhookEndpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
         if perms_needed:
             raise PermissionDenied
         endpoints = list(queryset)
-        listed = {str(endpoint.pk) for endpoint in endpoints}  # before the deletes, which clear the pks
+        listed = {endpoint.pk for endpoint in endpoints}  # before the deletes, which clear the pks
         deleted, skipped = self.delete_queryset(request, endpoints)
         skipped_names = [f"{endpoint.name} (#{endpoint.pk})" for endpoint in skipped]
         if not request.POST.get("select_across"):
             # Selected on the confirmation page, but gone from the table by the time of the confirm.
-            selected = set(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME))
+            # Compared as numbers, as the changelist filtered them ("01" is endpoint 1, found in review).
+            selected = {int(pk) for pk in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME) if pk.strip().isdigit()}
             absent = selected - listed
-            still_there = {str(pk) for pk in WebhookEndpoint.objects.filter(pk__in=absent).values_list("pk", flat=True)}
-            skipped_names += [f"#{pk}" for pk in sorted(absent - still_there, key=lambda pk: (len(pk), pk))]
+            still_there = set(WebhookEndpoint.objects.filter(pk__in=absent).values_list("pk", flat=True))
+            skipped_names += [f"#{pk}" for pk in sorted(absent - still_there)]
         if not deleted and not skipped_names:
             return None
         # Django's own wording (and translation) for the count.

@@ -107,7 +107,9 @@ class ApiKeyRateThrottle(BaseThrottle):
         ``window_wait_seconds`` on the count before this request, as in ``_count``; a refused
         request is taken back with ``DECR``. Between the two, a concurrent request of the same key
         sees one more than was allowed, so at the very edge of the budget it may be refused where
-        a check-then-increment would have let it through; never the other way round."""
+        a check-then-increment would have let it through; never the other way round. If the
+        ``DECR`` fails, the request is still refused (logged): the over-count lasts until the window
+        slides out."""
         current_key, previous_key = make_key(current_key), make_key(previous_key)
         pipe = client.pipeline(transaction=False)
         pipe.incr(current_key)
@@ -116,8 +118,11 @@ class ApiKeyRateThrottle(BaseThrottle):
         current, _, previous = pipe.execute()
         wait = window_wait_seconds(limit=limit, current=current - 1, previous=int(previous or 0), elapsed=elapsed)
         if wait > 0:
-            client.decr(current_key)
             self._wait = wait
+            try:
+                client.decr(current_key)
+            except Exception:  # the refusal stands; the window then counts this request too
+                logger.warning("Could not take back a refused request's count", exc_info=True)
             return False
         return True
 

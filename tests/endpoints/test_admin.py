@@ -172,3 +172,17 @@ def test_endpoint_admin_bulk_delete_without_a_race_reports_every_endpoint_delete
     # then
     assert not WebhookEndpoint.objects.exists()
     assert _messages(response) == [("success", "Successfully deleted 2 webhook endpoints.")]
+
+
+def test_endpoint_admin_bulk_delete_counts_a_selection_written_with_a_leading_zero_once(api, admin_client):
+    # given: a hand-made POST naming endpoint 7 as "07" (found in review: it was counted deleted,
+    # and skipped as deleted by someone else)
+    endpoint = _endpoint(api, "https://a.example.com/h", "a")
+
+    # when
+    response = admin_client.post(CHANGELIST, {"action": "delete_selected", "_selected_action": [f"0{endpoint.pk}"],
+                                              "post": "yes"}, follow=True)
+
+    # then
+    assert not WebhookEndpoint.objects.exists()
+    assert _messages(response) == [("success", "Successfully deleted 1 webhook endpoint.")]
