@@ -155,7 +155,7 @@ def test_deliver_due_batch_gives_every_send_to_slow_receivers_a_thread_at_once(t
     assert result.claimed == 16
     arrivals = sorted(r.received_at for e in endpoints for r in receiver.wait_for(8, path=f"/{e.name}"))
     assert len(arrivals) == 16
-    assert arrivals[-1] - arrivals[0] < 0.5, [round(t - started, 3) for t in arrivals]
+    assert arrivals[-1] - arrivals[0] < 0.9, [round(t - started, 3) for t in arrivals]  # a second wave: >= 1 s
     wait_until(lambda: DeliveryAttempt.objects.filter(outcome="succeeded").count() == 16, timeout=15)
 
 
@@ -272,6 +272,9 @@ def test_a_batch_does_not_wait_out_the_straggler_limit_once_its_healthy_sends_ar
     from deliveries.services import sending
 
     monkeypatch.setattr(sending, "STRAGGLER_WAIT_SECONDS", 30.0)
+    # the fast sends that follow the slow one in the lane finish 11-47 ms apart here: a quiet
+    # window of 0.5 s rather than 50 ms keeps a busy machine from leaving one to the recorder
+    monkeypatch.setattr(sending, "STRAGGLER_QUIET_SECONDS", 0.5)
     receiver.hang_seconds["/quiet-slow"] = 3
     fast = [_endpoint(receiver, f"quiet-fast{n}") for n in range(2)]
     slow = _endpoint(receiver, "quiet-slow", timeout_seconds=10)
@@ -345,8 +348,9 @@ def test_wakeups_counter_left_without_expiry_restarts_within_ten_seconds(setting
 
         # when: wake-ups keep being asked for, every 50 ms
         deadline = time.monotonic() + 5
-        while counter.exists(key) and time.monotonic() < deadline:
-            attempts.enqueue_wakeup(queue)
+        while (ttl_ms := counter.pttl(key)) != -2 and time.monotonic() < deadline:
+            if ttl_ms == -1 or ttl_ms > 100:  # one asked for as it expires counts from zero again, by design
+                attempts.enqueue_wakeup(queue)
             time.sleep(0.05)
 
         # then: the steady stream did not push the expiry back: the counter expired, and the next

@@ -53,7 +53,7 @@ def test_a_receiver_that_falls_behind_hands_the_rest_of_the_batch_to_a_thread_ea
     # arrived well within the 1 s a second request on the lane would have waited
     received = receiver.wait_for(6, path="/lane-behind")
     arrivals = sorted(r.received_at for r in received)
-    assert arrivals[-1] - arrivals[0] < 0.5, [round(t - arrivals[0], 3) for t in arrivals]
+    assert arrivals[-1] - arrivals[0] < 0.9, [round(t - arrivals[0], 3) for t in arrivals]  # the lane: >= 1 s
     assert len({r.client_port for r in received}) == 6
     wait_until(lambda: set(Delivery.objects.filter(endpoint=slow).values_list("status", flat=True)) == {"succeeded"},
                timeout=15)
@@ -81,7 +81,7 @@ def test_a_receiver_known_to_be_slow_gets_a_thread_per_send_without_waiting_for_
     # followed each other 0.3 s apart)
     received = receiver.wait_for(4, path="/lane-known-slow")
     arrivals = sorted(r.received_at for r in received)
-    assert arrivals[-1] - arrivals[0] < 0.25, [round(t - arrivals[0], 3) for t in arrivals]
+    assert arrivals[-1] - arrivals[0] < 0.6, [round(t - arrivals[0], 3) for t in arrivals]  # the lane: >= 0.9 s
     assert len({r.client_port for r in received}) == 4
     wait_until(lambda: Delivery.objects.filter(status="succeeded", endpoint=slow).count() == 5, timeout=15)
 
