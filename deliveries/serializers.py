@@ -2,7 +2,7 @@
 from rest_framework import serializers
 
 from deliveries.models import Delivery, DeliveryAttempt
-from deliveries.services.replay import DISCARDABLE_STATUSES, MAX_BULK, RETRYABLE_STATUSES, DeliverySelection
+from deliveries.services.selection import DISCARDABLE_STATUSES, MAX_BULK, RETRYABLE_STATUSES, DeliverySelection
 from endpoints.models import WebhookEndpoint
 from endpoints.serializers import EndpointSerializer
 from events.filtersets import validate_event_type_selection

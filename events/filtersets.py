@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django_filters.constants import EMPTY_VALUES
 
-from deliveries.services.replay import event_type_q
+from deliveries.services.selection import event_type_q
 from events.models import Event
 
 MAX_EVENT_TYPE_PATTERNS = 100

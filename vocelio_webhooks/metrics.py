@@ -3,7 +3,7 @@
 Two kinds, because they are measured in different places:
 
 * **Events in the workers** — counters and the attempt-duration histogram — are observed where an
-  attempt is recorded (``observe_attempts``, one call in ``deliveries/services/attempts.py``).
+  attempt is recorded (``observe_attempts``, one call in ``deliveries/services/recording.py``).
   Celery's prefork pool runs attempts in several processes and gunicorn serves ``/metrics`` from
   others, so prometheus-client's multiprocess mode is used: every process writes its values to
   memory-mapped files in ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums the files. Counters of

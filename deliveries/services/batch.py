@@ -26,7 +26,7 @@ One batch (``deliver_due_batch``; a ``deliver_due`` task runs batches while they
    ``requests.Session`` (``WEBHOOK_CONNECTION_POOL_SIZE`` keep-alive connections per host): single
    requests one after another on one of them while the receivers keep pace, each on its own
    thread once they do not (``lane``); batch requests each on its own thread.
-4. **Store** (``sending._store``) — ``attempts.store_batch_attempts``: one ``INSERT`` (``COPY``)
+4. **Store** (``sending._store``) — ``recording.store_batch_attempts``: one ``INSERT`` (``COPY``)
    of all attempts, one ``UPDATE`` per resulting state, one transaction; retries enqueued after
    commit. The first ``UPDATE`` also reads which endpoints that succeeded are not healthy. Then
    the endpoints' health (circuit, auto-disable, owner alerts) as after a single attempt, for
@@ -53,7 +53,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from deliveries.models import Delivery
-from deliveries.services import attempts, claim, health, lane, sending
+from deliveries.services import attempts, claim, health, lane, sending, wakeups
 from deliveries.services.building import WebhookRequest
 from endpoints.models import EndpointHealth, WebhookEndpoint
 
@@ -78,7 +78,7 @@ def enqueue_wakeups_on_commit(*, deliveries: int, queue: str | None = None) -> N
     """After commit, enqueue enough ``deliver_due`` wake-ups for ``deliveries`` new due deliveries:
     one per ``WEBHOOK_BATCH_SIZE``, so a large fan-out is shared by every worker process at once."""
     for _ in range(math.ceil(deliveries / settings.WEBHOOK_BATCH_SIZE)):
-        transaction.on_commit(functools.partial(attempts.enqueue_wakeup, queue), robust=True)
+        transaction.on_commit(functools.partial(wakeups.enqueue_wakeup, queue), robust=True)
 
 
 def _healthy(row: EndpointHealth | None) -> bool:
@@ -95,7 +95,7 @@ def _health(endpoint: WebhookEndpoint) -> EndpointHealth | None:
 
 def run_wakeup(*, high_priority_only: bool = False) -> BatchResult:
     """What a ``deliver_due`` wake-up task does: uncount itself as waiting
-    (``attempts.wakeup_started``), then ``deliver_due_batch`` again and again while the batches
+    (``wakeups.wakeup_started``), then ``deliver_due_batch`` again and again while the batches
     come back full, for up to ``WEBHOOK_WAKEUP_BUDGET_SECONDS`` (seconds), then re-arm once
     (``_rearm``; also when a batch raised, for the batches done before it).
 
@@ -104,10 +104,10 @@ def run_wakeup(*, high_priority_only: bool = False) -> BatchResult:
     process sent nothing (issue 7: bench scenario 1 went from ~650 to ~860 deliveries/s). An
     ordinary wake-up stops after the current batch when a priority wake-up waits, or when it
     cannot tell (wake-ups not counted: no Redis cache), so a priority wake-up never waits behind
-    a drain (``attempts.priority_wakeup_waiting``). Returns the counts summed over the batches,
+    a drain (``wakeups.priority_wakeup_waiting``). Returns the counts summed over the batches,
     with the last batch's ``limit``."""
-    queue = attempts.QUEUE_PRIORITY if high_priority_only else attempts.QUEUE_FIRST_ATTEMPTS
-    attempts.wakeup_started(queue=queue)
+    queue = wakeups.QUEUE_PRIORITY if high_priority_only else wakeups.QUEUE_FIRST_ATTEMPTS
+    wakeups.wakeup_started(queue=queue)
     deadline = time.monotonic() + settings.WEBHOOK_WAKEUP_BUDGET_SECONDS
     claimed = sent = released = 0
     last = BatchResult(claimed=0, sent=0, released=0)
@@ -116,7 +116,7 @@ def run_wakeup(*, high_priority_only: bool = False) -> BatchResult:
             last = deliver_due_batch(high_priority_only=high_priority_only, rearm=False)
             claimed, sent, released = claimed + last.claimed, sent + last.sent, released + last.released
             if (not last.claimed or last.claimed < last.limit or time.monotonic() >= deadline
-                    or (not high_priority_only and attempts.priority_wakeup_waiting() is not False)):
+                    or (not high_priority_only and wakeups.priority_wakeup_waiting() is not False)):
                 break
     finally:
         _rearm(claimed=claimed, last_claimed=last.claimed, last_limit=last.limit,
@@ -131,17 +131,17 @@ def _rearm(*, claimed: int, last_claimed: int, last_limit: int, high_priority_on
         # Deliveries may still be due: beyond the last batch, or held back by the per-endpoint cap
         # while a batch was in flight (their own wake-up claimed nothing then, which ended its
         # chain). One more ordinary wake-up; a chain ends with a wake-up that claims nothing.
-        attempts.enqueue_wakeup()
+        wakeups.enqueue_wakeup()
     if not high_priority_only:
         return
     if last_claimed and last_claimed >= last_limit:
-        attempts.enqueue_wakeup(attempts.QUEUE_PRIORITY)  # a full batch may have left more behind
+        wakeups.enqueue_wakeup(wakeups.QUEUE_PRIORITY)  # a full batch may have left more behind
     elif claim.high_priority_due():
         # Due but not claimable: their endpoints are at the in-flight cap (ordinary wake-ups claim
         # oldest first and would leave them behind any backlog). Right away when this wake-up's own
         # sends just freed slots, else look again shortly.
-        attempts.enqueue_wakeup(attempts.QUEUE_PRIORITY,
-                                countdown=None if last_claimed else PRIORITY_RECHECK_SECONDS)
+        wakeups.enqueue_wakeup(wakeups.QUEUE_PRIORITY,
+                               countdown=None if last_claimed else PRIORITY_RECHECK_SECONDS)
 
 
 def deliver_due_batch(*, limit: int | None = None, high_priority_only: bool = False,

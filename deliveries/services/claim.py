@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from deliveries.models import Delivery
-from deliveries.services import attempts
+from deliveries.services import wakeups
 from endpoints.models import WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -204,6 +204,6 @@ def _release(deliveries: list[Delivery], *, until, reason: str) -> None:
     delay = max((until - now).total_seconds(), 0.05)
     if delay <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
         for delivery in deliveries:
-            attempts._enqueue(delivery.pk, countdown=delay,
-                              queue=attempts.QUEUE_RETRIES if delivery.attempt_count else attempts.QUEUE_FIRST_ATTEMPTS)
+            wakeups._enqueue(delivery.pk, countdown=delay,
+                             queue=wakeups.QUEUE_RETRIES if delivery.attempt_count else wakeups.QUEUE_FIRST_ATTEMPTS)
     logger.debug("%s deliveries released (%s) until %s", len(deliveries), reason, until)

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from deliveries.models import Delivery
 from deliveries.sender import SendResult
-from deliveries.services import attempts, health, lane
+from deliveries.services import attempts, health, lane, recording, wakeups
 from deliveries.services.building import (
     BatchPart,
     WebhookRequest,
@@ -83,16 +83,16 @@ def _capacity() -> int:
 
 
 def _store(finished: list[_Finished]) -> None:
-    """Store finished attempts in bulk (``attempts.store_batch_attempts``), then apply them to the
+    """Store finished attempts in bulk (``recording.store_batch_attempts``), then apply them to the
     endpoints' health as the single path does; the store's read of the succeeded endpoints' health
     finds which of them need it (a success on a healthy endpoint changes nothing)."""
     if not finished:
         return
-    planned = [attempts.plan_attempt(delivery=f.delivery, endpoint=f.delivery.endpoint, request=f.request,
-                                     result=f.result, attempt_number=f.delivery.attempt_count + 1,
-                                     started_at=f.started_at) for f in finished]
+    planned = [recording.plan_attempt(delivery=f.delivery, endpoint=f.delivery.endpoint, request=f.request,
+                                      result=f.result, attempt_number=f.delivery.attempt_count + 1,
+                                      started_at=f.started_at) for f in finished]
     succeeded = {f.delivery.endpoint_id for f in finished if _is_success(f.result)}
-    unhealthy = attempts.store_batch_attempts(planned=planned, health_of=succeeded)
+    unhealthy = recording.store_batch_attempts(planned=planned, health_of=succeeded)
     seen: set[int] = set()
     for f in finished:
         if id(f.request) in seen:
@@ -258,7 +258,7 @@ def _record_stragglers() -> None:
             connection.close()
         finally:
             _track(-len(items))
-        attempts.enqueue_wakeup()
+        wakeups.enqueue_wakeup()
 
 
 def drain_sends(*, timeout_seconds: float) -> int:

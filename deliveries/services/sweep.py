@@ -9,8 +9,8 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from deliveries.models import Delivery
-from deliveries.services.attempts import _enqueue
 from deliveries.services.claim import endpoints_at_cap_sql
+from deliveries.services.wakeups import _enqueue
 from endpoints.models import RateLimitWindow, WebhookEndpoint
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from deliveries import services as delivery_services
 from deliveries.models import Delivery, DeliveryAttempt
-from deliveries.services import attempts
+from deliveries.services import wakeups
 from endpoints.models import EndpointHealth, WebhookEndpoint
 from events import services as event_services
 from events.models import Event, EventType
@@ -303,21 +303,21 @@ def test_wakeups_beyond_the_pending_limit_are_not_enqueued(settings):
     try:
         # when: five wake-ups are asked for and none has started
         for _ in range(5):
-            attempts.enqueue_wakeup(queue)
+            wakeups.enqueue_wakeup(queue)
 
         # then: two are in the broker
         assert broker.llen(queue) == 2
 
         # when: one starts, and two more are asked for
-        attempts.wakeup_started(queue=queue)
-        attempts.enqueue_wakeup(queue)
-        attempts.enqueue_wakeup(queue)
+        wakeups.wakeup_started(queue=queue)
+        wakeups.enqueue_wakeup(queue)
+        wakeups.enqueue_wakeup(queue)
 
         # then: one more in the broker (the started one's place)
         assert broker.llen(queue) == 3
     finally:
         broker.delete(queue)
-        caches["default"].delete(attempts._PENDING_WAKEUPS_KEY.format(queue=queue))
+        caches["default"].delete(wakeups._PENDING_WAKEUPS_KEY.format(queue=queue))
 
 
 def test_wakeups_counter_left_without_expiry_restarts_within_ten_seconds(settings, monkeypatch):
@@ -331,33 +331,33 @@ def test_wakeups_counter_left_without_expiry_restarts_within_ten_seconds(setting
     queue = f"gate-test-{secrets.token_hex(4)}"
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     counter = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
-    key = caches["default"].make_key(attempts._PENDING_WAKEUPS_KEY.format(queue=queue))
+    key = caches["default"].make_key(wakeups._PENDING_WAKEUPS_KEY.format(queue=queue))
     counter.set(key, 2)
     assert counter.ttl(key) == -1
     try:
         # when: a wake-up is asked for
-        attempts.enqueue_wakeup(queue)
+        wakeups.enqueue_wakeup(queue)
 
         # then: none is enqueued (two wait), but the counter now restarts within 10 s
         assert broker.llen(queue) == 0
         assert 0 < counter.ttl(key) <= 10
 
         # given: stuck again, with a 1 s expiry instead of 10 s (so the test does not wait 10 s)
-        monkeypatch.setattr(attempts, "_PENDING_WAKEUPS_TTL_SECONDS", 1)
+        monkeypatch.setattr(wakeups, "_PENDING_WAKEUPS_TTL_SECONDS", 1)
         counter.set(key, 2)
 
         # when: wake-ups keep being asked for, every 50 ms
         deadline = time.monotonic() + 5
         while (ttl_ms := counter.pttl(key)) != -2 and time.monotonic() < deadline:
             if ttl_ms == -1 or ttl_ms > 100:  # one asked for as it expires counts from zero again, by design
-                attempts.enqueue_wakeup(queue)
+                wakeups.enqueue_wakeup(queue)
             time.sleep(0.05)
 
         # then: the steady stream did not push the expiry back: the counter expired, and the next
         # wake-up asked for is enqueued
         assert not counter.exists(key)
         assert broker.llen(queue) == 0
-        attempts.enqueue_wakeup(queue)
+        wakeups.enqueue_wakeup(queue)
         assert broker.llen(queue) == 1
     finally:
         broker.delete(queue)
@@ -368,7 +368,7 @@ def test_every_event_is_delivered_with_one_waiting_wakeup_at_most(api, receiver,
     # given: publishing may leave at most one wake-up waiting (a burst enqueues far fewer tasks
     # than events; on Redis the limit applies, elsewhere every wake-up is enqueued)
     settings.WEBHOOK_MAX_PENDING_WAKEUPS = 1
-    attempts.forget_pending_wakeups()
+    wakeups.forget_pending_wakeups()
     for n in range(3):
         assert api.post("/endpoints", {"name": f"gate{n}", "url": receiver.url(f"/gate{n}"), "events": ["lead.*"],
                                        "secret": "whsec_gate_test_secret_0123456789"},

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from deliveries import services as delivery_services
 from deliveries.models import Delivery
-from deliveries.services import attempts
+from deliveries.services import wakeups
 from endpoints.models import WebhookEndpoint
 from events.models import Event, EventType
 from tests.conftest import due_deliveries, wait_until
@@ -75,7 +75,7 @@ def test_an_ordinary_wakeup_stops_draining_when_a_priority_wakeup_waits(transact
     settings.WEBHOOK_BATCH_SIZE = 2
     _backlog(receiver, 7)
     counter = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
-    key = caches["default"].make_key(attempts._PENDING_WAKEUPS_KEY.format(queue=attempts.QUEUE_PRIORITY))
+    key = caches["default"].make_key(wakeups._PENDING_WAKEUPS_KEY.format(queue=wakeups.QUEUE_PRIORITY))
     counter.set(key, 1, ex=10)
     try:
         # when: an ordinary wake-up runs

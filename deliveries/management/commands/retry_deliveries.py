@@ -22,7 +22,7 @@ from deliveries.management.commands.replay_events import (
     add_common_arguments,
 )
 from deliveries.models import Delivery
-from deliveries.services.replay import RETRYABLE_STATUSES
+from deliveries.services.selection import RETRYABLE_STATUSES
 from endpoints.models import WebhookEndpoint
 from vocelio_webhooks import services as audit_services
 from vocelio_webhooks.commands import OperatorCommand, iso_datetime, progress, tick
