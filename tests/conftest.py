@@ -202,7 +202,7 @@ def _purge_broker() -> None:
                 conn.default_channel.queue_purge(queue)
             except Exception:  # noqa: BLE001 — the queue may not exist yet
                 pass
-    from deliveries.services.attempts import forget_pending_wakeups
+    from deliveries.services.wakeups import forget_pending_wakeups
 
     forget_pending_wakeups()  # the purged wake-ups will never start
 
