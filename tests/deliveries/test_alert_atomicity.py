@@ -247,12 +247,14 @@ def test_disable_alert_is_published_while_the_queue_refuses_new_events(transacti
     assert len(alerts("endpoint_disabled")) == 1
 
 
-@pytest.mark.parametrize("change", ["delete", "update"])
-def test_disable_and_its_alert_do_not_deadlock_with_a_change_to_a_recipient_endpoint(transactional_db, event_types,
-                                                                                     change):
-    # given: an endpoint the next 410 disables, and an operators' endpoint its alert is routed to,
-    # which someone deletes (or re-subscribes) at the same moment: their transaction has locked
-    # it (as delete_endpoint and update_endpoint do first) and goes on 0.5 s later
+@pytest.mark.parametrize(("change", "announced"), [("delete", "endpoint_disabled"), ("update", "endpoint_disabled"),
+                                                    ("delete", "endpoint_reenabled")])
+def test_status_change_and_its_alert_do_not_deadlock_with_a_change_to_a_recipient_endpoint(
+        transactional_db, event_types, receiver, change, announced):
+    # given: an endpoint the next 410 disables (or the probe re-enables), and an operators'
+    # endpoint its alert is routed to, which someone deletes (or re-subscribes) at the same moment:
+    # their transaction has locked it (as delete_endpoint and update_endpoint do first) and goes
+    # on 0.5 s later
     if connection.vendor != "postgresql":
         pytest.skip("row locks and deadlocks are PostgreSQL's; SQLite has one writer at a time")
     import threading
@@ -260,7 +262,9 @@ def test_disable_and_its_alert_do_not_deadlock_with_a_change_to_a_recipient_endp
 
     from django.db import connections, transaction
 
-    endpoint = make_endpoint()
+    endpoint = make_endpoint(url=receiver.url("/back"))
+    if announced == "endpoint_reenabled":  # the service disabled it; the probe finds the receiver back
+        assert endpoint_services.disable_automatically(endpoint_id=endpoint.pk, reason="test")
     operators = make_endpoint(name="Ops", url="https://ops.example.com/hook", events=["system.*"], owner_email="")
     locked, outcome = threading.Event(), {}
 
@@ -281,25 +285,29 @@ def test_disable_and_its_alert_do_not_deadlock_with_a_change_to_a_recipient_endp
         finally:
             connections.close_all()
 
-    def worker_records_a_410():
+    def worker_changes_the_status():
         locked.wait(5)
         try:
-            outcome["worker"] = delivery_services.record_endpoint_outcome(
-                endpoint=WebhookEndpoint.objects.get(pk=endpoint.pk), **GONE).disabled
+            if announced == "endpoint_reenabled":
+                outcome["worker"] = delivery_services.probe_disabled_endpoints().reenabled == 1
+            else:
+                outcome["worker"] = delivery_services.record_endpoint_outcome(
+                    endpoint=WebhookEndpoint.objects.get(pk=endpoint.pk), **GONE).disabled
         except Exception as exc:  # noqa: BLE001
             outcome["worker"] = repr(exc)
         finally:
             connections.close_all()
 
     # when
-    threads = [threading.Thread(target=operator_changes_the_recipient), threading.Thread(target=worker_records_a_410)]
+    threads = [threading.Thread(target=operator_changes_the_recipient), threading.Thread(target=worker_changes_the_status)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(30)
 
     # then: both commit (before, PostgreSQL aborted one of them with "deadlock detected"), and
-    # the endpoint is disabled with its one alert
+    # the status changed with its one alert
     assert outcome == {"operator": "committed", "worker": True}
-    assert WebhookEndpoint.objects.get(pk=endpoint.pk).status == "disabled"
-    assert len(alerts("endpoint_disabled")) == 1
+    expected = "disabled" if announced == "endpoint_disabled" else "active"
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).status == expected
+    assert len(alerts(announced)) == 1
