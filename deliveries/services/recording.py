@@ -145,16 +145,12 @@ def store_batch_attempts(*, planned: list[PlannedAttempt], health_of: set[int]) 
     return _store(planned=planned, returning=False, health_of=frozenset(health_of))[1]
 
 
-def _unhealthy_sql() -> tuple[str, list]:
-    """PostgreSQL ``SELECT`` of the endpoint ids among ``%s`` (an array) whose health row is not the
-    healthy default (the ``EndpointHealth`` query ``_store`` runs elsewhere); ``(sql, params
-    without the array)``."""
-    meta = EndpointHealth._meta
-    quote = connection.ops.quote_name
-    column = {f.name: quote(f.column) for f in meta.concrete_fields}
-    sql = (f"SELECT {quote(meta.pk.column)} FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = ANY(%s) "
-           f"AND NOT ({column['circuit_state']} = %s AND {column['consecutive_failures']} = 0)")
-    return sql, [EndpointHealth.CircuitState.CLOSED]
+def _unhealthy(endpoint_ids: frozenset[int]):
+    """The ids among ``endpoint_ids`` whose health row is not the healthy default (an open or
+    half-open circuit, or a failure streak), as a query: run on its own, or compiled into the
+    store's ``UPDATE`` (``_update_and_read_health``), so the rule is written once."""
+    return EndpointHealth.objects.filter(pk__in=endpoint_ids).exclude(
+        circuit_state=EndpointHealth.CircuitState.CLOSED, consecutive_failures=0).values_list("pk", flat=True)
 
 
 def _store(*, planned: list[PlannedAttempt], returning: bool,
@@ -193,8 +189,7 @@ def _store(*, planned: list[PlannedAttempt], returning: bool,
             else:
                 deliveries.update(**values)
         if unhealthy is None:
-            unhealthy = set(EndpointHealth.objects.filter(pk__in=health_of).exclude(
-                circuit_state=EndpointHealth.CircuitState.CLOSED, consecutive_failures=0).values_list("pk", flat=True))
+            unhealthy = set(_unhealthy(health_of))
         for plan in planned:
             if plan.new_status == Delivery.Status.RETRYING:
                 delay = (plan.next_attempt_at - plan.now).total_seconds()
@@ -205,17 +200,18 @@ def _store(*, planned: list[PlannedAttempt], returning: bool,
 
 
 def _update_and_read_health(deliveries, values: dict, health_of: frozenset[int]) -> set[int]:
-    """``deliveries.update(**values)`` and the ``_unhealthy_sql`` read of ``health_of`` in one
-    statement (PostgreSQL): ``WITH done AS (UPDATE …) SELECT …``. The ``UPDATE`` is compiled by
-    Django's own update compiler, as ``QuerySet.update`` does; a data-modifying ``WITH`` always runs
+    """``deliveries.update(**values)`` and the ``_unhealthy`` read of ``health_of`` in one
+    statement (PostgreSQL): ``WITH done AS (UPDATE …) SELECT …``. Both are compiled by Django's own
+    compilers (the ``UPDATE`` as ``QuerySet.update`` does); a data-modifying ``WITH`` always runs
     to completion whether or not the ``SELECT`` reads it (PostgreSQL manual, "WITH Queries",
     section "Data-Modifying Statements in WITH")."""
     query = deliveries.query.chain(UpdateQuery)
     query.add_update_values(values)
     update, update_params = query.get_compiler(deliveries.db).as_sql()
-    select, select_params = _unhealthy_sql()
+    read = _unhealthy(health_of).query
+    select, select_params = read.get_compiler(deliveries.db).as_sql()
     with transaction.mark_for_rollback_on_error(deliveries.db), connection.cursor() as cursor:
-        cursor.execute(f"WITH done AS ({update}) {select}", [*update_params, list(health_of), *select_params])
+        cursor.execute(f"WITH done AS ({update}) {select}", [*update_params, *select_params])
         return {row[0] for row in cursor.fetchall()}
 
 
