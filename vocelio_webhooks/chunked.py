@@ -33,6 +33,13 @@ class ChunkedBodyMiddleware:
     - a transfer coding besides ``chunked`` (``gzip, chunked``) is answered 501
       ``NOT_IMPLEMENTED`` (RFC 9112 section 6.1).
 
+    Before any of that, a request that Django's ``SecurityMiddleware`` would redirect to https
+    (``SECURE_SSL_REDIRECT``, i.e. ``DJANGO_HTTPS=true``; a plain-http request, as
+    ``SECURE_PROXY_SSL_HEADER`` tells, to a path not in ``SECURE_REDIRECT_EXEMPT``) gets that
+    redirect, made by the middleware's own ``process_request`` (``_https_redirect``), without its
+    body being read: a plain-http request is redirected first whatever its framing, as any other
+    is, and only a secure one gets the early answers.
+
     Reading a body holds one of gunicorn's threads for as long as the client takes to send it, as
     a slow ``Content-Length`` body or slow headers do: production runs behind a buffering proxy
     (README, "Deployment").
@@ -47,6 +54,9 @@ class ChunkedBodyMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if not _is_chunked(environ):
             return self.application(environ, start_response)
+        redirect = _https_redirect(_bodyless_request(environ))
+        if redirect is not None:
+            return _answer(environ, start_response, redirect, until=SECURITY_MIDDLEWARE)
         if _codings(environ) != ["chunked"]:
             # e.g. "gzip, chunked": the server takes the chunking off, not the gzip, and the body
             # would reach the parser compressed (RFC 9112 section 6.1: 501 for a coding not understood).
@@ -95,8 +105,9 @@ def _read(stream: Any, limit: int | None) -> bytes:
 # The middlewares whose response phase the early answers get, when settings.MIDDLEWARE has them
 # (why a list: _early_answer_middlewares). A test fails for a middleware of settings.MIDDLEWARE
 # in neither this list nor NOT_FOR_EARLY_ANSWERS, so a new one gets placed, with its reason.
+SECURITY_MIDDLEWARE = "django.middleware.security.SecurityMiddleware"
 FOR_EARLY_ANSWERS = frozenset({
-    "django.middleware.security.SecurityMiddleware",  # nosniff, referrer and opener policies, HSTS over HTTPS
+    SECURITY_MIDDLEWARE,  # nosniff, referrer and opener policies, HSTS over HTTPS; its HTTPS redirect comes first
     "django.middleware.clickjacking.XFrameOptionsMiddleware",  # X-Frame-Options
 })
 NOT_FOR_EARLY_ANSWERS = {
@@ -113,11 +124,13 @@ def _no_view(request: Any) -> Any:
     raise AssertionError("only process_response is used: the answer is made here")  # pragma: no cover
 
 
-def _early_answer_middlewares() -> list[Any]:
-    """The ``FOR_EARLY_ANSWERS`` middlewares present in ``settings.MIDDLEWARE``, instantiated, in
-    the order Django runs their ``process_response`` (the reverse of the setting's). Read per
-    answer (a handful of attribute reads; early answers are rare), so the settings stay the one
-    source and ``override_settings`` applies.
+def _early_answer_middlewares(until: str | None = None) -> list[Any]:
+    """The ``FOR_EARLY_ANSWERS`` middlewares present in ``settings.MIDDLEWARE`` (up to and
+    including ``until``, when given), instantiated, in the order Django runs their
+    ``process_response`` (the reverse of the setting's). Read per answer (a handful of attribute
+    reads; early answers are rare), so the settings stay the one source and ``override_settings`` applies.
+    ``until``: a middleware that answers in its ``process_request`` (the HTTPS redirect) short-cuts
+    the middlewares after it, so Django gives that answer only its own and the earlier ones' response phase.
 
     An allow-list filtered by the settings, not "every middleware with a ``process_response``":
     the answer is made before Django ran, so no ``process_request`` ran either, and most response
@@ -127,7 +140,34 @@ def _early_answer_middlewares() -> list[Any]:
     from the settings and the request's scheme. ``NOT_FOR_EARLY_ANSWERS`` says why each other middleware is left out."""
     from django.utils.module_loading import import_string
 
-    return [import_string(path)(_no_view) for path in reversed(settings.MIDDLEWARE) if path in FOR_EARLY_ANSWERS]
+    paths = list(settings.MIDDLEWARE)
+    if until is not None:
+        paths = paths[:paths.index(until) + 1]
+    return [import_string(path)(_no_view) for path in reversed(paths) if path in FOR_EARLY_ANSWERS]
+
+
+def _bodyless_request(environ: dict[str, Any]) -> Any:
+    """A Django request for ``environ`` whose body is not read (an empty one stands in)."""
+    # Imported late, as all of Django's request machinery here: wsgi.py imports this module first.
+    from django.core.handlers.wsgi import WSGIRequest
+
+    return WSGIRequest({**environ, "CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO()})
+
+
+def _https_redirect(request: Any) -> Any:
+    """The answer ``SecurityMiddleware`` gives ``request`` before any view runs, or ``None``:
+    its own ``process_request`` (Django's rules: ``SECURE_SSL_REDIRECT``, ``request.is_secure()``
+    with ``SECURE_PROXY_SSL_HEADER``, ``SECURE_REDIRECT_EXEMPT``, ``SECURE_SSL_HOST``), not a copy
+    of them, and ``None`` when ``settings.MIDDLEWARE`` lacks it (Django would not redirect either).
+    An exception there is answered as Django answers it (``convert_exception_to_response``): a
+    ``Host`` not in ``ALLOWED_HOSTS`` (the redirect's target) is ``400`` from ``handler400``, logged
+    to ``django.security.DisallowedHost``, instead of an early answer or a redirect to that host."""
+    from django.core.handlers.exception import convert_exception_to_response
+    from django.middleware.security import SecurityMiddleware
+
+    if SECURITY_MIDDLEWARE not in settings.MIDDLEWARE:
+        return None
+    return convert_exception_to_response(SecurityMiddleware(_no_view).process_request)(request)
 
 
 def _error(environ: dict[str, Any], start_response: Callable, status: HTTPStatus, code: str, message: str,
@@ -138,18 +178,23 @@ def _error(environ: dict[str, Any], start_response: Callable, status: HTTPStatus
     is applied, for those in ``FOR_EARLY_ANSWERS`` (see there why not every middleware's), so a
     middleware taken out of the settings leaves these answers too."""
     # Imported late: vocelio_webhooks.api imports models, which need django.setup().
-    from django.core.handlers.wsgi import WSGIRequest
     from django.http import HttpResponse
 
     from .api import error_body
 
     response = HttpResponse(json.dumps(error_body(code, message, details)).encode(), status=status.value,
                             content_type="application/json")
-    request = WSGIRequest({**environ, "CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO()})  # the body is not read
-    for middleware in _early_answer_middlewares():
+    return _answer(environ, start_response, response)
+
+
+def _answer(environ: dict[str, Any], start_response: Callable, response: Any, until: str | None = None) -> list[bytes]:
+    """Send ``response`` (a Django ``HttpResponse``) for ``environ`` through WSGI, after the
+    response phase of ``_early_answer_middlewares(until)``."""
+    request = _bodyless_request(environ)
+    for middleware in _early_answer_middlewares(until):
         response = middleware.process_response(request, response)
     # No "Connection: close": PEP 3333 forbids hop-by-hop headers from the application (wsgiref
     # asserts on it); gunicorn discards an unread body and closes the connection itself.
     headers = [("Content-Length", str(len(response.content))), *response.items()]
-    start_response(f"{status.value} {status.phrase}", headers)
+    start_response(f"{response.status_code} {response.reason_phrase}", headers)
     return [response.content]

@@ -2,6 +2,7 @@
 real gunicorn), a UTF-8 byte order mark, non-string ids, a duplicate event type, ``Accept:
 text/html``, and event-type patterns on ``GET /deliveries``."""
 import codecs
+import contextlib
 import gzip
 import http.client
 import io
@@ -45,9 +46,9 @@ class _DechunkingInput:
 
 
 def _call_wsgi(body: bytes, *, api_key: str, input_terminated: bool, path: str = "/events/publish",
-               transfer_encoding: str = "chunked"):
-    """Call ``vocelio_webhooks.wsgi.application`` (what gunicorn serves) with a chunked POST;
-    returns ``(status line, headers, body bytes)``."""
+               transfer_encoding: str = "chunked", extra_environ: dict | None = None):
+    """Call ``vocelio_webhooks.wsgi.application`` (what gunicorn serves) with a chunked POST
+    (``extra_environ`` added to its environ); returns ``(status line, headers, body bytes)``."""
     from vocelio_webhooks.wsgi import application
 
     environ = {
@@ -60,6 +61,7 @@ def _call_wsgi(body: bytes, *, api_key: str, input_terminated: bool, path: str =
     }
     if input_terminated:
         environ["wsgi.input_terminated"] = True
+    environ.update(extra_environ or {})
     answer = {}
 
     def start_response(status, headers, exc_info=None):
@@ -210,11 +212,19 @@ def _free_port() -> int:
 def gunicorn_server(transactional_db):
     """The README's web command (``gunicorn vocelio_webhooks.wsgi --config gunicorn.conf.py``) on
     127.0.0.1, one worker, on the test database, with a 4,096-byte body limit. Yields the port."""
+    with serve_gunicorn() as port:
+        yield port
+
+
+@contextlib.contextmanager
+def serve_gunicorn(**extra_env: str):
+    """``gunicorn_server``'s server, with ``extra_env`` added to its environment (e.g.
+    ``DJANGO_HTTPS="true"``); needs ``transactional_db``. Yields the port."""
     port = _free_port()
     log_path = Path(django_settings.VAR_DIR) / "test-gunicorn.log"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "1",
            "VOCELIO_TEST_DB_NAME": str(django_settings.DATABASES["default"]["NAME"]),
-           "WEBHOOK_MAX_REQUEST_BODY_BYTES": "4096"}
+           "WEBHOOK_MAX_REQUEST_BODY_BYTES": "4096", **extra_env}
     with open(log_path, "w") as log:
         proc = subprocess.Popen([GUNICORN, "vocelio_webhooks.wsgi", "--config", "gunicorn.conf.py",
                                  "--bind", f"127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=log,
