@@ -2,11 +2,13 @@ import json
 import re
 
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.db.models import Count, Q, QuerySet
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html
 
-from events import privacy
+from events import privacy, service_types
 from events.models import Event, EventType
 from vocelio_webhooks import services as audit_services
 from vocelio_webhooks.admin import AuditedAdminMixin
@@ -50,9 +52,53 @@ def events_mentioning(term: str, events: QuerySet | None = None) -> list[int]:
 
 @admin.register(EventType)
 class EventTypeAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """The catalogue. The types the service publishes itself (``events.service_types``) cannot be
+    deleted here, alone or in a bulk delete (an error message, nothing deleted), and show their
+    ``name`` and ``category`` read-only; the module docstring there says why."""
+
     list_display = ("name", "category", "is_high_priority", "description")
     list_filter = ("category", "is_high_priority")
     search_fields = ("name", "description")
+    actions = ("delete_selected",)
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if obj is not None and service_types.is_service_event_type(obj.name):
+            fields += tuple(field for field in service_types.PROTECTED_FIELDS if field not in fields)
+        return fields
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # False hides the change form's "Delete" link; delete_view explains a direct visit.
+        if obj is not None and service_types.is_service_event_type(obj.name):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, admin.utils.unquote(object_id))
+        if request.method == "GET" and obj is not None and service_types.is_service_event_type(obj.name):
+            self.message_user(request, service_types.refusal(obj.name) + " Its description, sample data and "
+                              "priority can be changed.", messages.INFO)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        obj = self.get_object(request, admin.utils.unquote(object_id))
+        if obj is not None and service_types.is_service_event_type(obj.name):
+            self.message_user(request, service_types.refusal(obj.name), messages.ERROR)
+            return redirect(reverse("admin:events_eventtype_change", args=[obj.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
+    @admin.action(permissions=["delete"], description=django_delete_selected.short_description)
+    def delete_selected(self, request, queryset):
+        """Django's "Delete selected", refused as a whole (an error message, nothing deleted) when
+        the selection holds a type the service publishes itself, rather than deleting the rest:
+        the person chose all of them, and a partial delete would need a second look to notice."""
+        kept = sorted(name for name in queryset.values_list("name", flat=True)
+                      if service_types.is_service_event_type(name))
+        if kept:
+            self.message_user(request, " ".join(service_types.refusal(name) for name in kept)
+                              + " Nothing was deleted.", messages.ERROR)
+            return None
+        return django_delete_selected(self, request, queryset)
 
 
 @admin.action(permissions=["retry"], description="Replay to all matching endpoints (a new delivery each)")
