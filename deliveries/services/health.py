@@ -215,12 +215,15 @@ def probe_disabled_endpoints() -> ProbeResult:
     from deliveries.services.attempts import send_test
     from events.models import EventType
 
-    event_type = EventType.objects.filter(name="system.health_alert").first()
+    event_type = EventType.objects.filter(name=endpoint_services.HEALTH_ALERT_EVENT_TYPE).first()
+    if event_type is None:
+        # Protected in the admin (events/service_types.py), so only a hand-made SQL delete gets here.
+        logger.error("No %s event type: endpoints the service disabled are not probed (see events/service_types.py)",
+                     endpoint_services.HEALTH_ALERT_EVENT_TYPE)
+        return ProbeResult(probed=0, reenabled=0)
     probed = reenabled = 0
     for endpoint in WebhookEndpoint.objects.filter(status=WebhookEndpoint.Status.DISABLED,
                                                    health__auto_disabled_at__isnull=False):
-        if event_type is None:
-            break
         probed += 1
         outcome = send_test(endpoint=endpoint, event_type=event_type,
                             data={"probe": True, "reason": "re-enable check after automatic disable"})

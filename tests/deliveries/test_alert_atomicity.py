@@ -161,6 +161,24 @@ def test_probe_killed_before_the_reenable_alert_leaves_the_endpoint_disabled(
     assert [m.to for m in mailoutbox] == [["owner@example.com"]]
 
 
+def test_probe_without_the_alert_event_type_says_so_and_leaves_the_endpoint_disabled(
+        db, event_types, receiver, caplog):
+    # given: an endpoint the service disabled, whose receiver is back, and the alert type deleted by hand (SQL)
+    endpoint = make_endpoint(url=receiver.url("/back"))
+    assert endpoint_services.disable_automatically(endpoint_id=endpoint.pk, reason="test")
+    EventType.objects.filter(name="system.health_alert").delete()
+
+    # when
+    with caplog.at_level(logging.ERROR, logger="deliveries.services.health"):
+        result = delivery_services.probe_disabled_endpoints()
+
+    # then: nothing probed, the endpoint stays disabled, and the log says why
+    assert (result.probed, result.reenabled) == (0, 0)
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).status == "disabled"
+    assert receiver.requests == []
+    assert any("No system.health_alert event type" in r.getMessage() for r in caplog.records)
+
+
 def test_record_endpoint_outcome_disables_with_one_alert_and_mails_after_commit(
         db, event_types, mailoutbox, django_capture_on_commit_callbacks):
     # given: the failing endpoint and an operator endpoint subscribed to the alerts
