@@ -180,7 +180,7 @@ def seed(*, attempts_target: int, now: datetime) -> dict:
             final = status in ("succeeded", "failed", "dead_lettered")
             deliveries.write(
                     f"{delivery_id}\t{event_id}\t{endpoint_id}\t{status}\t{attempt_count}\t"
-                    f"{_ts(None if final else now)}\t{_ts(last_at)}\t{last_code if last_code else chr(92) + 'N'}\t\t"
+                    f"{_ts(None if final else now)}\t{_ts(last_at)}\t{last_code or chr(92) + 'N'}\t\t"
                     f"{_ts(last_at if final else None)}\t{'t' if is_replay else 'f'}\t{_ts(created)}\t"
                     f"{_ts(last_at or created)}\n")
             for number, url, code, duration, error_class, outcome, moment in rows:
@@ -188,7 +188,7 @@ def seed(*, attempts_target: int, now: datetime) -> dict:
                 counts["attempts"] += 1
                 attempts.write(
                         f"{attempt_id}\t{delivery_id}\t{number}\t{url}\tPOST\t{{}}\t\t{'0' * 64}\t0\t"
-                        f"{code if code else chr(92) + 'N'}\t{{}}\t\t{duration}\t{error_class}\t"
+                        f"{code or chr(92) + 'N'}\t{{}}\t\t{duration}\t{error_class}\t"
                         f"{'HTTP ' + str(code) if code and code >= 300 else ('read timed out' if code is None else '')}"
                         f"\t{outcome}\t{_ts(moment)}\t{_ts(moment)}\n")
         if attempts.tell() > 32_000_000:  # COPY in slices of ~100k attempts

@@ -7,7 +7,7 @@ retries; anything else (3xx, 4xx not listed) fails at once.
 """
 import email.utils
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 SUCCEEDED = "succeeded"
 RETRY = "retry"
@@ -58,7 +58,7 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max((when - now).total_seconds(), 0.0)
 
 

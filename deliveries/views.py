@@ -13,12 +13,19 @@ from deliveries import services as delivery_services
 from deliveries.filtersets import DeadLetterFilterSet, DeliveryFilterSet
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.serializers import (
-    DeliveryDetailSerializer, DeliverySerializer, TestSendInputSerializer, TestSendResultSerializer,
+    BulkDiscardInputSerializer,
+    BulkDiscardResultSerializer,
+    BulkRetryInputSerializer,
+    BulkRetryResultSerializer,
+    DeadLetterSerializer,
+    DeliveryDetailSerializer,
+    DeliverySerializer,
+    EndpointReplayInputSerializer,
+    EventReplayInputSerializer,
+    ReplayResultSerializer,
+    TestSendInputSerializer,
+    TestSendResultSerializer,
     UnsavedEndpointTestSerializer,
-)
-from deliveries.serializers import (
-    BulkDiscardInputSerializer, BulkDiscardResultSerializer, BulkRetryInputSerializer, BulkRetryResultSerializer,
-    DeadLetterSerializer, EndpointReplayInputSerializer, EventReplayInputSerializer, ReplayResultSerializer,
 )
 from endpoints.models import WebhookEndpoint
 from endpoints.services import SECRET_METHODS, validate_endpoint
@@ -129,7 +136,7 @@ class UnsavedEndpointTestView(APIView):
         endpoint = WebhookEndpoint(**data)
         if endpoint.signature_method in SECRET_METHODS and not endpoint.secret:
             raise ValidationFailed(
-                f"signature_method '{str(endpoint.signature_method)}' needs a 'secret' for a test of an unsaved endpoint.",
+                f"signature_method '{endpoint.signature_method!s}' needs a 'secret' for a test of an unsaved endpoint.",
                 details={"fields": {"secret": ["Required for this signature_method."]}},
             )
         validate_endpoint(endpoint)

@@ -300,7 +300,7 @@ def _number(value) -> int | float | None:
         if len(text) > 100 or not _NUMERIC.fullmatch(text):
             return None
         value = int(text) if text.lstrip("+-").isdigit() else float(text)
-    if isinstance(value, int) or isinstance(value, float) and math.isfinite(value):
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
         return value
     return None
 

@@ -130,7 +130,7 @@ def validate_custom_headers(value: Any) -> None:
             raise ValidationError(f"Header {name!r} is set by the service and cannot be overridden.")
         if not isinstance(header_value, str):
             raise ValidationError(f"Header {name!r} must have a string value.")
-        if any(ord(ch) < 32 and ch != "\t" or ord(ch) == 127 for ch in header_value):
+        if any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in header_value):
             raise ValidationError(f"Header {name!r} contains CR, LF or another control character.")
         if not header_value.isascii():
             raise ValidationError(f"Header {name!r} must be ASCII (HTTP header values cannot carry other characters).")

@@ -40,7 +40,7 @@ def generate_secret() -> str:
 def parse_standard_secret(secret: str) -> bytes:
     """Return the key bytes of a ``whsec_<base64>`` secret. Raises ``ValueError`` with a
     user-facing message when the secret is not in that form or decodes to fewer than 24 bytes."""
-    body = secret[len(STANDARD_SECRET_PREFIX):] if secret.startswith(STANDARD_SECRET_PREFIX) else secret
+    body = secret.removeprefix(STANDARD_SECRET_PREFIX)
     try:
         key = base64.b64decode(body, validate=True)
     except (ValueError, TypeError) as exc:
@@ -62,7 +62,7 @@ def sign_hmac(*, secret: str, body: bytes, algorithm: str) -> str:
 def sign_standard(*, secrets_: list[str], msg_id: str, timestamp: int, body: bytes) -> str:
     """Standard Webhooks ``webhook-signature`` value: ``"v1,<b64> v1,<b64>"``, one per secret
     (newest first). ``timestamp`` is Unix seconds."""
-    to_sign = f"{msg_id}.{timestamp}.".encode("utf-8") + body
+    to_sign = f"{msg_id}.{timestamp}.".encode() + body
     signatures = []
     for secret in secrets_:
         mac = hmac.new(parse_standard_secret(secret), to_sign, hashlib.sha256).digest()

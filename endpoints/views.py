@@ -7,11 +7,14 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from endpoints import services as endpoint_services
+from endpoints.filters import evaluate_filters, event_type_matches
 from endpoints.filtersets import EndpointFilterSet
 from endpoints.models import WebhookEndpoint
-from endpoints.filters import evaluate_filters, event_type_matches
 from endpoints.serializers import (
-    EndpointSerializer, EndpointStatusSerializer, FilterTestSerializer, RotateSecretSerializer,
+    EndpointSerializer,
+    EndpointStatusSerializer,
+    FilterTestSerializer,
+    RotateSecretSerializer,
 )
 from vocelio_webhooks import services as audit_services
 from vocelio_webhooks.audit import snapshot

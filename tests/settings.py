@@ -22,7 +22,7 @@ os.environ.setdefault("WEBHOOK_CLAIM_MARGIN_SECONDS", "3")
 # Heartbeats every second, so readiness tests see a live worker soon after the flush between tests.
 os.environ.setdefault("WEBHOOK_HEARTBEAT_INTERVAL_SECONDS", "1")
 
-from vocelio_webhooks.settings import *  # noqa: E402,F401,F403
+from vocelio_webhooks.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

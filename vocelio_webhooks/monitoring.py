@@ -161,10 +161,10 @@ def delivery_state(*, now: datetime | None = None) -> DeliveryState:
         status__in=Delivery.DUE_STATUSES, next_attempt_at__lte=now, endpoint__status=WebhookEndpoint.Status.ACTIVE
     ).count()
     dead_letters = Delivery.objects.filter(status=Delivery.Status.DEAD_LETTERED).count()
-    endpoints = {status: 0 for status in WebhookEndpoint.Status.values}
+    endpoints = dict.fromkeys(WebhookEndpoint.Status.values, 0)
     for row in WebhookEndpoint.objects.values("status").annotate(n=Count("id")).order_by():
         endpoints[row["status"]] = row["n"]
-    circuits = {state: 0 for state in EndpointHealth.CircuitState.values}
+    circuits = dict.fromkeys(EndpointHealth.CircuitState.values, 0)
     for row in EndpointHealth.objects.values("circuit_state").annotate(n=Count("endpoint_id")).order_by():
         circuits[row["circuit_state"]] = row["n"]
     circuits[EndpointHealth.CircuitState.CLOSED] += sum(endpoints.values()) - sum(circuits.values())

@@ -75,7 +75,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         current_key, previous_key = f"{base}:{window}", f"{base}:{window - 1}"
         try:
             return self._count(limit=limit, now=now, window=window, current_key=current_key, previous_key=previous_key)
-        except Exception:  # noqa: BLE001 — a cache (Redis) outage must not take the API down with it
+        except Exception:  # a cache (Redis) outage must not take the API down with it
             logger.warning("Rate-limit cache unavailable; request allowed unthrottled", exc_info=True)
             return True
 

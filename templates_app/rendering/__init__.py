@@ -26,7 +26,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from typing import Any
 
 from jinja2 import Template, TemplateSyntaxError, nodes
@@ -43,8 +43,16 @@ from templates_app.rendering.budget import (
 from templates_app.rendering.sandbox import GuardedSandbox
 
 __all__ = [
-    "TemplateRenderError", "build_context", "validate_template", "render_json_template", "render_text_template",
-    "render_headers", "HEADER_NAME_RE", "ENVELOPE_KEYS", "is_reserved_header", "MAX_HEADER_VALUE_LENGTH",
+    "ENVELOPE_KEYS",
+    "HEADER_NAME_RE",
+    "MAX_HEADER_VALUE_LENGTH",
+    "TemplateRenderError",
+    "build_context",
+    "is_reserved_header",
+    "render_headers",
+    "render_json_template",
+    "render_text_template",
+    "validate_template",
 ]
 
 ENVELOPE_KEYS = ("event_type", "event_id", "timestamp", "data", "metadata")
@@ -119,7 +127,7 @@ def build_context(envelope: dict) -> dict:
     context.setdefault("metadata", {})
     if isinstance(context.get("timestamp"), datetime):
         moment = context["timestamp"]
-        moment = moment.astimezone(timezone.utc) if moment.tzinfo else moment
+        moment = moment.astimezone(UTC) if moment.tzinfo else moment
         text = moment.replace(tzinfo=None).isoformat(timespec="microseconds" if moment.microsecond else "seconds")
         context["timestamp"] = text + "Z"
     return context
@@ -221,7 +229,7 @@ def _single_expression(tree: nodes.Template) -> nodes.Expr | None:
 def _compile_checked(source: str, *, native: bool, path: str | None) -> _Compiled:
     try:
         return _compile(source, native)
-    except Exception as exc:  # noqa: BLE001 — any compile failure is the template's fault
+    except Exception as exc:  # any compile failure is the template's fault
         raise _as_render_error(exc, source, path) from exc
 
 
@@ -253,7 +261,7 @@ def _render_leaf(source: str, context: dict, budget: Budget, *, native: bool, pa
             budget.emit(len(chunk.encode("utf-8", "surrogatepass")))
             parts.append(chunk)
         return "".join(parts)
-    except Exception as exc:  # noqa: BLE001 — the sandbox's contract: the caller catches everything
+    except Exception as exc:  # the sandbox's contract: the caller catches everything
         raise _as_render_error(exc, source, path, fallback_line=compiled.line) from exc
 
 

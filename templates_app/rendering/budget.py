@@ -10,9 +10,9 @@ import contextvars
 import re
 import string
 import time
-from collections.abc import ItemsView, KeysView, ValuesView
+from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from django.conf import settings
 from jinja2.runtime import Namespace

@@ -1,7 +1,7 @@
 """The helpers every template has besides Jinja's builtins: ``tojson``, ``format_datetime`` and
 ``now_iso()``."""
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from jinja2.runtime import Undefined
@@ -35,14 +35,14 @@ def format_datetime(value: Any, fmt: str = DEFAULT_DATETIME_FORMAT) -> str:
     elif isinstance(value, date):
         moment = datetime(value.year, value.month, value.day)
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        moment = datetime.fromtimestamp(value, tz=timezone.utc)
+        moment = datetime.fromtimestamp(value, tz=UTC)
     else:
         raise TemplateUsageError(f"format_datetime expects an ISO-8601 string, not a {type(value).__name__}.")
-    moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     current_budget().check_size(len(fmt) * 32)
     return moment.strftime(fmt)
 
 
 def now_iso() -> str:
     """The current UTC time as ``2025-08-05T17:30:00Z``."""
-    return datetime.now(timezone.utc).strftime(DEFAULT_DATETIME_FORMAT)
+    return datetime.now(UTC).strftime(DEFAULT_DATETIME_FORMAT)

@@ -20,7 +20,8 @@ method of the same name (``data.items`` is the event's ``items`` field, not ``di
 import functools
 import math
 import types
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from jinja2 import StrictUndefined, nodes
 from jinja2.compiler import CodeGenerator, optimizeconst

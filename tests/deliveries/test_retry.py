@@ -1,6 +1,6 @@
 """Retry arithmetic: which answers retry, the seed's backoff schedule, Retry-After and jitter."""
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -8,7 +8,7 @@ from deliveries import retry
 from endpoints.models import default_retry_policy
 
 SEED_POLICY = default_retry_policy()
-NOW = datetime(2025, 8, 5, 18, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 8, 5, 18, 0, 0, tzinfo=UTC)
 
 
 # --- classify ---------------------------------------------------------------------------------

@@ -9,7 +9,13 @@ import json
 from deliveries.models import Delivery
 from tests.conftest import wait_until
 from tests.templates_app.seed_examples import (
-    ANALYTICS_TEMPLATE, CALL_ENDED, HEALTH_ALERT, LEAD_CREATED, SALESFORCE_OUTPUT, SALESFORCE_TEMPLATE, SLACK_TEMPLATE,
+    ANALYTICS_TEMPLATE,
+    CALL_ENDED,
+    HEALTH_ALERT,
+    LEAD_CREATED,
+    SALESFORCE_OUTPUT,
+    SALESFORCE_TEMPLATE,
+    SLACK_TEMPLATE,
 )
 
 

@@ -1,5 +1,5 @@
 """Circuit breaker and auto-disable rules (endpoints.health), pure."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -7,7 +7,7 @@ from endpoints import health
 
 CONFIG = health.CircuitConfig(failure_threshold=3, cooldown_seconds=30, max_cooldown_seconds=100,
                               probe_deadline_seconds=45)
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _fail(state, n=1, now=T0):

@@ -2,7 +2,6 @@
 on PostgreSQL, a staging key reading a production event through the duplicate answer, and
 replays counted in a duplicate answer."""
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from deliveries.models import Delivery

@@ -4,7 +4,7 @@ header templates, errors with line/column/path, the sandbox and the render limit
 Pure functions: no database, no worker."""
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -475,8 +475,8 @@ def test_now_iso_is_the_current_utc_second():
     output = rendering.render_text_template("{{ now_iso() }}", {})
 
     # then
-    moment = datetime.strptime(output, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    assert abs(datetime.now(timezone.utc) - moment) < timedelta(seconds=5)
+    moment = datetime.strptime(output, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs(datetime.now(UTC) - moment) < timedelta(seconds=5)
 
 
 def test_build_context_fills_the_envelope_defaults():
