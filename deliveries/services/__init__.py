@@ -73,4 +73,4 @@ from deliveries.services.selection import (  # noqa: F401
     select_deliveries,
 )
 from deliveries.services.sweep import SweepResult, sweep_due_deliveries  # noqa: F401
-from deliveries.services.wakeups import _enqueue, enqueue_on_commit, enqueue_wakeup  # noqa: F401
+from deliveries.services.wakeups import enqueue_delivery, enqueue_on_commit, enqueue_wakeup  # noqa: F401

@@ -27,7 +27,7 @@ from deliveries.services.recording import AttemptOutcome, plan_attempt, store_at
 from deliveries.services.wakeups import (
     QUEUE_FIRST_ATTEMPTS,
     QUEUE_RETRIES,
-    _enqueue,
+    enqueue_delivery,
     enqueue_on_commit,
 )
 from endpoints import network
@@ -71,7 +71,7 @@ def postpone(*, delivery: Delivery, until: datetime, reason: str) -> None:
     Delivery.objects.filter(pk=delivery.pk, status__in=Delivery.DUE_STATUSES).update(next_attempt_at=until, updated_at=now)
     delay = max((until - now).total_seconds(), 0.05)
     if delay <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
-        _enqueue(delivery.pk, countdown=delay, queue=QUEUE_RETRIES if delivery.attempt_count else QUEUE_FIRST_ATTEMPTS)
+        enqueue_delivery(delivery.pk, countdown=delay, queue=QUEUE_RETRIES if delivery.attempt_count else QUEUE_FIRST_ATTEMPTS)
     logger.debug("Delivery %s postponed (%s) until %s", delivery.pk, reason, until)
 
 
@@ -104,7 +104,7 @@ def attempt_delivery(*, delivery_id: int) -> AttemptOutcome:
     remaining = (delivery.next_attempt_at - timezone.now()).total_seconds()
     if remaining > 0:
         if remaining <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
-            _enqueue(delivery.pk, countdown=remaining, queue=QUEUE_RETRIES if delivery.attempt_count else None)
+            enqueue_delivery(delivery.pk, countdown=remaining, queue=QUEUE_RETRIES if delivery.attempt_count else None)
         return AttemptOutcome(status="skipped")
     gate = health.gate_delivery(delivery=delivery, endpoint=endpoint)
     if not gate.allowed:

@@ -204,6 +204,6 @@ def _release(deliveries: list[Delivery], *, until, reason: str) -> None:
     delay = max((until - now).total_seconds(), 0.05)
     if delay <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
         for delivery in deliveries:
-            wakeups._enqueue(delivery.pk, countdown=delay,
+            wakeups.enqueue_delivery(delivery.pk, countdown=delay,
                              queue=wakeups.QUEUE_RETRIES if delivery.attempt_count else wakeups.QUEUE_FIRST_ATTEMPTS)
     logger.debug("%s deliveries released (%s) until %s", len(deliveries), reason, until)

@@ -42,7 +42,7 @@ from deliveries.services.selection import (
     DeliverySelection,
     ReplayPlan,
     ReplayTarget,
-    _history,
+    delivery_history,
     candidate_events,
     endpoint_accepts,
     plan_replay,
@@ -329,7 +329,7 @@ def replay_deliveries(*, delivery_ids: Sequence[int]) -> ReplayResult:
     for delivery in deliveries:
         if endpoint_accepts(endpoint=delivery.endpoint, event=delivery.event).accepted:
             pairs.setdefault((delivery.event_id, delivery.endpoint_id), None)
-    history = _history(pairs)
+    history = delivery_history(pairs)
     targets = [
         ReplayTarget(event_pk=event_pk, endpoint_id=endpoint_id,
                      replay_of_id=next((r["id"] for r in history.get((event_pk, endpoint_id), []) if not r["is_replay"]),

@@ -188,8 +188,9 @@ def _batched(queryset: QuerySet, size: int) -> Iterator[list]:
         yield batch
 
 
-def _history(pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], list[dict]]:
-    """Existing deliveries of each (event pk, endpoint id) pair, oldest first."""
+def delivery_history(pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], list[dict]]:
+    """Existing deliveries of each ``(event pk, endpoint id)`` pair, oldest first, as dicts with
+    ``id``, ``event_id``, ``endpoint_id``, ``status``, ``is_replay``; pairs without any are absent."""
     pairs = list(pairs)
     if not pairs:
         return {}
@@ -234,7 +235,7 @@ def plan_replay(
             envelope = filter_envelope(event)
             pairs.extend((event.pk, candidate.pk) for candidate in endpoints
                          if endpoint_accepts(endpoint=candidate, event=event, envelope=envelope).accepted)
-        history = _history(pairs)
+        history = delivery_history(pairs)
         for pair in pairs:
             rows = history.get(pair, [])
             if statuses is not None and (not rows or rows[-1]["status"] not in statuses):

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from deliveries.models import Delivery
 from deliveries.services.claim import endpoints_at_cap_sql
-from deliveries.services.wakeups import _enqueue
+from deliveries.services.wakeups import enqueue_delivery
 from endpoints.models import RateLimitWindow, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def sweep_due_deliveries() -> SweepResult:
         Delivery.objects.filter(pk__in=due_ids, status__in=Delivery.DUE_STATUSES).update(next_attempt_at=now)
         retried = set(Delivery.objects.filter(pk__in=due_ids, attempt_count__gt=0).values_list("pk", flat=True))
         for delivery_id in due_ids:
-            _enqueue(delivery_id, queue="retries" if delivery_id in retried else None)
+            enqueue_delivery(delivery_id, queue="retries" if delivery_id in retried else None)
     RateLimitWindow.objects.filter(window_start__lt=now - timedelta(minutes=2)).delete()
     if recovered or cancelled or due_ids:
         logger.info("sweep: recovered=%s cancelled=%s enqueued=%s", recovered, cancelled, len(due_ids))

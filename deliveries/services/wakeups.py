@@ -4,8 +4,8 @@
 ``WEBHOOK_MAX_PENDING_WAKEUPS`` of its queue already wait in the broker: the count lives in Redis,
 one atomic Lua script per operation (``_COUNT_WAKEUP_LUA``, ``_UNCOUNT_WAKEUP_LUA``); a task
 uncounts itself when it starts (``wakeup_started``), ``priority_wakeup_waiting`` reads the count of
-the ``priority`` queue and ``forget_pending_wakeups`` resets the counts after a purge. ``_enqueue``
-and ``enqueue_on_commit`` wake one delivery (``deliver``). The queue names are ``QUEUE_*``.
+the ``priority`` queue and ``forget_pending_wakeups`` resets the counts after a purge.
+``enqueue_delivery`` and ``enqueue_on_commit`` wake one delivery (``deliver``). The queue names are ``QUEUE_*``.
 
 The counter's key and expiry (``_PENDING_WAKEUPS_KEY``, ``_PENDING_WAKEUPS_TTL_SECONDS``) are read
 only in this module: a test that changes one patches it here.
@@ -28,8 +28,9 @@ QUEUE_PRIORITY = "priority"
 QUEUE_RETRIES = "retries"
 
 
-def _enqueue(delivery_id: int, countdown: float | None = None, queue: str | None = None) -> None:
-    """Enqueue a wake-up; a broker failure is logged, not raised: the sweep re-enqueues.
+def enqueue_delivery(delivery_id: int, countdown: float | None = None, queue: str | None = None) -> None:
+    """Enqueue the per-delivery ``deliver`` task for ``delivery_id`` (a retry's countdown in
+    seconds, a replay, the sweep); a broker failure is logged, not raised: the sweep re-enqueues.
 
     Queues (served in this order by workers on Redis): ``priority`` (first attempts of
     high-priority event types), ``deliveries`` (first attempts), ``retries`` — so a backlog of
@@ -167,4 +168,4 @@ def wakeup_started(*, queue: str) -> None:
 
 def enqueue_on_commit(delivery_id: int, countdown: float | None = None, queue: str | None = None) -> None:
     """Enqueue ``deliver(delivery_id)`` after the current transaction commits (STYLE.md rule 8)."""
-    transaction.on_commit(functools.partial(_enqueue, delivery_id, countdown, queue), robust=True)
+    transaction.on_commit(functools.partial(enqueue_delivery, delivery_id, countdown, queue), robust=True)
