@@ -22,7 +22,7 @@ BOUNDS_MS: tuple[int, ...] = (
     + (100_000,)
 )
 BIN_COUNT = len(BOUNDS_MS) + 1  # the last bin is "above 100 s"
-BIN_LABELS: tuple[str, ...] = tuple(str(bound) for bound in BOUNDS_MS) + ("inf",)
+BIN_LABELS: tuple[str, ...] = (*(str(bound) for bound in BOUNDS_MS), "inf")
 BIN_FIELDS: tuple[str, ...] = tuple(f"d_le_{label}" for label in BIN_LABELS)
 
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DATABASE_URL", "postgres://vocelio:vocelio@127.0.0.1:5432/vocelio_bench_slow")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/11")
 
-from bench.run import RUN_DIR, Proc, flush_broker, reset_database  # after the environment defaults above
+from bench.run import RUN_DIR, Proc, flush_broker, reset_database  # noqa: E402 — after the environment defaults above
 
 ARRIVALS: dict[str, list[float]] = {}
 _lock = threading.Lock()

@@ -210,11 +210,11 @@ class DeliveryAdmin(AuditedAdminMixin, admin.ModelAdmin):
         for delivery in queryset:
             before = snapshot(delivery)
             try:
-                delivery = delivery_services.retry_now(delivery=delivery)
+                queued = delivery_services.retry_now(delivery=delivery)
             except ServiceError as exc:
                 refused.append(f"{delivery.public_id}: {exc.message}")
                 continue
-            audit_services.record_audit(request=request, action="retry", obj=delivery, before=before)
+            audit_services.record_audit(request=request, action="retry", obj=queued, before=before)
             retried += 1
         if retried:
             self.message_user(request, f"Queued {retried} delivery(ies) for an attempt now.", messages.SUCCESS)

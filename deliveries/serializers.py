@@ -39,7 +39,7 @@ class DeliveryDetailSerializer(DeliverySerializer):
     attempts = DeliveryAttemptSerializer(many=True, read_only=True)
 
     class Meta(DeliverySerializer.Meta):
-        fields = DeliverySerializer.Meta.fields + ["attempts"]
+        fields = [*DeliverySerializer.Meta.fields, "attempts"]
         read_only_fields = fields
 
 
@@ -62,7 +62,7 @@ class UnsavedEndpointTestSerializer(EndpointSerializer):
     data = serializers.JSONField(required=False)
 
     class Meta(EndpointSerializer.Meta):
-        fields = EndpointSerializer.Meta.fields + ["event_type", "data"]
+        fields = [*EndpointSerializer.Meta.fields, "event_type", "data"]
         extra_kwargs = {"name": {"required": False}, "events": {"required": False}}
 
 

@@ -119,15 +119,16 @@ def update_endpoint(*, endpoint: WebhookEndpoint, data: dict[str, Any]) -> Webho
     empty string for ``secret`` leaves the stored secret unchanged.
     """
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
-    for field, value in data.items():
+    for field, given in data.items():
         if field in WRITE_ONLY_SECRETS:
             current = getattr(endpoint, field)
-            if value == mask(current) or (field == "secret" and value == ""):
+            if given == mask(current) or (field == "secret" and given == ""):
                 continue
+        value = given
         if field == "retry_policy":
-            value = normalize_retry_policy(value)
+            value = normalize_retry_policy(given)
         if field == "custom_headers":
-            value = _keep_masked_headers(new=value, current=endpoint.custom_headers or {})
+            value = _keep_masked_headers(new=given, current=endpoint.custom_headers or {})
         setattr(endpoint, field, value)
     if endpoint.signature_method in SECRET_METHODS and not endpoint.secret:
         endpoint.secret = generate_secret()

@@ -156,7 +156,8 @@ def exception_handler(exc, context):
             response["WWW-Authenticate"] = 'Bearer realm="api"'
             return response
         return Response(error_body(code, str(exc.detail)), status=exc.status_code, headers=headers)
-    logger.exception("Unhandled API error in %s", context.get("view").__class__.__name__)
+    # DRF calls this handler inside its own `except`; exc_info=exc names the exception explicitly.
+    logger.error("Unhandled API error in %s", context.get("view").__class__.__name__, exc_info=exc)
     return Response(error_body("INTERNAL_ERROR", "An internal error occurred."), status=500)
 
 

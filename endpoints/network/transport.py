@@ -228,7 +228,8 @@ class GuardedHTTPSConnectionPool(HTTPSConnectionPool):
     ConnectionCls = GuardedHTTPSConnection
 
 
-GuardedPoolKey = collections.namedtuple("GuardedPoolKey", (*PoolKey._fields, "key_vocelio_policy"))
+# A namedtuple, not a NamedTuple class (PYI024): its fields are urllib3's PoolKey fields, read at runtime.
+GuardedPoolKey = collections.namedtuple("GuardedPoolKey", (*PoolKey._fields, "key_vocelio_policy"))  # noqa: PYI024
 
 
 class GuardedHTTPAdapter(HTTPAdapter):

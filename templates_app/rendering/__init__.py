@@ -26,7 +26,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Template, TemplateSyntaxError, nodes

@@ -33,7 +33,7 @@ def format_datetime(value: Any, fmt: str = DEFAULT_DATETIME_FORMAT) -> str:
     elif isinstance(value, datetime):
         moment = value
     elif isinstance(value, date):
-        moment = datetime(value.year, value.month, value.day)
+        moment = datetime(value.year, value.month, value.day, tzinfo=UTC)
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         moment = datetime.fromtimestamp(value, tz=UTC)
     else:

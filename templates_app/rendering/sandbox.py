@@ -228,13 +228,15 @@ class GuardedSandbox(ImmutableSandboxedEnvironment):
 
         return guarded
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        # Positional-only (as Jinja's own double-underscore names): a template's call may pass
+        # keyword arguments named context, obj or self.
         budget = current_budget()
         budget.tick()
-        owner = getattr(__obj, "__self__", None)
-        if isinstance(owner, str) and isinstance(__obj, types.BuiltinMethodType):
-            args = check_str_method(budget, owner, __obj.__name__, args, kwargs)
-        return charge(budget, super().call(__context, __obj, *args, **kwargs))
+        owner = getattr(obj, "__self__", None)
+        if isinstance(owner, str) and isinstance(obj, types.BuiltinMethodType):
+            args = check_str_method(budget, owner, obj.__name__, args, kwargs)
+        return charge(budget, super().call(context, obj, *args, **kwargs))
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         budget = current_budget()

@@ -379,7 +379,7 @@ def test_retry_deliveries_command_time_range_and_bad_options(api, receiver, work
     with pytest.raises(CommandError):
         call_command("retry_deliveries", "--since", "not a time")
     for bad in ("lead..", "LEAD.*", ",", " , "):  # malformed, or no pattern at all ("*" is all)
-        with pytest.raises(CommandError, match="event.type"):
+        with pytest.raises(CommandError, match=r"event.type"):
             call_command("retry_deliveries", "--event-type", bad)
     assert Delivery.objects.get(pk=delivery_id).status == "dead_lettered"
 

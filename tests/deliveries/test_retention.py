@@ -75,7 +75,7 @@ def test_purge_expired_data_deletes_history_older_than_the_periods(event_types):
 @pytest.mark.parametrize("status", ["pending", "in_flight", "retrying"])
 def test_purge_expired_data_never_purges_a_delivery_in_progress(event_types, status):
     # given
-    event, delivery, attempt = history("evt_live", age_days=90, status=status, outcome="retry")
+    event, delivery, _attempt = history("evt_live", age_days=90, status=status, outcome="retry")
     make_attempt(delivery, outcome="retry", age_days=60, number=2)
 
     # when

@@ -174,8 +174,8 @@ def test_next_delay_seconds_without_jitter_is_the_backoff():
 
 def test_next_delay_seconds_is_reproducible_with_a_seeded_rng():
     # given
-    kwargs = dict(policy=SEED_POLICY, attempt_number=2, retry_after_seconds=None, jitter_ratio=0.5,
-                  retry_after_max_seconds=3600)
+    kwargs = {"policy": SEED_POLICY, "attempt_number": 2, "retry_after_seconds": None, "jitter_ratio": 0.5,
+              "retry_after_max_seconds": 3600}
 
     # when
     first = retry.next_delay_seconds(**kwargs, rng=random.Random(42))

@@ -337,7 +337,7 @@ def test_evaluate_filters_list_requires_all_conditions():
 
     # when / then
     assert evaluate_filters(spec, EVENT).matched
-    assert not evaluate_filters(spec + [_condition("data.lead.id", "equals", "nope")], EVENT).matched
+    assert not evaluate_filters([*spec, _condition("data.lead.id", "equals", "nope")], EVENT).matched
 
 
 def test_evaluate_filters_any_group_needs_one_match():

@@ -67,8 +67,8 @@ def test_reserved_headers_cannot_be_templated_or_customised(api, name):
     ("path", "body"),
     [
         ("/events/publish", '{"event_type": "lead.created", "data": {"s": "\\ud800"}}'),
-        ("/endpoints", '{"name": "e", "url": "https://example.com/h", "events": ["*"], '
-                       '"filters": [{"field_path": "data.x", "operator": "equals", "value": "\\ud800"}]}'),
+        ("/endpoints", ('{"name": "e", "url": "https://example.com/h", "events": ["*"], '
+                        '"filters": [{"field_path": "data.x", "operator": "equals", "value": "\\ud800"}]}')),
         ("/templates", '{"name": "t", "form": "text", "content_type": "text/plain", "body": "x\\udc80"}'),
     ],
 )

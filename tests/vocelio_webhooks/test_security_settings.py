@@ -20,7 +20,7 @@ def _check_deploy(tmp_path, **env) -> subprocess.CompletedProcess:
     full_env = {**base, "DJANGO_SETTINGS_MODULE": "vocelio_webhooks.settings", "VOCELIO_VAR_DIR": str(tmp_path),
                 "DJANGO_DEBUG": "false", **env}
     return subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                          cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_check_deploy_passes_with_production_settings(tmp_path):
@@ -69,7 +69,7 @@ def test_settings_require_secret_key_when_not_debug(tmp_path):
 
     # when
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=60)
+                            timeout=60, check=False)
 
     # then
     assert result.returncode != 0
@@ -142,7 +142,7 @@ def test_settings_take_a_secret_key_starting_with_a_dollar_as_it_is(tmp_path):
         env={**{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SECRET_KEY"))},
              "DJANGO_SETTINGS_MODULE": "vocelio_webhooks.settings", "VOCELIO_VAR_DIR": str(tmp_path),
              "DJANGO_DEBUG": "false", "SECRET_KEY": key},
-        capture_output=True, text=True, timeout=120)
+        capture_output=True, text=True, timeout=120, check=False)
 
     # then: the service starts with exactly that key
     assert result.returncode == 0, result.stderr[-2000:]
