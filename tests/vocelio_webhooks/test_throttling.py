@@ -139,3 +139,48 @@ def test_api_key_rate_throttle_does_not_count_refused_requests(settings, event_t
     assert first_refused.status_code == 429
     assert {response.status_code for response in refused} == {429}
     assert int(refused[-1]["Retry-After"]) <= int(first_refused["Retry-After"])
+
+
+@pytest.fixture
+def redis_without_decr():
+    """The cache's own Redis server, reached as an ACL user that may run every command but
+    ``DECR``/``DECRBY`` (redis-py's ``decr`` sends ``DECRBY``): a real server failing the one
+    command that takes a refused request's count back."""
+    from django.core.cache import caches
+
+    from vocelio_webhooks import redis_cache
+
+    found = redis_cache.raw_client()
+    if found is None:
+        pytest.skip("needs the Redis cache (REDIS_URL)")
+    admin, _ = found
+    user, password = "vocelio_test_no_decr", "no-decr-password"
+    admin.execute_command("ACL", "SETUSER", user, "reset", "on", f">{password}", "~*", "&*", "+@all", "-decr", "-decrby")
+    cache = caches["default"]
+    kwargs = admin.connection_pool.connection_kwargs
+    restricted = type(admin)(host=kwargs.get("host"), port=kwargs.get("port"), db=kwargs.get("db", 0),
+                             username=user, password=password)
+    cache._vocelio_raw_client = restricted
+    try:
+        yield
+    finally:
+        del cache._vocelio_raw_client
+        restricted.close()
+        admin.execute_command("ACL", "DELUSER", user)
+
+
+@pytest.mark.django_db
+def test_api_key_rate_throttle_still_refuses_when_taking_the_count_back_fails(
+        settings, event_types, redis_without_decr, caplog):
+    # given: a spent budget of 2, and a Redis that refuses DECR
+    settings.WEBHOOK_API_RATE_PER_MINUTE = 2
+    client = _client()
+    assert [client.get("/endpoints").status_code for _ in range(2)] == [200, 200]
+
+    # when
+    refused = [client.get("/endpoints") for _ in range(3)]
+
+    # then: each is refused in the seed's error format, with Retry-After, and the failure is logged
+    assert [response.status_code for response in refused] == [429, 429, 429]
+    assert all(response.json()["error"]["code"] and "Retry-After" in response for response in refused)
+    assert sum("Could not take back a refused request's count" in r.getMessage() for r in caplog.records) == 3
