@@ -112,7 +112,8 @@ def build_dashboard(*, overview: dict[str, Any], trends: dict[str, Any], period:
             notes=[f"{charts.format_number(row.get('error_rate'), '%')} errors" for row in endpoints])},
         {"id": "errors-by-status", "title": "Errors by status code", "svg": charts.bar_chart(
             title="Failed attempts by HTTP status code", empty_message="No HTTP error answers in this period",
-            items=[(str(row.get("status_code") or "no response"), row.get("count")) for row in by_code], color=charts.PALETTE[4])},
+            items=[(str(row.get("status_code") or "no response"), row.get("count")) for row in by_code],
+            color=charts.PALETTE[4])},
         {"id": "errors-by-class", "title": "Errors by class", "svg": charts.bar_chart(
             title="Failed attempts by error class", empty_message="No errors in this period",
             items=[(row.get("error_class") or "(none)", row.get("count")) for row in by_class],

@@ -38,7 +38,8 @@ class AlertRuleSerializer(serializers.ModelSerializer):
         if "period" in attrs:
             seconds = attrs.pop("period")
             if "period_seconds" in attrs and attrs["period_seconds"] != seconds:
-                raise serializers.ValidationError({"period": "Give period or period_seconds, not two different values."})
+                raise serializers.ValidationError(
+                    {"period": "Give period or period_seconds, not two different values."})
             attrs["period_seconds"] = seconds
         if self.instance is None and "period_seconds" not in attrs:
             raise serializers.ValidationError({"period": "This field is required (or period_seconds)."})

@@ -209,7 +209,8 @@ def _legend(series: Sequence[Series], *, x: int, y: int) -> list[str]:
     for number, line in enumerate(series):
         color = line.color or PALETTE[number % len(PALETTE)]
         dash = ' stroke-dasharray="5 4"' if line.dashed else ""
-        parts.append(f'<line x1="{x}" x2="{x + 18}" y1="{y - 4}" y2="{y - 4}" stroke="{color}" stroke-width="2"{dash}/>')
+        parts.append(f'<line x1="{x}" x2="{x + 18}" y1="{y - 4}" y2="{y - 4}" '
+                     f'stroke="{color}" stroke-width="2"{dash}/>')
         parts.append(f'<text x="{x + 22}" y="{y}" fill="{TEXT}" class="legend">{escape(line.name)}</text>')
         x += 34 + 7 * len(line.name)
     return parts

@@ -116,5 +116,5 @@ def choose_and_forecast(history: Sequence[float], horizon: int, *, season: int |
         return Forecast(method="last_value", values=_last_value(history, horizon), season=season, holdout=holdout)
     order = ("linear", "seasonal_naive")
     best = min(scores, key=lambda name: (scores[name]["mae"], order.index(name)))
-    return Forecast(method=best, values=method_by_name(best, season=season)(history, horizon), season=season, holdout=holdout,
-                    candidates=scores)
+    return Forecast(method=best, values=method_by_name(best, season=season)(history, horizon), season=season,
+                    holdout=holdout, candidates=scores)

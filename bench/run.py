@@ -599,7 +599,8 @@ PROBE_TYPE = "bench.urgent"  # the probes' event type; its is_high_priority flag
 def _latency_stats(prefix: str, latencies: list[float]) -> dict:
     if not latencies:
         return {f"{prefix}_p50_ms": None, f"{prefix}_p95_ms": None, f"{prefix}_max_ms": None}
-    return {f"{prefix}_p50_ms": round(percentile(latencies, 50), 1), f"{prefix}_p95_ms": round(percentile(latencies, 95), 1),
+    return {f"{prefix}_p50_ms": round(percentile(latencies, 50), 1),
+            f"{prefix}_p95_ms": round(percentile(latencies, 95), 1),
             f"{prefix}_max_ms": round(max(latencies), 1)}
 
 
@@ -671,7 +672,8 @@ def summarise(runs: list[dict], key: str) -> dict:
 def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, cwd=ROOT, capture_output=True, text=True).stdout
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, cwd=ROOT, capture_output=True,
+                         text=True).stdout
     return {"host": socket.gethostname(), "cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
             "load_avg": os.getloadavg(), "git": rev.strip(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
@@ -765,7 +767,8 @@ def main() -> int:
             key = key_services.create_api_key(name=f"bench-{time.time()}", scopes=["*"]).raw_key
             port = free_port()
             web = Proc("web", [sys.executable, "-m", "gunicorn", "vocelio_webhooks.wsgi", "--bind",
-                               f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "--access-logfile", "/dev/null"])
+                               f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
+                               "--access-logfile", "/dev/null"])
             procs.append(web)
             time.sleep(4)
             if "publish_api" in only:
@@ -806,7 +809,8 @@ def main() -> int:
             for r in range(args.runs):
                 for name in runs:
                     runs[name].append(measure_isolation(base, args, hanging=name == "hanging", tag=f"i{name}{r}"))
-            scenarios["isolation"] = {name: {"runs": rs, "p50_ms": summarise(rs, "p50_ms")} for name, rs in runs.items()}
+            scenarios["isolation"] = {name: {"runs": rs, "p50_ms": summarise(rs, "p50_ms")}
+                                      for name, rs in runs.items()}
         if "priority" in only:
             runs = {"high": [], "control": []}
             for r in range(args.runs):
@@ -852,7 +856,8 @@ def print_table(results: dict) -> None:
         rows.append(("3 naive baseline deliveries/s", _fmt(s["naive"]["deliveries_per_s"]), ""))
     if "throughput" in s and "raw" in s and s["raw"]["deliveries_per_s"]["median"]:
         ratio = s["throughput"]["deliveries_per_s"]["median"] / s["raw"]["deliveries_per_s"]["median"]
-        rows.append(("  ratio 1/2 (of the medians)", f"{ratio:.2f}", ">= 0.5 " + ("met" if ratio >= 0.5 else "NOT met")))
+        rows.append(("  ratio 1/2 (of the medians)", f"{ratio:.2f}",
+                     ">= 0.5 " + ("met" if ratio >= 0.5 else "NOT met")))
         if "ratio_1_2_paired" in s:
             paired = s["ratio_1_2_paired"]["ratio"]
             rows.append(("  ratio 1/2 per pair of runs (1 2, 2 1, ...)", _fmt(paired), ""))

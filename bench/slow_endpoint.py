@@ -93,7 +93,8 @@ def main() -> int:
         print(json.dumps(result))
         if slow["last_s"]:
             print(f"slow endpoint: {slow['received']} deliveries in {slow['last_s']} s = "
-                  f"{slow['received'] / slow['last_s']:.1f}/s (at most {cap / args.delay:g}/s: cap {cap} / {args.delay:g} s)")
+                  f"{slow['received'] / slow['last_s']:.1f}/s "
+                  f"(at most {cap / args.delay:g}/s: cap {cap} / {args.delay:g} s)")
         return 0
     finally:
         for proc in procs:

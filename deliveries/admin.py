@@ -59,7 +59,8 @@ class DeliveryAttemptInline(admin.TabularInline):
     def request(self, obj: DeliveryAttempt):
         headers = _pretty(obj.request_headers)
         body = _pretty(obj.request_body)
-        size = f"{obj.request_body_size} bytes, sha256 {obj.request_body_sha256[:12]}…" if obj.request_body_sha256 else ""
+        size = (f"{obj.request_body_size} bytes, sha256 {obj.request_body_sha256[:12]}…"
+                if obj.request_body_sha256 else "")
         return format_html("{}{}", _block(f"{obj.http_method} {obj.url}", headers),
                            _block(f"body ({size})" if size else "body", body))
 

@@ -22,8 +22,8 @@ class DeliveryFilterSet(django_filters.FilterSet):
 
 class DeadLetterFilterSet(django_filters.FilterSet):
     """``GET /deliveries/dead-letters``: ``endpoint``, ``event_type`` (comma-separated patterns
-    as for ``GET /deliveries``, same validation), ``created_after``/``created_before`` and ``updated_after``/``updated_before``
-    (ISO-8601; ``*_after`` inclusive, ``*_before`` exclusive)."""
+    as for ``GET /deliveries``, same validation), ``created_after``/``created_before`` and
+    ``updated_after``/``updated_before`` (ISO-8601; ``*_after`` inclusive, ``*_before`` exclusive)."""
 
     event_type = EventTypePatternsFilter(field_name="event__event_type__name")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")

@@ -69,7 +69,8 @@ def purge_preview(
                             attempts_days=attempts_days, successful_bodies_days=successful_bodies_days)
     final = list(Delivery.FINAL_STATUSES)
     live = Delivery.objects.filter(event=OuterRef("pk")).exclude(status__in=final)
-    expired_events = Event.objects.filter(received_at__lt=cut["events"]).exclude(Exists(live)) if cut["events"] else None
+    expired_events = (Event.objects.filter(received_at__lt=cut["events"]).exclude(Exists(live))
+                      if cut["events"] else None)
 
     blanked = 0
     if cut["successful_bodies"]:

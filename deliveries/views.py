@@ -237,7 +237,8 @@ class BulkDiscardView(APIView):
 def _audit_bulk(request, *, action: str, result, selection: dict) -> None:
     if not result.dry_run and result.changed:
         audit_services.record_audit(
-            request=request, action=action, object_type="deliveries.delivery", object_repr=f"{result.changed} deliveries",
+            request=request, action=action, object_type="deliveries.delivery",
+            object_repr=f"{result.changed} deliveries",
             changes={"deliveries": result.delivery_ids, "selection": selection},
         )
 

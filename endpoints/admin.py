@@ -103,7 +103,8 @@ class WebhookEndpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
             audit_services.record_audit(action="rotate_secret", obj=rotated, request=request,
                                         changes={"secret": {"old": "***", "new": "***"}})
             self.message_user(request, f"{endpoint.name}: new secret {rotated.secret} — copy it now, it will not be "
-                              f"shown again; the old one keeps signing until {rotated.previous_secret_expires_at:%Y-%m-%d %H:%M} UTC.",
+                              "shown again; the old one keeps signing until "
+                              f"{rotated.previous_secret_expires_at:%Y-%m-%d %H:%M} UTC.",
                               level=messages.WARNING)
 
     @admin.action(description="Pause (deliveries wait)", permissions=["change"])

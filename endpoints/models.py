@@ -107,7 +107,8 @@ def validate_webhook_url(value: str) -> None:
         if not any(ch == ":" for ch in ipaddress_or_name):
             ipaddress_or_name.encode("idna")  # each label 1-63 characters, valid IDNA
     except UnicodeError as exc:
-        raise ValidationError("URL host is not a valid host name (each dot-separated label is 1-63 characters).") from exc
+        raise ValidationError(
+            "URL host is not a valid host name (each dot-separated label is 1-63 characters).") from exc
     if parts.username or parts.password:
         raise ValidationError("URL must not contain credentials; use custom_headers or signature_method.")
     if parts.fragment:
@@ -217,18 +218,21 @@ TRANSFORMATION_KEYS = TRANSFORMATION_TEMPLATE_KEYS | {"enabled", "event_template
 def _validate_template_choice(spec: Any, where: str) -> None:
     if not isinstance(spec, dict):
         raise ValidationError(f"{where} must be an object.")
-    unknown = set(spec) - TRANSFORMATION_TEMPLATE_KEYS - ({"enabled", "event_templates"} if where == "transformation" else set())
+    allowed = TRANSFORMATION_TEMPLATE_KEYS | ({"enabled", "event_templates"} if where == "transformation" else set())
+    unknown = set(spec) - allowed
     if unknown:
         raise ValidationError(f"Unknown {where} keys: {', '.join(sorted(map(str, unknown)))}.")
     template, body = spec.get("template"), spec.get("body")
     if (template is None) == (body is None):
-        raise ValidationError(f"{where} needs exactly one of 'template' (a JSON template or a template name) or 'body' (a text template).")
+        raise ValidationError(f"{where} needs exactly one of 'template' (a JSON template or a template name) "
+                              "or 'body' (a text template).")
     if template is not None and not isinstance(template, (dict, list, str)):
         raise ValidationError(f"{where}.template must be a JSON object or list (inline) or a template name.")
     if isinstance(template, str) and not template:
         raise ValidationError(f"{where}.template must not be empty.")
-    if "template_version" in spec and (not isinstance(template, str) or isinstance(spec["template_version"], bool)
-                                       or not isinstance(spec["template_version"], int) or spec["template_version"] < 1):
+    version = spec.get("template_version")
+    if "template_version" in spec and (not isinstance(template, str) or isinstance(version, bool)
+                                       or not isinstance(version, int) or version < 1):
         raise ValidationError(f"{where}.template_version pins a named template: a version number >= 1.")
     if body is not None and not isinstance(body, str):
         raise ValidationError(f"{where}.body must be a string (a text template).")
@@ -401,7 +405,8 @@ class WebhookEndpoint(models.Model):
         if method == self.SignatureMethod.JWT and any(
             name.lower() == "authorization" for name in (self.custom_headers or {})
         ):
-            errors["custom_headers"] = "signature_method 'jwt' sends Authorization: Bearer <jwt>; remove the custom Authorization header."
+            errors["custom_headers"] = ("signature_method 'jwt' sends Authorization: Bearer <jwt>; "
+                                        "remove the custom Authorization header.")
         if errors:
             raise ValidationError(errors)
 

@@ -125,7 +125,8 @@ def remove_version_triggers(schema_editor) -> None:
         for name, table, _, _ in _PG_TRIGGER_DEFS:
             schema_editor.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}", params=None)
         for statement in ("DROP FUNCTION IF EXISTS endpoints_bump_routing_version()",
-                          f"DROP TABLE IF EXISTS {VERSION_TABLE}", "DROP SEQUENCE IF EXISTS endpoints_routing_version_seq"):
+                          f"DROP TABLE IF EXISTS {VERSION_TABLE}",
+                          "DROP SEQUENCE IF EXISTS endpoints_routing_version_seq"):
             schema_editor.execute(statement, params=None)
     elif vendor == "sqlite":
         for name in _SQLITE_TRIGGERS:

@@ -49,7 +49,8 @@ class EndpointSerializer(serializers.ModelSerializer):
             "signature_method", "api_key", "retry_policy", "timeout_seconds", "rate_limit_per_minute", "gzip_requests",
             "batch_max_events",
             "environment", "status", "status_reason", "failover_url", "allowed_ip_ranges", "verify_ssl",
-            "ca_bundle", "owner_email", "filters", "transformation", "previous_secret_expires_at", "created_at", "updated_at",
+            "ca_bundle", "owner_email", "filters", "transformation", "previous_secret_expires_at", "created_at",
+            "updated_at",
         ]
         read_only_fields = ["id", "status_reason", "previous_secret_expires_at", "created_at", "updated_at"]
         extra_kwargs = {"timeout_seconds": {"min_value": 1}}

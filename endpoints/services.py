@@ -72,7 +72,8 @@ def _validate_templates(endpoint: WebhookEndpoint) -> None:
                 raise _template_error(exc, f"custom_headers.{name}") from exc
     spec = endpoint.transformation or {}
     specs = [("transformation", spec)] + [
-        (f"transformation.event_templates.{event_type}", sub) for event_type, sub in (spec.get("event_templates") or {}).items()
+        (f"transformation.event_templates.{event_type}", sub)
+        for event_type, sub in (spec.get("event_templates") or {}).items()
     ]
     for where, item in specs:
         template, body = item.get("template"), item.get("body")
@@ -155,7 +156,8 @@ def set_status(*, endpoint: WebhookEndpoint, status: str, reason: str = "") -> W
     """
     if status not in WebhookEndpoint.Status.values:
         raise ValidationFailed(
-            f"Unknown status {status!r}.", details={"fields": {"status": [f"Use one of {WebhookEndpoint.Status.values}."]}}
+            f"Unknown status {status!r}.",
+            details={"fields": {"status": [f"Use one of {WebhookEndpoint.Status.values}."]}},
         )
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(status=status, status_reason=reason[:500])
     endpoint.refresh_from_db()

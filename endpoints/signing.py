@@ -44,7 +44,8 @@ def parse_standard_secret(secret: str) -> bytes:
     try:
         key = base64.b64decode(body, validate=True)
     except (ValueError, TypeError) as exc:
-        raise ValueError("standard_webhooks secrets must be 'whsec_' followed by base64; omit the secret to get one generated.") from exc
+        raise ValueError("standard_webhooks secrets must be 'whsec_' followed by base64; "
+                         "omit the secret to get one generated.") from exc
     if len(key) < 24:
         raise ValueError("standard_webhooks secrets must decode to at least 24 bytes.")
     return key

@@ -107,7 +107,8 @@ class EndpointViewSet(viewsets.ModelViewSet):
         event = serializer.envelope()
         type_ok = event_type_matches(endpoint.events, event["event_type"])
         result = evaluate_filters(endpoint.filters, event)
-        reason = result.reason if type_ok else f"{event['event_type']} is not in the endpoint's events {endpoint.events}"
+        reason = (result.reason if type_ok
+                  else f"{event['event_type']} is not in the endpoint's events {endpoint.events}")
         return Response({
             "matched": type_ok and result.matched,
             "event_type_matched": type_ok,

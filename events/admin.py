@@ -45,7 +45,8 @@ def events_mentioning(term: str, events: QuerySet | None = None) -> list[int]:
         return []
     events = Event.objects.all() if events is None else events
     return [
-        pk for pk, data, metadata in events.filter(narrowed).values_list("pk", "data", "metadata").iterator(chunk_size=500)
+        pk
+        for pk, data, metadata in events.filter(narrowed).values_list("pk", "data", "metadata").iterator(chunk_size=500)
         if any(who.matches_text(json.dumps(value, ensure_ascii=False)) for value in (data, metadata))
     ]
 

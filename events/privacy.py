@@ -121,7 +121,8 @@ def _redact_json(value: Any, who: Subject, fields: frozenset[str]) -> tuple[Any,
             count += found
         if leaf_matched:
             for key, item in result.items():
-                if str(key).lower() in fields and item not in (None, "", REDACTED) and not isinstance(item, (dict, list)):
+                if (str(key).lower() in fields and item not in (None, "", REDACTED)
+                        and not isinstance(item, (dict, list))):
                     result[key] = REDACTED
                     count += 1
         return result, count
@@ -322,6 +323,7 @@ def export_subject(
         }
         for event in Event.objects.filter(pk__in=event_pks).select_related("event_type").order_by("pk")
     ]
+    attempt_rows = DeliveryAttempt.objects.filter(pk__in=attempt_pks).select_related("delivery__event").order_by("pk")
     attempts = [
         {
             "id": attempt.pk, "delivery_id": attempt.delivery_id, "event_id": attempt.delivery.event.event_id,
@@ -332,7 +334,7 @@ def export_subject(
             "error_message": attempt.error_message, "outcome": attempt.outcome,
             "started_at": _iso(attempt.started_at), "created_at": _iso(attempt.created_at),
         }
-        for attempt in DeliveryAttempt.objects.filter(pk__in=attempt_pks).select_related("delivery__event").order_by("pk")
+        for attempt in attempt_rows
     ]
     return {
         "subject": {"email": email or None, "phone": phone or None},

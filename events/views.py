@@ -18,7 +18,8 @@ class PublishView(APIView):
     permission_classes = [HasScope, PublishEnvironmentAllowed]
     required_scopes = ["events:publish"]
 
-    @extend_schema(request=PublishInputSerializer, responses={202: PublishOutputSerializer, 200: PublishOutputSerializer})
+    @extend_schema(request=PublishInputSerializer,
+                   responses={202: PublishOutputSerializer, 200: PublishOutputSerializer})
     def post(self, request):
         serializer = PublishInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -107,7 +107,8 @@ class PayloadTemplateForm(forms.ModelForm):
                                      "Text form: one Jinja2 template.")
     content_type = forms.CharField(required=False, max_length=255, help_text="Default for JSON: application/json.")
     header_templates = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 90}),
-                                       help_text='A JSON object, e.g. {"X-Lead-Source": "{{ metadata.source_service }}"}.')
+                                       help_text='A JSON object, e.g. '
+                                                 '{"X-Lead-Source": "{{ metadata.source_service }}"}.')
     note = forms.CharField(required=False, max_length=500, help_text="Why this version (kept in the history).")
 
     class Meta:
@@ -232,7 +233,9 @@ class PayloadTemplateAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="header templates")
     def current_header_templates(self, obj: PayloadTemplate) -> str:
-        return json.dumps(obj.current_version.header_templates or {}, ensure_ascii=False) if obj.current_version else "—"
+        if not obj.current_version:
+            return "—"
+        return json.dumps(obj.current_version.header_templates or {}, ensure_ascii=False)
 
     def get_fieldsets(self, request, obj=None):
         """Users who may not change the template (the Support group) see the current version
@@ -321,7 +324,8 @@ class PayloadTemplateAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def get_urls(self):
         own = [
-            path("preview/", self.admin_site.admin_view(self.preview_view), name="templates_app_payloadtemplate_preview"),
+            path("preview/", self.admin_site.admin_view(self.preview_view),
+                 name="templates_app_payloadtemplate_preview"),
             path("<path:object_id>/rollback/<int:number>/", self.admin_site.admin_view(self.rollback_view),
                  name="templates_app_payloadtemplate_rollback"),
         ]

@@ -13,7 +13,8 @@ class PayloadTemplate(models.Model):
 
     name = models.CharField(
         max_length=100, unique=True,
-        validators=[RegexValidator(TEMPLATE_NAME_RE, "Use lowercase letters, digits, '_' and '-', starting with a letter.")],
+        validators=[RegexValidator(TEMPLATE_NAME_RE,
+                                   "Use lowercase letters, digits, '_' and '-', starting with a letter.")],
     )
     description = models.CharField(max_length=500, blank=True)
     current_version = models.ForeignKey(

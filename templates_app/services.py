@@ -95,7 +95,8 @@ def update_template(
     ``application/json``; text: required). ``description`` is not versioned. Raises
     ``ValidationFailed`` as ``create_template``.
     """
-    template = PayloadTemplate.objects.select_for_update(of=("self",)).select_related("current_version").get(pk=template.pk)
+    template = (PayloadTemplate.objects.select_for_update(of=("self",)).select_related("current_version")
+                .get(pk=template.pk))
     if description is not _UNSET:
         template.description = description
         _full_clean(template)
@@ -124,7 +125,8 @@ def rollback(*, template: PayloadTemplate, version_number: int, author: str, not
     Raises ``NotFound`` for an unknown version and ``ValidationFailed`` when it is already current
     or no longer passes the syntax check.
     """
-    template = PayloadTemplate.objects.select_for_update(of=("self",)).select_related("current_version").get(pk=template.pk)
+    template = (PayloadTemplate.objects.select_for_update(of=("self",)).select_related("current_version")
+                .get(pk=template.pk))
     source = _version_of(template, version_number)
     if template.current_version_id == source.pk:
         raise ValidationFailed(f"Version {version_number} is already the current version.",

@@ -7,7 +7,8 @@ from pathlib import Path
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
 # One folder per test run (SQLite file, embedded broker), inherited by the worker subprocess,
 # so two runs on one machine never share a database or a queue.
-os.environ.setdefault("VOCELIO_VAR_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test" / f"run-{os.getpid()}"))
+os.environ.setdefault("VOCELIO_VAR_DIR",
+                      str(Path(__file__).resolve().parent.parent / "var" / "test" / f"run-{os.getpid()}"))
 # The SSRF guard stays on: only the test receiver's address (127.0.0.1) is opened. Set, not
 # defaulted, so a developer's .env (`make env` writes WEBHOOK_ALLOW_PRIVATE_NETWORKS=true) cannot
 # switch the guard off under the tests; the worker subprocess inherits both.

@@ -116,7 +116,8 @@ def bounded_float(low: float, high: float, unit: str = "", *, low_exclusive: boo
         in_range = math.isfinite(number) and (low < number if low_exclusive else low <= number) and number <= high
         if not in_range:
             lower = f"more than {_number(low)}" if low_exclusive else f"from {_number(low)}"
-            raise argparse.ArgumentTypeError(f"must be a finite number {lower} to {_number(high)}{unit}, not {value!r}.")
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number {lower} to {_number(high)}{unit}, not {value!r}.")
         return number
 
     parse.__name__ = "bounded_float"

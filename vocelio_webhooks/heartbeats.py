@@ -98,7 +98,8 @@ class HeartbeatScheduler(DatabaseScheduler):
         from vocelio_webhooks.models import Heartbeat
 
         now = time.monotonic()
-        due = self._heartbeat_written_at is None or now - self._heartbeat_written_at >= settings.WEBHOOK_HEARTBEAT_INTERVAL_SECONDS
+        due = (self._heartbeat_written_at is None
+               or now - self._heartbeat_written_at >= settings.WEBHOOK_HEARTBEAT_INTERVAL_SECONDS)
         if due and _write(component=Heartbeat.Component.BEAT, instance=self._heartbeat_instance):
             self._heartbeat_written_at = now
         delay = super().tick(*args, **kwargs)

@@ -21,7 +21,8 @@ a traceback the JSON formatter renders itself) is masked too.
 Phone numbers are recognised in three spellings, chosen so timestamps, ids and durations survive:
 ``+`` (or URL-encoded ``%2B``) followed by 7–15 digits with optional separators (E.164
 ``+14155552671`` and ``+1-555-0123``), North-American ``(415) 555-2671`` / ``415-555-2671`` /
-``415.555.2671``, and local ``555-0123`` / ``1-555-0123``. A bare run of digits is never masked: it is more often an id than a phone.
+``415.555.2671``, and local ``555-0123`` / ``1-555-0123``. A bare run of digits is never masked: it is
+more often an id than a phone.
 
 This module is pure (no Django imports) so ``logging.config.dictConfig`` can load it anywhere.
 """
@@ -57,8 +58,9 @@ SECRET_KEY_RE = re.compile(_SECRET_WORDS, re.IGNORECASE)
 # value is read (and masked) only after a key that asks for it, so ``Bad Request: /x?email=…``
 # still masks the email. The key run is possessive (``++``): a long word costs linear time.
 _KEY_RE = re.compile(r"""(?<![\w-])["']?(?P<name>[\w-]++)["']?\s*[:=]\s*""")
-_VALUE_RE = re.compile(r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|(?:Bearer|Basic|Token)\s+[^\s,;&"']+|[^\s,;&"'()\[\]{}]+""",
-                       re.IGNORECASE)
+_VALUE_RE = re.compile(
+    r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|(?:Bearer|Basic|Token)\s+[^\s,;&"']+|[^\s,;&"'()\[\]{}]+""",
+    re.IGNORECASE)
 
 # Celery's worker and tracer log ``extra={"data": {"id", "name", "args", "kwargs", ...}}`` where
 # ``name`` is the task's dotted name (celery.app.trace.info, celery.worker.strategy).
@@ -170,7 +172,8 @@ class MaskPersonalDataFilter(logging.Filter):
 
     def _mask_extra(self, record: logging.LogRecord, key: str, value: Any) -> Any:
         masked = self.masker.mask_value(value, key)
-        if key == "data" and isinstance(value, dict) and isinstance(masked, dict) and _is_celery_task_name(record, value):
+        if (key == "data" and isinstance(value, dict) and isinstance(masked, dict)
+                and _is_celery_task_name(record, value)):
             # The task name is Celery's, not a person's; the rest of the context (args, kwargs,
             # return value) stays masked.
             masked["name"] = value["name"]

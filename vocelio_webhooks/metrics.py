@@ -132,14 +132,17 @@ class DatabaseCollector:
             "Deliveries to active endpoints whose next attempt time has passed: the backlog workers have not reached.",
             value=state.due,
         )
-        yield GaugeMetricFamily("vocelio_dead_letters", "Deliveries in the dead-letter state now.", value=state.dead_letters)
+        yield GaugeMetricFamily("vocelio_dead_letters", "Deliveries in the dead-letter state now.",
+                                value=state.dead_letters)
         circuits = GaugeMetricFamily(
-            "vocelio_endpoint_circuits", "Endpoints by circuit-breaker state (closed, open, half_open).", labels=["state"]
+            "vocelio_endpoint_circuits", "Endpoints by circuit-breaker state (closed, open, half_open).",
+            labels=["state"],
         )
         for circuit_state, count in state.circuits_by_state.items():
             circuits.add_metric([circuit_state], count)
         yield circuits
-        endpoints = GaugeMetricFamily("vocelio_endpoints", "Endpoints by status (active, paused, disabled).", labels=["status"])
+        endpoints = GaugeMetricFamily("vocelio_endpoints", "Endpoints by status (active, paused, disabled).",
+                                      labels=["status"])
         for status, count in state.endpoints_by_status.items():
             endpoints.add_metric([status], count)
         yield endpoints

@@ -109,7 +109,8 @@ def measure_queue_backlog(*, now: datetime) -> dict[str, Measurement]:
     oldest = counts["oldest"]
     details = {"pending": counts["pending"], "retrying": counts["retrying"],
                "oldest_due_seconds": round((now - oldest).total_seconds(), 1) if oldest else 0.0}
-    return {Alert.GLOBAL_SCOPE: Measurement(Alert.GLOBAL_SCOPE, float(counts["total"]), counts["total"], details=details)}
+    measurement = Measurement(Alert.GLOBAL_SCOPE, float(counts["total"]), counts["total"], details=details)
+    return {Alert.GLOBAL_SCOPE: measurement}
 
 
 def measure(*, rule: AlertRule, now: datetime) -> dict[str, Measurement]:
@@ -118,7 +119,8 @@ def measure(*, rule: AlertRule, now: datetime) -> dict[str, Measurement]:
     if rule.metric == metric.DELIVERY_FAILURE_RATE_PERCENT:
         return measure_delivery_failure_rate(period_seconds=rule.period_seconds, min_samples=rule.min_samples, now=now)
     if rule.metric == metric.ENDPOINT_AVG_RESPONSE_TIME_MS:
-        return measure_endpoint_response_times(period_seconds=rule.period_seconds, min_samples=rule.min_samples, now=now)
+        return measure_endpoint_response_times(period_seconds=rule.period_seconds, min_samples=rule.min_samples,
+                                               now=now)
     if rule.metric == metric.QUEUE_BACKLOG_DELIVERIES:
         return measure_queue_backlog(now=now)
     raise ValueError(f"Unknown alert metric {rule.metric!r}")

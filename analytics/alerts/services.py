@@ -253,7 +253,8 @@ def _fire(*, rule: AlertRule, alert: Alert, measurement: Measurement, now: datet
     alert.firing_event_id = _announce(rule=rule, alert=alert, status="firing")
 
 
-def _resolve(*, rule: AlertRule | None, alert: Alert, measurement: Measurement | None, now: datetime, reason: str) -> None:
+def _resolve(*, rule: AlertRule | None, alert: Alert, measurement: Measurement | None, now: datetime,
+             reason: str) -> None:
     alert.status = Alert.Status.RESOLVED
     alert.resolved_at = now
     alert.details = {**alert.details, "resolution": {

@@ -55,7 +55,8 @@ class AlertRule(models.Model):
         a rule named ``123`` could never be fetched by name); the action must suit the metric
         (``ALLOWED_ACTIONS``)."""
         errors = {}
-        if self.metric == self.Metric.DELIVERY_FAILURE_RATE_PERCENT and self.threshold is not None and self.threshold > 100:
+        if (self.metric == self.Metric.DELIVERY_FAILURE_RATE_PERCENT and self.threshold is not None
+                and self.threshold > 100):
             errors["threshold"] = "A failure rate threshold is a percentage: 0 to 100."
         if self.name and self.name.isdigit():
             errors["name"] = "A rule name cannot be all digits: /alert-rules/{id or name} would read it as an id."

@@ -74,7 +74,8 @@ def _measures_by_endpoint_and_type(segments, filters: Filters) -> dict[tuple, Me
         ranges_by_level[level].append((low, high))
     for level, ranges in ranges_by_level.items():
         if level == RAW:
-            grouped = raw_measures(ranges=ranges, filters=filters, key=lambda _at, endpoint, kind, _env: (endpoint, kind))
+            grouped = raw_measures(ranges=ranges, filters=filters,
+                                   key=lambda _at, endpoint, kind, _env: (endpoint, kind))
             for group, measures in grouped.items():
                 combos[group].merge(measures)
         else:

@@ -39,7 +39,8 @@ def bucket_range(*, start: datetime, end: datetime, bucket: str) -> tuple[dateti
     limit = settings.WEBHOOK_ANALYTICS_MAX_BUCKETS
     if count > limit:
         raise ValidationFailed(
-            f"The range holds {count} {bucket} buckets; at most {limit} are allowed. Use a shorter range or a larger bucket.",
+            f"The range holds {count} {bucket} buckets; at most {limit} are allowed. "
+            "Use a shorter range or a larger bucket.",
             details={"buckets": count, "max_buckets": limit, "bucket": bucket},
         )
     return low, high, count

@@ -329,7 +329,8 @@ def _join(path: str | None, key: Any) -> str:
 
 
 # --- errors -----------------------------------------------------------------------------------
-def _as_render_error(exc: Exception, source: str, path: str | None, fallback_line: int | None = None) -> TemplateRenderError:
+def _as_render_error(exc: Exception, source: str, path: str | None,
+                     fallback_line: int | None = None) -> TemplateRenderError:
     if isinstance(exc, TemplateRenderError):
         return exc
     if isinstance(exc, TemplateSyntaxError):

@@ -252,7 +252,8 @@ class GuardedSandbox(ImmutableSandboxedEnvironment):
                 budget.check_size(len(sequence) * count)
             elif isinstance(sequence, (list, tuple)) and isinstance(count, int):
                 budget.check_items(len(sequence) * count)
-            elif isinstance(left, int) and isinstance(right, int) and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+            elif (isinstance(left, int) and isinstance(right, int)
+                    and left.bit_length() + right.bit_length() > MAX_INT_BITS):
                 raise RenderLimitExceeded(f"An integer product beyond {MAX_INT_BITS} bits is not allowed.")
         elif operator == "**":
             if (isinstance(left, int) and isinstance(right, int) and abs(left) > 1

@@ -51,8 +51,8 @@ def _firing_alert(rule: AlertRule, endpoint: WebhookEndpoint, *, now) -> Alert:
 
 
 def _slow_attempts(endpoint: WebhookEndpoint, *, at) -> None:
-    event = Event.objects.create(event_id=f"evt_slow_{endpoint.pk}", event_type=EventType.objects.get(name="lead.created"),
-                                 timestamp=at, data={})
+    event = Event.objects.create(event_id=f"evt_slow_{endpoint.pk}",
+                                 event_type=EventType.objects.get(name="lead.created"), timestamp=at, data={})
     delivery = Delivery.objects.create(event=event, endpoint=endpoint, attempt_count=1, status="succeeded")
     attempt = DeliveryAttempt.objects.create(delivery=delivery, attempt_number=1, url=endpoint.url, http_method="POST",
                                              duration_ms=9000, response_status_code=200, started_at=at,
@@ -141,7 +141,8 @@ def test_evaluation_waiting_on_a_deleting_endpoint_resolves_and_announces_its_al
     assert [c.transition for c in evaluated["result"]] == ["resolve"]
     assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
     alert.refresh_from_db()
-    assert (alert.status, alert.endpoint_id, alert.resolved_event_id) == ("resolved", None, f"alert_{alert.pk}_resolved")
+    assert (alert.status, alert.endpoint_id, alert.resolved_event_id) == (
+        "resolved", None, f"alert_{alert.pk}_resolved")
     event = Event.objects.get(event_id=alert.resolved_event_id)
     assert event.data["alert"]["status"] == "resolved"
 
@@ -189,7 +190,8 @@ def test_deleting_an_endpoint_through_the_api_during_an_evaluation_answers_204_a
     assert sorted(c.transition for c in evaluated["result"]) == ["fire", "resolve"]
     assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
     alert.refresh_from_db()
-    assert (alert.status, alert.endpoint_id, alert.resolved_event_id) == ("resolved", None, f"alert_{alert.pk}_resolved")
+    assert (alert.status, alert.endpoint_id, alert.resolved_event_id) == (
+        "resolved", None, f"alert_{alert.pk}_resolved")
     fired = Alert.objects.get(endpoint=slow, status=Alert.Status.FIRING)
     assert fired.firing_event_id == f"alert_{fired.pk}_firing"
     assert set(Event.objects.filter(event_type__name="system.health_alert").values_list("event_id", flat=True)) == {

@@ -98,7 +98,8 @@ def test_failure_rate_fires_publishes_mails_then_resolves(alert_settings, seed_r
     # then: one firing alert with its values, one event, a delivery to the subscriber, one mail
     alert = Alert.objects.get()
     assert report.count("fire") == 1
-    assert (alert.rule.name, alert.status, alert.scope_key, alert.endpoint) == ("delivery_failure_rate", "firing", "global", None)
+    assert (alert.rule.name, alert.status, alert.scope_key, alert.endpoint) == (
+        "delivery_failure_rate", "firing", "global", None)
     assert (alert.value_at_fire, alert.threshold, alert.fired_at) == (15.0, 10.0, now)
     assert alert.details["failed_attempts"] == 3 and alert.details["total_attempts"] == 20
     event, = alert_events()
@@ -233,7 +234,8 @@ def test_slow_endpoint_alerts_its_own_owner_only(alert_settings, seed_rules, eve
 
     # then
     alert = Alert.objects.get()
-    assert (alert.rule.name, alert.scope_key, alert.endpoint_id) == ("response_time_degradation", f"endpoint:{slow.pk}", slow.pk)
+    assert (alert.rule.name, alert.scope_key, alert.endpoint_id) == (
+        "response_time_degradation", f"endpoint:{slow.pk}", slow.pk)
     assert alert.value_at_fire == 5750.0 and alert.details["attempts"] == 4 and alert.details["max_duration_ms"] == 6000
     mail, = mailoutbox
     assert mail.to == ["crm-owner@example.com"] and "Slow CRM" in mail.subject

@@ -39,7 +39,8 @@ def failing_for_two_minutes(endpoint: WebhookEndpoint, settings) -> None:
 
 
 def alerts(name: str, event_type: str = "system.health_alert") -> list[Event]:
-    return [e for e in Event.objects.filter(event_type__name=event_type).order_by("id") if e.data["alert"]["name"] == name]
+    return [e for e in Event.objects.filter(event_type__name=event_type).order_by("id")
+            if e.data["alert"]["name"] == name]
 
 
 def die(**kwargs):
@@ -317,7 +318,8 @@ def test_status_change_and_its_alert_do_not_deadlock_with_a_change_to_a_recipien
             connections.close_all()
 
     # when
-    threads = [threading.Thread(target=operator_changes_the_recipient), threading.Thread(target=worker_changes_the_status)]
+    threads = [threading.Thread(target=operator_changes_the_recipient),
+               threading.Thread(target=worker_changes_the_status)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -174,7 +174,8 @@ def test_purge_progress_bar_only_on_a_terminal_and_not_with_no_progress(event_ty
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("args", "message"), [
-    (("--older-than-days", "-1"), "argument --older-than-days: must be a whole number from 0 to 36,500 days, not '-1'."),
+    (("--older-than-days", "-1"),
+     "argument --older-than-days: must be a whole number from 0 to 36,500 days, not '-1'."),
     (("--events-days", "-3"), "argument --events-days: must be a whole number from 0 to 36,500 days"),
     (("--batch-size", "0"), "argument --batch-size: must be a whole number from 1 to 10,000 rows, not '0'."),
     (("--max-seconds", "0"), "argument --max-seconds: must be a finite number more than 0 to 315,360,000 seconds"),
@@ -502,7 +503,8 @@ def test_an_unknown_endpoint_exits_1_with_one_command_error_line():
     result = manage("endpoint_health", "--endpoint", "999999")
 
     # then
-    assert (result.returncode, result.stdout, result.stderr) == (1, "", "CommandError: Endpoint 999999 does not exist.\n")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1, "", "CommandError: Endpoint 999999 does not exist.\n")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -63,7 +63,8 @@ def test_deliver_hmac_sha256_verifies_with_seed_function(api, receiver, worker):
 
     # then
     request = receiver.wait_for(1)[0]
-    assert seed_verify_signature(request.body.decode("utf-8"), request.header("X-Vocelio-Signature"), endpoint["secret"])
+    assert seed_verify_signature(request.body.decode("utf-8"), request.header("X-Vocelio-Signature"),
+                                 endpoint["secret"])
     payload = request.json()
     assert payload["event_type"] == "lead.created"
     assert payload["event_id"] == "evt_sig_256"
@@ -385,7 +386,8 @@ def test_unsaved_endpoint_test_sends_to_given_url(api, receiver, worker):
     assert response.status_code == 200
     assert body["success"] is False and body["status_code"] == 503
     request = receiver.wait_for(1, path="/unsaved")[0]
-    assert seed_verify_signature(request.body.decode(), request.header("X-Vocelio-Signature"), "salesforce_webhook_secret")
+    assert seed_verify_signature(request.body.decode(), request.header("X-Vocelio-Signature"),
+                                 "salesforce_webhook_secret")
 
 
 def test_unexpected_send_error_is_recorded_not_left_in_flight(api, receiver, worker):

@@ -66,7 +66,8 @@ def test_salesforce_named_template_delivers_exact_bytes_signed(api, receiver, wo
 
 def test_slack_inline_template_delivers_exact_bytes(api, receiver, worker):
     # given: the seed's "Slack Notifications"
-    create_endpoint(api, name="Slack Alerts", url=receiver.url("/slack"), events=["system.health_alert", "system.error"],
+    create_endpoint(api, name="Slack Alerts", url=receiver.url("/slack"),
+                    events=["system.health_alert", "system.error"],
                     transformation={"enabled": True, "template": SLACK_TEMPLATE})
 
     # when
@@ -135,7 +136,8 @@ def test_event_specific_template_wins_over_the_default(api, receiver, worker):
 
 def test_named_template_followed_or_pinned_across_a_new_version(api, receiver, worker):
     # given: two endpoints on one template, one following it and one pinned to version 1
-    template = api.post("/templates", {"name": "lead_min", "form": "json", "body": {"v": 1, "id": "{{ data.lead.id }}"}},
+    template = api.post("/templates",
+                        {"name": "lead_min", "form": "json", "body": {"v": 1, "id": "{{ data.lead.id }}"}},
                         format="json").json()
     create_endpoint(api, url=receiver.url("/follow"), transformation={"template": "lead_min"})
     create_endpoint(api, url=receiver.url("/pinned"), transformation={"template": "lead_min", "template_version": 1})
@@ -153,7 +155,8 @@ def test_named_template_followed_or_pinned_across_a_new_version(api, receiver, w
 
 def test_template_failing_at_delivery_fails_without_request_or_retry(api, receiver, worker):
     # given: valid syntax, but the variable is missing from this event
-    endpoint = create_endpoint(api, url=receiver.url("/broken"), transformation={"template": {"x": "{{ data.lead.nope }}"}})
+    endpoint = create_endpoint(api, url=receiver.url("/broken"),
+                               transformation={"template": {"x": "{{ data.lead.nope }}"}})
 
     # when
     published = publish(api, LEAD_CREATED)

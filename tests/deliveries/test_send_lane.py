@@ -33,7 +33,8 @@ def test_fast_receivers_get_a_batch_one_request_after_another_over_one_connectio
     # then: all 12 sent and stored, over a single keep-alive connection (one thread per send would
     # have opened one connection per thread)
     assert (result.claimed, result.sent) == (12, 12)
-    wait_until(lambda: DeliveryAttempt.objects.filter(outcome="succeeded", delivery__endpoint__in=endpoints).count() == 12)
+    wait_until(
+        lambda: DeliveryAttempt.objects.filter(outcome="succeeded", delivery__endpoint__in=endpoints).count() == 12)
     received = _received(receiver, endpoints)
     assert len(received) == 12
     assert len({r.client_port for r in received}) == 1, sorted(r.client_port for r in received)

@@ -50,7 +50,8 @@ def test_circuit_opens_holds_deliveries_then_one_probe_closes_it(api, receiver, 
 
     # when: the circuit is open, a new delivery is published
     waiting = publish(api, 99)
-    shown = wait_until(lambda: (e := api.get(f"/endpoints/{endpoint['id']}").json())["health"]["circuit_state"] == "open" and e)
+    shown = wait_until(
+        lambda: (e := api.get(f"/endpoints/{endpoint['id']}").json())["health"]["circuit_state"] == "open" and e)
 
     # then: it waited for the 2 s test cool-down without spending an attempt, and was then sent
     # once, as the probe that closes the circuit (asserted on the attempt's start rather than on
@@ -230,7 +231,8 @@ def test_auto_disable_after_continuous_failure_and_probe_reenables(api, receiver
     assert (result.probed, result.reenabled) == (1, 1)
     assert receiver.wait_for(1, path="/flaky")[0].json()["metadata"]["test"] is True
     assert api.get(f"/endpoints/{endpoint['id']}").json()["status"] == "active"
-    changes = [e["data"]["alert"]["name"] for e in api.get("/events", {"event_type": "system.health_alert"}).json()["results"]]
+    alert_events = api.get("/events", {"event_type": "system.health_alert"}).json()["results"]
+    changes = [e["data"]["alert"]["name"] for e in alert_events]
     assert sorted(changes) == ["endpoint_disabled", "endpoint_reenabled"]
 
 

@@ -119,7 +119,8 @@ def test_a_priority_drain_that_ends_empty_still_wakes_the_ordinary_deliveries_it
 def test_settings_refuse_a_batch_engine_size_below_one(name):
     # given: a batch size of 0 used to be accepted, and every publish then stored its event and
     # answered 500 (a division by zero when counting its wake-ups)
-    environment = {**os.environ, "SECRET_KEY": "test-only", name: "0", "DJANGO_SETTINGS_MODULE": "vocelio_webhooks.settings"}
+    environment = {**os.environ, "SECRET_KEY": "test-only", name: "0",
+                   "DJANGO_SETTINGS_MODULE": "vocelio_webhooks.settings"}
 
     # when: the settings load (as at the start of web, worker and beat)
     result = subprocess.run([sys.executable, "-c", "from django.conf import settings; settings.DEBUG"], check=False,

@@ -36,8 +36,8 @@ def _dockerfile() -> list[str]:
 def _resolved(argv: list[str], env: dict[str, str]) -> dict[str, str]:
     assert Path(argv[0]).name == "gunicorn", argv
     base = {name: value for name, value in os.environ.items() if name not in ("WEB_CONCURRENCY", "GUNICORN_THREADS")}
-    result = subprocess.run([GUNICORN, *argv[1:], "--print-config"], check=False, cwd=ROOT, capture_output=True, text=True,
-                            timeout=60, env={**base, **env})
+    result = subprocess.run([GUNICORN, *argv[1:], "--print-config"], check=False, cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, env={**base, **env})
     assert result.returncode == 0, result.stderr
     return dict(re.findall(r"^(\w+)\s+= (.*)$", result.stdout, flags=re.MULTILINE))
 

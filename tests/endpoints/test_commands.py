@@ -99,12 +99,16 @@ def test_rotate_secret_dry_run_changes_nothing_and_shows_no_secret():
     (("99999999999999999999999",), "argument endpoint_id: must be a whole number from 1 to 9,223,372,036,854,775,807"),
     (("{pk}", "--grace-hours", "-1"), "argument --grace-hours: must be a finite number from 0 to 168 hours, not '-1'."),
     # The service's limit (604,800 s) said in the option's name and unit.
-    (("{pk}", "--grace-hours", "169"), "argument --grace-hours: must be a finite number from 0 to 168 hours, not '169'."),
-    (("{pk}", "--dry-run", "--grace-hours", "200"), "argument --grace-hours: must be a finite number from 0 to 168 hours"),
+    (("{pk}", "--grace-hours", "169"),
+     "argument --grace-hours: must be a finite number from 0 to 168 hours, not '169'."),
+    (("{pk}", "--dry-run", "--grace-hours", "200"),
+     "argument --grace-hours: must be a finite number from 0 to 168 hours"),
     (("{pk}", "--grace-hours", "168.01"), "argument --grace-hours: must be a finite number from 0 to 168 hours"),
     # nan used to crash round() with a ValueError traceback.
-    (("{pk}", "--grace-hours", "nan"), "argument --grace-hours: must be a finite number from 0 to 168 hours, not 'nan'."),
-    (("{pk}", "--grace-hours", "inf"), "argument --grace-hours: must be a finite number from 0 to 168 hours, not 'inf'."),
+    (("{pk}", "--grace-hours", "nan"),
+     "argument --grace-hours: must be a finite number from 0 to 168 hours, not 'nan'."),
+    (("{pk}", "--grace-hours", "inf"),
+     "argument --grace-hours: must be a finite number from 0 to 168 hours, not 'inf'."),
 ])
 def test_rotate_secret_rejects_bad_input_with_one_line_and_changes_nothing(args, message):
     # given
@@ -149,7 +153,8 @@ def test_rotate_secret_accepts_the_longest_grace_period_of_168_hours():
 
     # then
     endpoint.refresh_from_db()
-    assert timedelta(hours=167, minutes=59) < endpoint.previous_secret_expires_at - before <= timedelta(hours=168, seconds=5)
+    grace = endpoint.previous_secret_expires_at - before
+    assert timedelta(hours=167, minutes=59) < grace <= timedelta(hours=168, seconds=5)
 
 
 @pytest.mark.django_db

@@ -80,7 +80,8 @@ def test_admin_bulk_delete_skips_an_endpoint_deleted_meanwhile_and_records_only_
 
     # when: an admin runs "Delete selected" on both meanwhile
     response = admin_client.post("/admin/endpoints/webhookendpoint/",
-                                 {"action": "delete_selected", "_selected_action": [first.pk, second.pk], "post": "yes"})
+                                 {"action": "delete_selected", "_selected_action": [first.pk, second.pk],
+                                  "post": "yes"})
     outcome = held.join()
 
     # then: both are gone; the admin recorded (log and audit) only the delete it did

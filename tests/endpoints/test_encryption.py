@@ -41,4 +41,5 @@ def test_rotate_encryption_keys_reencrypts_with_the_new_key(api, settings):
     assert endpoint.secret == created["secret"]
     assert endpoint.custom_headers == {"X-Token": "tok-123"}
     secret_column, _ = _raw(created["id"])
-    assert Fernet(new_key.encode()).decrypt(secret_column.removeprefix("fernet:").encode()).decode() == created["secret"]
+    token = secret_column.removeprefix("fernet:").encode()
+    assert Fernet(new_key.encode()).decrypt(token).decode() == created["secret"]

@@ -269,7 +269,8 @@ def test_evaluate_filters_case_sensitive_true_is_the_default():
      ("data.lead.score", "not_contains", "9"), ("data.lead.email", "contains", 5),
      ("data.lead.email", "not_contains", 5), ("data.address", "contains", "zip"),
      ("data.address", "not_contains", "zap"), ("data.lead.score", "regex", r"\d+"),
-     ("data.lead.tags", "regex", "vip"), ("data.lead.tags", "in", ["vip"]), ("data.lead.score", "equals", "eighty-five")],
+     ("data.lead.tags", "regex", "vip"), ("data.lead.tags", "in", ["vip"]),
+     ("data.lead.score", "equals", "eighty-five")],
 )
 def test_evaluate_filters_type_mismatch_is_no_match(path, operator, value):
     # given / when
@@ -333,7 +334,8 @@ def test_evaluate_filters_no_filters_match_everything(spec):
 
 def test_evaluate_filters_list_requires_all_conditions():
     # given
-    spec = [_condition("data.lead.score", "greater_than", 80), _condition("metadata.environment", "equals", "production")]
+    spec = [_condition("data.lead.score", "greater_than", 80),
+            _condition("metadata.environment", "equals", "production")]
 
     # when / then
     assert evaluate_filters(spec, EVENT).matched
@@ -476,7 +478,8 @@ def _validation_error(spec) -> FilterValidationError:
         (_condition("data.x y", "equals", 1), "must be dotted segments"),
         (_condition("data.x.", "equals", 1), "must be dotted segments"),
         (_condition("data." + "x" * 300, "equals", 1), "at most 256 characters"),
-        (_condition("lead.score", "equals", 1), "must start with one of: event_type, event_id, timestamp, data, metadata"),
+        (_condition("lead.score", "equals", 1),
+         "must start with one of: event_type, event_id, timestamp, data, metadata"),
         (_condition("data.x", "equals", 1, case_sensitive="no"), "case_sensitive must be true or false"),
         (_condition("data.x", "equals"), "equals needs a value"),
         ({"field_path": "data.x", "operator": "not_in", "value": None}, "not_in needs a value"),

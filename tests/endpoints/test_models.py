@@ -160,7 +160,8 @@ def test_validate_ip_ranges_accepts_cidrs_and_addresses():
     validate_ip_ranges([])
 
 
-@pytest.mark.parametrize("ranges", [["10.0.0.0/33"], ["not-an-ip"], ["203.0.113.0/24", "999.1.1.1"], "10.0.0.0/8", [None]])
+@pytest.mark.parametrize("ranges", [["10.0.0.0/33"], ["not-an-ip"], ["203.0.113.0/24", "999.1.1.1"], "10.0.0.0/8",
+                                    [None]])
 def test_validate_ip_ranges_rejects_bad_ranges(ranges):
     # given / when / then
     with pytest.raises(ValidationError):

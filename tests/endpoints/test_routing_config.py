@@ -14,7 +14,8 @@ def _create(api, **fields):
 @pytest.mark.parametrize(
     ("fields", "code", "needle"),
     [
-        ({"filters": [{"field_path": "data.lead.score", "operator": "bigger", "value": 1}]}, "INVALID_FILTER", "all[0]"),
+        ({"filters": [{"field_path": "data.lead.score", "operator": "bigger", "value": 1}]},
+         "INVALID_FILTER", "all[0]"),
         ({"filters": {"all": [{"field_path": "data.x", "operator": "exists"},
                               {"field_path": "data.y", "operator": "regex", "value": "(unclosed"}]}},
          "INVALID_FILTER", "all[1]"),
@@ -57,11 +58,14 @@ def test_filters_test_route_says_which_condition_failed(api):
 
     # when
     cold = api.post(f"/endpoints/{endpoint['id']}/filters/test",
-                    {"event_type": "lead.created", "data": {"lead": {"source": "website", "score": "70"}}}, format="json")
+                    {"event_type": "lead.created", "data": {"lead": {"source": "website", "score": "70"}}},
+                    format="json")
     hot = api.post(f"/endpoints/{endpoint['id']}/filters/test",
-                   {"event_type": "lead.created", "data": {"lead": {"source": "website", "score": "85"}}}, format="json")
+                   {"event_type": "lead.created", "data": {"lead": {"source": "website", "score": "85"}}},
+                   format="json")
     other_type = api.post(f"/endpoints/{endpoint['id']}/filters/test",
-                          {"event_type": "call.ended", "data": {"lead": {"source": "website", "score": 99}}}, format="json")
+                          {"event_type": "call.ended", "data": {"lead": {"source": "website", "score": 99}}},
+                          format="json")
 
     # then
     assert cold.status_code == 200
@@ -76,7 +80,8 @@ def test_filters_test_route_says_which_condition_failed(api):
     }
 
 
-def test_publish_reports_filtered_out_endpoints_and_creates_no_delivery_for_them(api, django_capture_on_commit_callbacks):
+def test_publish_reports_filtered_out_endpoints_and_creates_no_delivery_for_them(
+        api, django_capture_on_commit_callbacks):
     # given
     _create(api, filters=[{"field_path": "data.lead.score", "operator": "greater_than_or_equal", "value": 90}])
     _create(api)

@@ -42,8 +42,11 @@ def test_rotate_secret_returns_new_secret_once_and_signs_with_both(api):
     assert old not in rotated.content.decode()
     assert new not in api.get(f"/endpoints/{created['id']}").content.decode()
     request = _request_for(created["id"])
-    assert request.headers["X-Vocelio-Signature"] == "sha256=" + hmac.new(new.encode(), request.body, hashlib.sha256).hexdigest()
-    assert request.headers["X-Vocelio-Signature-Previous"] == "sha256=" + hmac.new(old.encode(), request.body, hashlib.sha256).hexdigest()
+    def expected(secret: str) -> str:
+        return "sha256=" + hmac.new(secret.encode(), request.body, hashlib.sha256).hexdigest()
+
+    assert request.headers["X-Vocelio-Signature"] == expected(new)
+    assert request.headers["X-Vocelio-Signature-Previous"] == expected(old)
     expires = WebhookEndpoint.objects.get(pk=created["id"]).previous_secret_expires_at
     assert timedelta(hours=23, minutes=59) < expires - timezone.now() <= timedelta(hours=24)
 
@@ -84,7 +87,8 @@ def test_rotate_secret_old_secret_stops_signing_after_overlap(api):
     api.post(f"/endpoints/{created['id']}/rotate-secret", {"overlap_seconds": 60}, format="json")
 
     # when
-    WebhookEndpoint.objects.filter(pk=created["id"]).update(previous_secret_expires_at=timezone.now() - timedelta(seconds=1))
+    WebhookEndpoint.objects.filter(pk=created["id"]).update(
+        previous_secret_expires_at=timezone.now() - timedelta(seconds=1))
 
     # then
     assert "X-Vocelio-Signature-Previous" not in _request_for(created["id"]).headers

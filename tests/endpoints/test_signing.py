@@ -209,7 +209,8 @@ def test_signature_headers_jwt_rejected_by_seed_function_with_wrong_secret_or_af
 
     # when
     fresh = _headers("jwt", secrets_=[secret])["Authorization"].split(" ", 1)[1]
-    expired = _headers("jwt", secrets_=[secret], timestamp=long_ago, jwt_ttl_seconds=60)["Authorization"].split(" ", 1)[1]
+    expired = _headers("jwt", secrets_=[secret], timestamp=long_ago,
+                       jwt_ttl_seconds=60)["Authorization"].split(" ", 1)[1]
 
     # then
     assert verify_jwt_token(fresh, signing.generate_secret()) is None

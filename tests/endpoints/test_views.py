@@ -478,7 +478,8 @@ def test_endpoints_unknown_id_answers_404_in_seed_format(api, method, path):
     assert_seed_error(response, 404, "NOT_FOUND")
 
 
-@pytest.mark.parametrize("secret", ["Zq", "k3y", "0123456789abcde", "whsec_***a5g=", "***", "has spaces in it ok", "ünïcödé-secret-value"])
+@pytest.mark.parametrize("secret", ["Zq", "k3y", "0123456789abcde", "whsec_***a5g=", "***", "has spaces in it ok",
+                                    "ünïcödé-secret-value"])
 def test_endpoints_short_masked_or_odd_secret_is_refused(api, secret):
     # given / when
     response = _create(api, secret=secret)

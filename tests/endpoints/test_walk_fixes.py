@@ -90,7 +90,8 @@ def test_delete_endpoint_waits_for_a_publish_that_routed_to_it_instead_of_failin
     event = Event.objects.create(event_id="evt_delete_race", event_type=EventType.objects.get(name="lead.created"),
                                  timestamp=timezone.now(), data={})
     params = connection.get_connection_params()
-    publisher = psycopg.connect(**{k: v for k, v in params.items() if k in ("dbname", "user", "password", "host", "port")})
+    publisher = psycopg.connect(**{k: v for k, v in params.items()
+                                   if k in ("dbname", "user", "password", "host", "port")})
     publisher.execute(f"SELECT id FROM {WebhookEndpoint._meta.db_table} WHERE id = %s FOR KEY SHARE", [endpoint.pk])
 
     # when: the endpoint is deleted while that publish commits its delivery

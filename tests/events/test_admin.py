@@ -32,8 +32,8 @@ def test_event_admin_search_by_phone(admin_client, event_types):
     kind = EventType.objects.get(name="lead.created")
     wanted = Event.objects.create(event_id="evt_p1", event_type=kind, timestamp=timezone.now(),
                                   data={"phone": "+44 20 7946 0958"}, environment="production")
-    Event.objects.create(event_id="evt_p2", event_type=kind, timestamp=timezone.now(), data={"phone": "+44 20 7946 0000"},
-                         environment="production")
+    Event.objects.create(event_id="evt_p2", event_type=kind, timestamp=timezone.now(),
+                         data={"phone": "+44 20 7946 0000"}, environment="production")
 
     # when
     response = admin_client.get("/admin/events/event/", {"q": "(20) 7946-0958"})

@@ -192,7 +192,8 @@ def test_routing_cache_sees_a_change_committed_by_another_process(api, warm):
     # when: a separate Python process (as a Celery worker or another gunicorn worker would) disables one
     script = ("import django; django.setup(); from endpoints.models import WebhookEndpoint; "
               f"WebhookEndpoint.objects.filter(pk={first}).update(status='disabled')")
-    env = {"DJANGO_SETTINGS_MODULE": "tests.settings", "VOCELIO_TEST_DB_NAME": str(settings.DATABASES["default"]["NAME"])}
+    env = {"DJANGO_SETTINGS_MODULE": "tests.settings",
+           "VOCELIO_TEST_DB_NAME": str(settings.DATABASES["default"]["NAME"])}
     subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, **env}, check=True, timeout=60)
 
     # then

@@ -39,7 +39,8 @@ def test_create_event_type_with_nul_in_sample_data_is_refused_and_writes_nothing
 
     # then
     error = assert_seed_error(response, 400, "VALIDATION_ERROR")
-    assert error["details"]["fields"]["sample_data"] == ["Contains a NUL character (\\u0000) at a; it cannot be stored."]
+    assert error["details"]["fields"]["sample_data"] == [
+        "Contains a NUL character (\\u0000) at a; it cannot be stored."]
     assert_seed_error(nested_key, 400, "VALIDATION_ERROR")
     assert not EventType.objects.filter(name__in=["billing.nul", "billing.nul_key"]).exists()
     assert AuditLogEntry.objects.count() == audit_before

@@ -113,8 +113,8 @@ def test_template_admin_preview_renders_unsaved_text_with_sample_data(admin_clie
 
 def test_template_admin_preview_uses_the_event_types_sample_data_by_default(admin_client, event_types):
     # when
-    response = admin_client.post(PREVIEW, {"form": "text", "body": "type={{ event_type }}", "content_type": "text/plain",
-                                           "event_type": "call.ended"})
+    response = admin_client.post(PREVIEW, {"form": "text", "body": "type={{ event_type }}",
+                                           "content_type": "text/plain", "event_type": "call.ended"})
 
     # then
     assert response.json() == {"ok": True, "output": "type=call.ended", "body": "type=call.ended",

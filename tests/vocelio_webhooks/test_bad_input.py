@@ -127,7 +127,8 @@ def test_send_request_to_unresolvable_host_is_a_retryable_dns_error(db):
     from deliveries import retry
 
     assert result.error_class == "dns_error"
-    assert retry.classify(status_code=None, error_class=result.error_class, policy=endpoint.effective_retry_policy) == "retry"
+    policy = endpoint.effective_retry_policy
+    assert retry.classify(status_code=None, error_class=result.error_class, policy=policy) == "retry"
 
 
 @pytest.mark.parametrize(

@@ -201,7 +201,8 @@ def test_settings_log_format_defaults_to_json_outside_debug(env, expected):
 
     # when
     result = subprocess.run(
-        [sys.executable, "-c", "from django.conf import settings; print(settings.LOGGING['handlers']['console']['formatter'])"],
+        [sys.executable, "-c",
+         "from django.conf import settings; print(settings.LOGGING['handlers']['console']['formatter'])"],
         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60, check=False,
     )
 
@@ -266,7 +267,8 @@ def test_delivery_of_seed_lead_logs_no_email_or_phone(api, receiver, debug_worke
     assert not any(value in caplog.text for value in PERSONAL)  # later handlers get the masked record
     worker_side = debug_worker.log_path.read_text()
     worker_lines = [json.loads(line) for line in worker_side.splitlines() if line.startswith("{")]
-    inserts = [line["message"] for line in worker_lines if 'INSERT INTO "deliveries_deliveryattempt"' in line["message"]]
+    inserts = [line["message"] for line in worker_lines
+               if 'INSERT INTO "deliveries_deliveryattempt"' in line["message"]]
     copies = [line["message"] for line in worker_lines if 'COPY "deliveries_deliveryattempt"' in line["message"]]
     assert inserts or copies  # the attempt's write was logged
     # an INSERT logs its values, request body included, masked; the batch engine's COPY (PostgreSQL)

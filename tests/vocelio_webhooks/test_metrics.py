@@ -72,7 +72,8 @@ def test_metrics_with_metrics_token_answers_exposition(db, settings):
     client.credentials(HTTP_AUTHORIZATION="Bearer scrape-token-123")
 
     # when: with Prometheus's own Accept header
-    response = client.get("/metrics", HTTP_ACCEPT="application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+    response = client.get("/metrics",
+                          HTTP_ACCEPT="application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
 
     # then
     assert response.status_code == 200, response.content

@@ -85,7 +85,8 @@ def test_worker_heartbeat_is_renewed_every_interval(worker):
 
     # when: one heartbeat interval (1 s in tests) passes
     renewed = wait_until(
-        lambda: Heartbeat.objects.filter(component="worker", instance=first.instance, seen_at__gt=first.seen_at).first(),
+        lambda: Heartbeat.objects.filter(component="worker", instance=first.instance,
+                                         seen_at__gt=first.seen_at).first(),
         timeout=10,
     )
 

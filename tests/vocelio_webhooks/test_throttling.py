@@ -155,7 +155,8 @@ def redis_without_decr():
         pytest.skip("needs the Redis cache (REDIS_URL)")
     admin, _ = found
     user, password = "vocelio_test_no_decr", "no-decr-password"
-    admin.execute_command("ACL", "SETUSER", user, "reset", "on", f">{password}", "~*", "&*", "+@all", "-decr", "-decrby")
+    admin.execute_command("ACL", "SETUSER", user, "reset", "on", f">{password}", "~*", "&*", "+@all",
+                          "-decr", "-decrby")
     cache = caches["default"]
     kwargs = admin.connection_pool.connection_kwargs
     restricted = type(admin)(host=kwargs.get("host"), port=kwargs.get("port"), db=kwargs.get("db", 0),

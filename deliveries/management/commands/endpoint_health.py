@@ -73,7 +73,8 @@ python manage.py endpoint_health --endpoint 7 --json | jq '.[0].dead_lettered'
                             help="Only endpoints with this status (repeatable).")
         parser.add_argument("--endpoint", action="append", dest="endpoint_ids", type=object_id, metavar="ID",
                             help="Only this endpoint (repeatable; it must exist).")
-        parser.add_argument("--json", action="store_true", dest="as_json", help="Print a JSON array instead of the table.")
+        parser.add_argument("--json", action="store_true", dest="as_json",
+                            help="Print a JSON array instead of the table.")
 
     def handle(self, *args, statuses, endpoint_ids, as_json: bool, **options):
         if endpoint_ids:

@@ -73,8 +73,8 @@ python manage.py purge --max-seconds 300 --no-progress     # from cron: bounded,
                             help="Use N days (0 to 36,500) for every period below that is not given itself.")
         for period in PERIOD_OPTIONS:
             parser.add_argument(f"--{period.replace('_', '-')}", type=days, metavar="N", dest=period,
-                                help=f"Retention of {PERIOD_HELP[period]} in days, 0 to 36,500 (default: its WEBHOOK_RETENTION_* setting; "
-                                     "0 turns this step off).")
+                                help=f"Retention of {PERIOD_HELP[period]} in days, 0 to 36,500 "
+                                     "(default: its WEBHOOK_RETENTION_* setting; 0 turns this step off).")
         parser.add_argument("--batch-size", type=batch_size, default=None, metavar="N",
                             help="Rows per transaction, 1 to 10,000 (default WEBHOOK_RETENTION_BATCH_SIZE).")
         parser.add_argument("--max-seconds", type=max_seconds, default=None, metavar="S",
@@ -103,7 +103,8 @@ python manage.py purge --max-seconds 300 --no-progress     # from cron: bounded,
             return
 
         # Totals for the bar cost four COUNTs: only worth it when a bar is drawn.
-        total = delivery_queries.purge_preview(now=now, **periods).total if show and self._stderr_is_terminal() else None
+        drawn = show and self._stderr_is_terminal()
+        total = delivery_queries.purge_preview(now=now, **periods).total if drawn else None
         counts = {field: 0 for field, _, _ in STEPS}
         batches, complete = 0, True
         started = time.monotonic()
@@ -132,7 +133,8 @@ python manage.py purge --max-seconds 300 --no-progress     # from cron: bounded,
         elapsed = time.monotonic() - started
         audit_services.record_audit(
             actor=audit_services.command_actor("purge"), action="purge", object_type="deliveries.delivery",
-            object_repr="retention purge", changes={name: {"old": None, "new": value} for name, value in counts.items()},
+            object_repr="retention purge",
+            changes={name: {"old": None, "new": value} for name, value in counts.items()},
         )
         if not complete:
             self.stderr.write(self.style.WARNING("Stopped at --max-seconds with work left; run the command again."))

@@ -127,7 +127,8 @@ python manage.py replay_events --event-id evt_123 --event-id evt_456 --no-progre
             audit_services.record_audit(
                 actor=audit_services.command_actor("replay_events"), action="replay", object_type="deliveries.delivery",
                 object_repr=f"{len(created)} replay(s)",
-                changes={"replays": {"old": None, "new": len(created)}, "delivery_ids": {"old": None, "new": created[:1000]}},
+                changes={"replays": {"old": None, "new": len(created)},
+                         "delivery_ids": {"old": None, "new": created[:1000]}},
             )
             self.stdout.write(self.style.SUCCESS(
                 f"Replayed {len(created)} of {summary}"

@@ -70,7 +70,8 @@ python manage.py send_test_event 7 --dry-run     # print the signed request, sen
         self.stdout.write(f"{outcome.request.method} {outcome.request.url}  ({chosen.name}, {outcome.event_id})")
         if result.body:
             excerpt = result.body[:RESPONSE_EXCERPT_CHARS]
-            more = f" … ({len(result.body) - RESPONSE_EXCERPT_CHARS} more characters)" if len(result.body) > len(excerpt) else ""
+            more = (f" … ({len(result.body) - RESPONSE_EXCERPT_CHARS} more characters)"
+                    if len(result.body) > len(excerpt) else "")
             self.stdout.write(f"Response body: {excerpt}{more}")
         if result.error_message:
             self.stdout.write(f"Error: {result.error_class}: {result.error_message}")

@@ -29,7 +29,8 @@ class Command(BaseCommand):
         ids = list(WebhookEndpoint.objects.order_by("pk").values_list("pk", flat=True))
         for start in range(0, len(ids), batch_size):
             with transaction.atomic():
-                for endpoint in WebhookEndpoint.objects.select_for_update().filter(pk__in=ids[start:start + batch_size]):
+                batch = WebhookEndpoint.objects.select_for_update().filter(pk__in=ids[start:start + batch_size])
+                for endpoint in batch:
                     total += 1
                     if not dry_run:
                         # Loading decrypted with any key; saving encrypts with the first.
