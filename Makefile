@@ -11,14 +11,15 @@ SHELL := /bin/bash
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := help
 
-.PHONY: help venv env migrate run test superuser bench bench-isolation bench-analytics bench-slow bench-lane
+.PHONY: help venv env migrate run lint test superuser bench bench-isolation bench-analytics bench-slow bench-lane
 
 help:
 	@echo "make venv       create .venv and install requirements.txt"
 	@echo "make env        create .env from .env.example with a fresh SECRET_KEY"
 	@echo "make migrate    apply migrations and collect static files"
 	@echo "make run        start web (http://127.0.0.1:8019), worker and beat via honcho"
-	@echo "make test       run the test suite (PYTEST_ARGS=... to pass pytest options)"
+	@echo "make lint       ruff check . (rules in ruff.toml; .venv/bin/ruff check --fix . fixes the safe ones)"
+	@echo "make test       lint, then run the test suite (PYTEST_ARGS=... to pass pytest options)"
 	@echo "make superuser  create an admin user"
 	@echo "make bench            the benchmark suite (bench/run.py; BENCH_ARGS=--quick for a short run)"
 	@echo "make bench-isolation  only scenario 7: one hanging endpoint among ten healthy ones"
@@ -59,7 +60,11 @@ run: venv env migrate
 	rm -rf "$${PROMETHEUS_MULTIPROC_DIR:-var/prometheus}"
 	$(VENV)/bin/honcho start -f Procfile
 
-test: venv
+# ruff with ruff.toml, under a second: a style or lint error fails `make test` (and CI) before the suite runs.
+lint: venv
+	$(VPY) -m ruff check .
+
+test: venv lint
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 superuser: venv env migrate

@@ -57,19 +57,19 @@ def publish(
 ) -> PublishResult:
     """Publish an event (``POST /events/publish``).
 
-    Atomically: the ``Event`` row (idempotent on ``event_id``) and one ``pending``
-    ``Delivery`` per endpoint of the same environment whose ``events`` patterns match, whose
-    payload ``filters`` match (``endpoints.filters.evaluate_filters``; a filtered-out endpoint gets
-    no delivery and is counted in ``filtered_out``) and whose status is ``active`` or ``paused``
-    (a paused endpoint's deliveries wait; a disabled endpoint gets none). Wake-ups are enqueued after commit; if the broker is down they are logged and the
-    sweep sends them. ``timestamp`` defaults to now and ``environment`` to
-    ``WEBHOOK_DEFAULT_ENVIRONMENT``. Raises ``ValidationFailed`` (400) for an unknown event type,
-    environment or malformed ``event_id``, and ``Conflict`` (409 ``EVENT_ID_CONFLICT``) when
-    ``event_id`` was published in another environment (``_duplicate``), and ``ServiceUnavailable``
-    (503 ``QUEUE_FULL``) while ``WEBHOOK_MAX_QUEUE_SIZE`` deliveries wait (``_queue_full``), unless
-    ``back_pressure`` is False: the service's own alerts (``system.*`` events about an endpoint
-    disabled, a backlog) pass, as they matter most when the queue is full, and are few (throttled
-    per endpoint, one per alert state change).
+    Atomically: the ``Event`` row (idempotent on ``event_id``) and one ``pending`` ``Delivery`` per
+    endpoint of the same environment whose ``events`` patterns match, whose payload ``filters``
+    match (``endpoints.filters.evaluate_filters``; a filtered-out endpoint gets no delivery and is
+    counted in ``filtered_out``) and whose status is ``active`` or ``paused`` (a paused endpoint's
+    deliveries wait; a disabled endpoint gets none). Wake-ups are enqueued after commit; if the
+    broker is down they are logged and the sweep sends them. ``timestamp`` defaults to now and
+    ``environment`` to ``WEBHOOK_DEFAULT_ENVIRONMENT``. Raises ``ValidationFailed`` (400) for an
+    unknown event type, environment or malformed ``event_id``, and ``Conflict`` (409
+    ``EVENT_ID_CONFLICT``) when ``event_id`` was published in another environment (``_duplicate``),
+    and ``ServiceUnavailable`` (503 ``QUEUE_FULL``) while ``WEBHOOK_MAX_QUEUE_SIZE`` deliveries wait
+    (``_queue_full``), unless ``back_pressure`` is False: the service's own alerts (``system.*``
+    events about an endpoint disabled, a backlog) pass, as they matter most when the queue is full,
+    and are few (throttled per endpoint, one per alert state change).
 
     Cost (issue 7): event types and endpoints come from the per-process routing cache
     (``endpoints.routing``, one primary-key SELECT of its version when nothing changed), and the

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -198,10 +198,8 @@ def _purge_broker() -> None:
 
     with app.connection_for_write() as conn:
         for queue in ("priority", "deliveries", "retries", "maintenance"):
-            try:
+            with suppress(Exception):  # the queue may not exist yet (kombu/redis raise many types)
                 conn.default_channel.queue_purge(queue)
-            except Exception:  # noqa: BLE001 — the queue may not exist yet
-                pass
     from deliveries.services.wakeups import forget_pending_wakeups
 
     forget_pending_wakeups()  # the purged wake-ups will never start
@@ -224,9 +222,10 @@ class WorkerProcess:
                "VOCELIO_TEST_DB_NAME": str(settings.DATABASES["default"]["NAME"])}
         # Only this start's lines count: the log keeps the " ready." of any earlier start.
         start_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self.log = open(self.log_path, "a")
+        self.log = open(self.log_path, "a")  # noqa: SIM115 — open while the worker runs; stop() closes it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "vocelio_webhooks", "worker", "-Q", "priority,deliveries,retries,maintenance",
+            [sys.executable, "-m", "celery", "-A", "vocelio_webhooks", "worker",
+             "-Q", "priority,deliveries,retries,maintenance",
              "-c", "2", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -246,14 +245,10 @@ class WorkerProcess:
             # to the whole group killed the pool processes mid-task and left the main process
             # waiting for them, 9-15 s.)
             os.kill(self.proc.pid, signal.SIGTERM)
-            try:
+            with suppress(subprocess.TimeoutExpired):  # then the SIGKILL below ends it
                 self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-            try:  # whatever is left of the group (all of it after a timeout)
+            with suppress(ProcessLookupError):  # whatever is left of the group (all of it after a timeout)
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait()
         if getattr(self, "log", None):
             self.log.close()

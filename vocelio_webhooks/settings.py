@@ -45,7 +45,8 @@ class _Env(environ.Env):
             return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
         except (ValueError, TypeError):
             expected = getattr(cast, "__name__", None) or type(cast).__name__
-            raise ImproperlyConfigured(f"{var} must be a valid {expected}; its value could not be read as one.") from None
+            raise ImproperlyConfigured(
+                f"{var} must be a valid {expected}; its value could not be read as one.") from None
 
     def db_url(self, var=environ.Env.DEFAULT_DATABASE_ENV, default=environ.Env.NOTSET, engine=None):
         try:
@@ -205,7 +206,8 @@ LOGGING = {
     "filters": {"mask_personal_data": {"()": "vocelio_webhooks.logs.MaskPersonalDataFilter",
                                        "fields": WEBHOOK_LOG_MASK_FIELDS}},
     "formatters": {
-        "plain": {"()": "vocelio_webhooks.logs.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {"()": "vocelio_webhooks.logs.PlainFormatter",
+                  "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "vocelio_webhooks.logs.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": WEBHOOK_LOG_FORMAT,
@@ -352,7 +354,8 @@ WEBHOOK_CONNECTION_POOL_SIZE = env.int("WEBHOOK_CONNECTION_POOL_SIZE", default=2
 WEBHOOK_MAX_QUEUE_SIZE = env.int("WEBHOOK_MAX_QUEUE_SIZE", default=10000)
 WEBHOOK_DEAD_LETTER_THRESHOLD = env.int("WEBHOOK_DEAD_LETTER_THRESHOLD", default=5)
 WEBHOOK_CLEANUP_INTERVAL_SECONDS = env.float("WEBHOOK_CLEANUP_INTERVAL_SECONDS", default=3600.0)
-WEBHOOK_SWEEP_INTERVAL_SECONDS = env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=WEBHOOK_QUEUE_CHECK_INTERVAL_SECONDS)
+WEBHOOK_SWEEP_INTERVAL_SECONDS = env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS",
+                                           default=WEBHOOK_QUEUE_CHECK_INTERVAL_SECONDS)
 WEBHOOK_SWEEP_GRACE_SECONDS = env.float("WEBHOOK_SWEEP_GRACE_SECONDS", default=10.0)
 WEBHOOK_SWEEP_BATCH_SIZE = env.int("WEBHOOK_SWEEP_BATCH_SIZE", default=1000)
 WEBHOOK_CLAIM_MARGIN_SECONDS = env.int("WEBHOOK_CLAIM_MARGIN_SECONDS", default=30)

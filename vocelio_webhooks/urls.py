@@ -9,15 +9,23 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
-from deliveries.views import DeliveryRetryView, DeliveryViewSet, EndpointTestView, UnsavedEndpointTestView
 from deliveries.views import (
-    BulkDiscardView, BulkRetryView, DeadLetterListView, DeliveryDiscardView, EndpointReplayView, EventReplayView,
+    BulkDiscardView,
+    BulkRetryView,
+    DeadLetterListView,
+    DeliveryDiscardView,
+    DeliveryRetryView,
+    DeliveryViewSet,
+    EndpointReplayView,
+    EndpointTestView,
+    EventReplayView,
+    UnsavedEndpointTestView,
 )
 from endpoints.views import EndpointViewSet
-from events.views import EventTypeViewSet, EventViewSet, PublishView
 from events.privacy_views import EraseSubjectView
-from vocelio_webhooks.views import AuditLogViewSet
+from events.views import EventTypeViewSet, EventViewSet, PublishView
 from vocelio_webhooks.monitoring_views import MetricsView, ReadinessView
+from vocelio_webhooks.views import AuditLogViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("endpoints", EndpointViewSet, basename="endpoint")

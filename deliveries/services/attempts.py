@@ -56,7 +56,8 @@ def send_request(*, request: WebhookRequest, endpoint: WebhookEndpoint,
     production = endpoint.environment == Environment.PRODUCTION
     return sender.send(
         method=request.method, url=request.url, headers=request.headers, body=request.body,
-        timeout_seconds=endpoint.timeout_seconds if timeout_seconds is None else timeout_seconds, verify=endpoint.verify_ssl or production,
+        timeout_seconds=endpoint.timeout_seconds if timeout_seconds is None else timeout_seconds,
+        verify=endpoint.verify_ssl or production,
         ca_bundle=endpoint.ca_bundle,
         policy=network.destination_policy(
             url=request.url, allowed_ip_ranges=endpoint.allowed_ip_ranges, production=production
@@ -68,10 +69,12 @@ def postpone(*, delivery: Delivery, until: datetime, reason: str) -> None:
     """Move a waiting delivery's next attempt to ``until`` without spending an attempt (busy
     endpoint, open circuit, rate limit) and re-arm its wake-up when it is near enough."""
     now = timezone.now()
-    Delivery.objects.filter(pk=delivery.pk, status__in=Delivery.DUE_STATUSES).update(next_attempt_at=until, updated_at=now)
+    Delivery.objects.filter(pk=delivery.pk, status__in=Delivery.DUE_STATUSES).update(next_attempt_at=until,
+                                                                                     updated_at=now)
     delay = max((until - now).total_seconds(), 0.05)
     if delay <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
-        enqueue_delivery(delivery.pk, countdown=delay, queue=QUEUE_RETRIES if delivery.attempt_count else QUEUE_FIRST_ATTEMPTS)
+        enqueue_delivery(delivery.pk, countdown=delay,
+                         queue=QUEUE_RETRIES if delivery.attempt_count else QUEUE_FIRST_ATTEMPTS)
     logger.debug("Delivery %s postponed (%s) until %s", delivery.pk, reason, until)
 
 
@@ -128,7 +131,8 @@ def attempt_delivery(*, delivery_id: int) -> AttemptOutcome:
     return outcome
 
 
-def build_and_send(*, endpoint: WebhookEndpoint, event: Event, **build_kwargs) -> tuple[WebhookRequest, sender.SendResult]:
+def build_and_send(*, endpoint: WebhookEndpoint, event: Event,
+                   **build_kwargs) -> tuple[WebhookRequest, sender.SendResult]:
     """Build (``build_request(**build_kwargs)``) and send one request; never raises. A template,
     signing or unexpected failure becomes a ``SendResult`` with ``error_class`` ``template_error``,
     ``signing_error`` or ``internal_error`` and no request is sent, so every claimed attempt ends
@@ -154,7 +158,8 @@ def build_or_fail(*, endpoint: WebhookEndpoint, event: Event, **build_kwargs) ->
         return unsent, sender.SendResult(status_code=None, error_class="signing_error", error_message=str(exc))
     except Exception as exc:  # a bug must end as a recorded attempt, not a stuck claim
         logger.exception("Building a request for endpoint %s failed", endpoint.pk)
-        return unsent, sender.SendResult(status_code=None, error_class="internal_error", error_message=type(exc).__name__)
+        return unsent, sender.SendResult(status_code=None, error_class="internal_error",
+                                         error_message=type(exc).__name__)
 
 
 def send_or_fail(*, request: WebhookRequest, endpoint: WebhookEndpoint,

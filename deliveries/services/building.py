@@ -5,8 +5,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.utils import timezone
@@ -36,7 +35,7 @@ class WebhookRequest:
 
 def format_timestamp(value: datetime) -> str:
     """ISO-8601 in UTC with a ``Z`` suffix, as in the seed's payloads (``2025-08-05T17:30:00Z``)."""
-    value = value.astimezone(dt_timezone.utc) if timezone.is_aware(value) else value
+    value = value.astimezone(UTC) if timezone.is_aware(value) else value
     text = value.replace(tzinfo=None).isoformat(timespec="microseconds" if value.microsecond else "seconds")
     return text + "Z"
 
@@ -153,7 +152,8 @@ def render_payload(*, endpoint: WebhookEndpoint, envelope: dict) -> tuple[bytes,
         reserved = sorted(name for name in headers if rendering.is_reserved_header(name))
         if reserved:
             # Stored before this rule existed: never let them replace the sender's own headers.
-            raise TransformationFailed(f"Header(s) {', '.join(reserved)} are set by the service and cannot be templated.")
+            raise TransformationFailed(
+                f"Header(s) {', '.join(reserved)} are set by the service and cannot be templated.")
     except rendering.TemplateRenderError as exc:
         where = ", ".join(
             part for part in (

@@ -73,7 +73,8 @@ def gate_delivery(*, delivery: Delivery, endpoint: WebhookEndpoint, check_busy: 
     """Decide whether (and where) the next attempt of ``delivery`` may be sent now. ``check_busy``
     False skips the concurrency cap: the batch worker applies it when it claims (``batch``)."""
     now = timezone.now()
-    busy = Delivery.objects.filter(endpoint_id=endpoint.pk, status=Delivery.Status.IN_FLIGHT).count() if check_busy else 0
+    busy = (Delivery.objects.filter(endpoint_id=endpoint.pk, status=Delivery.Status.IN_FLIGHT).count()
+            if check_busy else 0)
     if busy >= settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT:
         return GateResult(False, wait_until=now + timedelta(seconds=settings.WEBHOOK_BUSY_RETRY_SECONDS), reason="busy")
     url = endpoint.url

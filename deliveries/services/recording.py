@@ -104,7 +104,8 @@ def plan_attempt(
         response_headers=result.headers,
         response_body=result.body,
         duration_ms=result.duration_ms,
-        error_class=result.error_class or ("" if result.status_code is None or result.status_code < 300 else f"http_{result.status_code}"),
+        error_class=result.error_class or ("" if result.status_code is None or result.status_code < 300
+                                           else f"http_{result.status_code}"),
         error_message=result.error_message,
         outcome=outcome,
         started_at=started_at,
@@ -196,7 +197,8 @@ def _store(*, planned: list[PlannedAttempt], returning: bool,
                 if delay <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
                     enqueue_on_commit(plan.delivery.pk, countdown=delay, queue=QUEUE_RETRIES)
     metrics.observe_attempts((plan.attempt.outcome, plan.new_status, plan.attempt.duration_ms) for plan in planned)
-    return [AttemptOutcome(status=plan.new_status, attempt=attempt) for plan, attempt in zip(planned, attempts)], unhealthy
+    outcomes = [AttemptOutcome(status=plan.new_status, attempt=attempt) for plan, attempt in zip(planned, attempts)]
+    return outcomes, unhealthy
 
 
 def _update_and_read_health(deliveries, values: dict, health_of: frozenset[int]) -> set[int]:

@@ -42,8 +42,8 @@ from deliveries.services.selection import (
     DeliverySelection,
     ReplayPlan,
     ReplayTarget,
-    delivery_history,
     candidate_events,
+    delivery_history,
     endpoint_accepts,
     plan_replay,
     select_deliveries,
@@ -166,7 +166,8 @@ def discard(*, delivery: Delivery, actor: str) -> Delivery:
     delivery.refresh_from_db()
     if not updated:
         raise Conflict(
-            f"Delivery {delivery.public_id} is {delivery.status}; only dead_lettered or failed deliveries can be discarded.",
+            f"Delivery {delivery.public_id} is {delivery.status}; "
+            "only dead_lettered or failed deliveries can be discarded.",
             details={"delivery_id": delivery.pk, "status": delivery.status,
                      "allowed_statuses": list(DISCARDABLE_STATUSES)},
             code="DELIVERY_NOT_DISCARDABLE",
@@ -332,8 +333,8 @@ def replay_deliveries(*, delivery_ids: Sequence[int]) -> ReplayResult:
     history = delivery_history(pairs)
     targets = [
         ReplayTarget(event_pk=event_pk, endpoint_id=endpoint_id,
-                     replay_of_id=next((r["id"] for r in history.get((event_pk, endpoint_id), []) if not r["is_replay"]),
-                                       None))
+                     replay_of_id=next(
+                         (r["id"] for r in history.get((event_pk, endpoint_id), []) if not r["is_replay"]), None))
         for event_pk, endpoint_id in pairs
     ]
     return _result(ReplayPlan(targets=targets, limit_reached=False), dry_run=False)
