@@ -53,8 +53,9 @@ def is_service_event_type(name: str) -> bool:
 def refusal(name: str) -> str:
     """The sentence telling a person why the event type ``name`` (a service type) cannot be
     deleted or renamed."""
-    return (f"{name} cannot be deleted or renamed: the service publishes it itself (endpoint health and alert "
-            f"notifications), and its alerts would be lost without it.")
+    # Starts with "The": the admin capitalises the first letter of every message (capfirst).
+    return (f"The event type {name} cannot be deleted or renamed: the service publishes it itself (endpoint "
+            f"health and alert notifications), and its alerts would be lost without it.")
 
 
 def restore_missing(event_type_model: Any) -> list[str]:

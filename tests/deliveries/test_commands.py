@@ -522,3 +522,20 @@ def test_replay_events_enqueues_without_kombu_warnings_on_stderr(event_types):
     assert result.stdout.splitlines()[-1] == "Replayed 1 of 1 delivery(ies) of 1 event(s) to 1 endpoint(s)."
     assert result.stderr == ""
     assert Delivery.objects.filter(is_replay=True).count() == 1
+
+
+def test_receive_webhooks_on_a_taken_port_says_so_without_a_traceback():
+    # given: a port something already listens on
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+
+    # when / then: a CommandError (one line on stderr, exit status 1), not an OSError traceback
+    try:
+        with pytest.raises(CommandError, match=rf"Cannot listen on 127\.0\.0\.1:{port}: .*Pick another --port"):
+            call_command("receive_webhooks", port=port)
+    finally:
+        taken.close()

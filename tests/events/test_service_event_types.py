@@ -48,6 +48,7 @@ def test_event_type_admin_refuses_to_delete_a_service_type(admin_client, event_t
     assert response.redirect_chain == [(f"/admin/events/eventtype/{kind.pk}/change/", 302)]
     assert any(f"{name} cannot be deleted or renamed: the service publishes it itself" in message
                for message in _messages(response))
+    assert f"The event type {name} cannot be deleted" in response.content.decode()  # as shown, capfirst applied
     assert EventType.objects.filter(pk=kind.pk, name=name).exists()
     assert not AuditLogEntry.objects.filter(action=AuditLogEntry.Action.DELETE).exists()
 

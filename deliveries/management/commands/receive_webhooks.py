@@ -13,7 +13,7 @@ import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 def verify(headers, body: bytes, secret: str) -> str:
@@ -75,7 +75,10 @@ class Command(BaseCommand):
             def log_message(self, *args):
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        try:
+            server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        except OSError as exc:  # port taken (EADDRINUSE) or not allowed: a sentence, not a traceback
+            raise CommandError(f"Cannot listen on 127.0.0.1:{port}: {exc.strerror}. Pick another --port.") from exc
         out.write(f"Receiving webhooks on http://127.0.0.1:{port}/ (answering {status}); Ctrl-C to stop.")
         try:
             server.serve_forever()
