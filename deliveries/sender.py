@@ -9,6 +9,7 @@ follows redirects (a 3xx is an answer, classified as a failure unless the retry 
 and keeps at most ``WEBHOOK_RESPONSE_BODY_LIMIT_BYTES`` of the response body — counted after
 decompression, which is done here with a bounded output so a gzip bomb cannot fill memory.
 """
+import re
 import threading
 import time
 import zlib
@@ -118,6 +119,34 @@ def _text(raw: bytes, encoding: str | None) -> str:
         return _storable(raw.decode("utf-8", errors="replace"))
 
 
+# RFC 9110 section 5.1: a field name is a token. A value is visible ASCII with spaces or tabs
+# inside (section 5.5), and no leading whitespace (``requests`` refuses it: the value would be read
+# as a continuation line). Non-ASCII (obs-text) is refused too: ``http.client`` can only send
+# Latin-1, and fails with ``UnicodeEncodeError`` past it.
+_HEADER_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE_RE = re.compile(r"(?:[\x21-\x7e][\x20-\x7e\t]*)?")
+
+
+def invalid_header(headers: dict[str, str]) -> str:
+    """The message for the first header of ``headers`` that cannot be sent, or ``""``.
+
+    The message names the header (its name, ``repr``-quoted and cut at 100 characters) but never
+    shows its value: the value can be a credential (``X-API-Key`` with signature method
+    ``api_key``, a custom ``Authorization``), and the message is stored as the attempt's
+    ``error_message`` and the delivery's ``last_error``, readable with a read-only API key."""
+    for name, value in headers.items():
+        if value is None:  # requests leaves such a header out
+            continue
+        text_name = name.decode("latin-1") if isinstance(name, bytes) else str(name)
+        if not _HEADER_NAME_RE.fullmatch(text_name):
+            return f"Header name {text_name[:100]!r} is not a valid HTTP field name; fix the endpoint's configuration."
+        text = value.decode("latin-1") if isinstance(value, bytes) else value
+        if not isinstance(text, str) or not _HEADER_VALUE_RE.fullmatch(text):
+            return (f"Header {text_name!r} has an invalid value (leading whitespace, control or non-ASCII "
+                    "characters); fix the endpoint's configuration.")
+    return ""
+
+
 def _failure(error_class: str, exc: BaseException | str, started: float) -> SendResult:
     return SendResult(
         status_code=None, duration_ms=int((time.monotonic() - started) * 1000), error_class=error_class,
@@ -144,13 +173,23 @@ def send(
     (PEM text) when given, else the default store. ``policy`` is the SSRF rule for this request
     (``endpoints.network.destination_policy``; default: the settings' rule without an IP
     allow-list). A refused address is ``error_class="blocked_destination"`` and nothing is sent.
+    A header that cannot be sent (``invalid_header``: e.g. an API key saved with a leading space
+    or a non-ASCII character, before endpoints were validated at save) is
+    ``error_class="invalid_request"`` with a message naming the header, not its value; nothing is sent.
     """
     total = float(timeout_seconds)
     connect_timeout = min(total, settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS)
     started = time.monotonic()
     session = _session()
+    refused = invalid_header(headers)
+    if refused:
+        return _failure("invalid_request", refused, started)
     try:
         prepared = session.prepare_request(requests.Request(method, url, headers=headers, data=body))
+    except requests.exceptions.InvalidHeader:
+        # Its message quotes the value (possibly a credential): never store it (invalid_header).
+        return _failure("invalid_request", "A header has an invalid name or value; fix the endpoint's "
+                                           "configuration.", started)
     except requests.exceptions.RequestException as exc:
         return _failure("invalid_request", exc, started)
     prepared.vocelio_options = network.OutboundOptions(policy=policy, ca_bundle=ca_bundle if verify else "")
@@ -172,6 +211,9 @@ def send(
                 return _failure("ssl_error", exc, started)
             if isinstance(exc, requests.exceptions.ConnectionError):
                 return _failure("connection_error", exc, started)
+            if isinstance(exc, requests.exceptions.InvalidHeader):
+                return _failure("invalid_request", "A header has an invalid name or value; fix the endpoint's "
+                                                   "configuration.", started)
             return _failure("invalid_request", exc, started)
 
         with response:
