@@ -12,8 +12,42 @@ only add contention on two cores. ``WEB_CONCURRENCY`` / ``GUNICORN_THREADS`` ove
 bigger machines (rule of thumb: workers = cores). Command-line flags win over this file, so the
 Procfile, docker-compose.yml and the Dockerfile pass no ``--workers``/``--threads``
 (tests/deploy/test_web_concurrency.py).
+
+Every string in the access log is escaped by ``EscapingLogger``: the path (``%(U)s``) is the
+percent-decoded one, so ``/health%0a127.0.0.1 "POST /admin/login/ ..."`` would otherwise write a
+second, forged line, without any key; ESC and NUL would reach a terminal or a log shipper raw.
 """
 import os
+import re
+
+from gunicorn.glogging import Logger
+
+# What nginx escapes in its access log (ngx_http_log_module, "escape=default"): '"', '\\', control
+# characters and everything from DEL up, as \xNN. The backslash is escaped too, so a logged
+# "\x0a" can only come from a real newline, never from a client who typed those four characters.
+_UNSAFE = re.compile(r'["\\\x00-\x1f\x7f-\U0010ffff]')
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+class EscapingLogger(Logger):
+    """gunicorn's logger whose access-log atoms (path, method, headers, environ values: every
+    string) have quotes, backslashes, control and non-ASCII characters escaped as ``\\xNN``
+    (``\\uNNNN`` above Latin-1; WSGI strings are Latin-1, so that is for a header's atom only).
+    One request is then one line, whatever its path or headers."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        for key, value in atoms.items():
+            if isinstance(value, str) and _UNSAFE.search(value):
+                atoms[key] = _UNSAFE.sub(_escape, value)
+        return atoms
+
+
+logger_class = EscapingLogger
 
 accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
