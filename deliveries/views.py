@@ -36,6 +36,20 @@ from vocelio_webhooks.errors import ValidationFailed
 from vocelio_webhooks.permissions import EndpointEnvironmentAllowed, HasScope, object_in_key_environments
 
 
+class DeliveryIdConverter:
+    """URL converter for a delivery's id: ``123`` or ``dlv_123`` (``Delivery.public_id``, what
+    receivers see in ``X-Vocelio-Delivery-Id`` and the JWT ``jti``), both to the integer ``123``;
+    the admin's search takes both forms as well."""
+
+    regex = r"(?:dlv_)?[0-9]+"
+
+    def to_python(self, value: str) -> int:
+        return int(value.removeprefix("dlv_"))
+
+    def to_url(self, value: int | str) -> str:
+        return str(value)
+
+
 class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """``GET /deliveries`` (filters: status (repeatable), endpoint, event_type, event_id,
     created_after, created_before) and ``GET /deliveries/{id}`` with every attempt."""
@@ -43,6 +57,12 @@ class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     queryset = Delivery.objects.select_related("event__event_type")
     filterset_class = DeliveryFilterSet
     required_scopes = ["deliveries:retry"]
+    # ``123`` or ``dlv_123``: the id receivers see in X-Vocelio-Delivery-Id works here too.
+    lookup_value_regex = DeliveryIdConverter.regex
+
+    def get_object(self):
+        self.kwargs[self.lookup_field] = DeliveryIdConverter().to_python(self.kwargs[self.lookup_field])
+        return super().get_object()
 
     def get_serializer_class(self):
         return DeliveryDetailSerializer if self.action == "retrieve" else DeliverySerializer

@@ -1,7 +1,7 @@
 """Root URLs: the REST API at the seed's paths (no ``/api`` prefix, as the seed lists them),
 OpenAPI schema and Swagger UI at ``/docs``, the admin at ``/admin/``, liveness at ``/health``."""
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
@@ -14,6 +14,7 @@ from deliveries.views import (
     BulkRetryView,
     DeadLetterListView,
     DeliveryDiscardView,
+    DeliveryIdConverter,
     DeliveryRetryView,
     DeliveryViewSet,
     EndpointReplayView,
@@ -27,6 +28,7 @@ from events.views import EventTypeViewSet, EventViewSet, PublishView
 from vocelio_webhooks.monitoring_views import MetricsView, ReadinessView
 from vocelio_webhooks.views import AuditLogViewSet
 
+register_converter(DeliveryIdConverter, "delivery_id")
 router = SimpleRouter(trailing_slash=False)
 router.register("endpoints", EndpointViewSet, basename="endpoint")
 router.register("deliveries", DeliveryViewSet, basename="delivery")
@@ -57,11 +59,11 @@ urlpatterns = [
     path("privacy/erase", EraseSubjectView.as_view(), name="privacy-erase"),
     path("endpoints/test", UnsavedEndpointTestView.as_view(), name="endpoint-test-unsaved"),
     path("endpoints/<int:pk>/test", EndpointTestView.as_view(), name="endpoint-test"),
-    path("deliveries/retry/<int:pk>", DeliveryRetryView.as_view(), name="delivery-retry"),
+    path("deliveries/retry/<delivery_id:pk>", DeliveryRetryView.as_view(), name="delivery-retry"),
     path("deliveries/retry", BulkRetryView.as_view(), name="delivery-bulk-retry"),
     path("deliveries/dead-letters", DeadLetterListView.as_view(), name="delivery-dead-letters"),
     path("deliveries/discard", BulkDiscardView.as_view(), name="delivery-bulk-discard"),
-    path("deliveries/<int:pk>/discard", DeliveryDiscardView.as_view(), name="delivery-discard"),
+    path("deliveries/<delivery_id:pk>/discard", DeliveryDiscardView.as_view(), name="delivery-discard"),
     path("events/<str:event_id>/replay", EventReplayView.as_view(), name="event-replay"),
     path("endpoints/<int:pk>/replay", EndpointReplayView.as_view(), name="endpoint-replay"),
     path("", include("templates_app.urls")),

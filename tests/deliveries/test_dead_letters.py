@@ -229,6 +229,28 @@ def test_discard_unknown_delivery_is_404(api):
     assert response.json()["error"]["code"] == "NOT_FOUND"
 
 
+def test_deliveries_take_the_dlv_id_receivers_see(api, receiver, worker):
+    # given: a dead letter, and the id its receiver saw in X-Vocelio-Delivery-Id
+    dead_endpoint(api, receiver, "/down-dlv")
+    delivery_id = dead_letter(api)
+    seen = receiver.for_path("/down-dlv")[0].header("X-Vocelio-Delivery-Id")
+
+    # when
+    detail = api.get(f"/deliveries/{seen}")
+    retried = api.post(f"/deliveries/retry/{seen}")
+    delivery_when(api, delivery_id, "succeeded")
+    discarded = api.post(f"/deliveries/{seen}/discard")
+    unknown, malformed = api.get("/deliveries/dlv_999999"), api.get("/deliveries/dlv_x1")
+
+    # then: the same delivery as by its number
+    assert seen == f"dlv_{delivery_id}"
+    assert detail.status_code == 200 and detail.json()["id"] == delivery_id
+    assert retried.status_code == 202 and len(receiver.wait_for(2, "/down-dlv")) == 2
+    assert discarded.status_code == 409 and discarded.json()["error"]["code"] == "DELIVERY_NOT_DISCARDABLE"
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "NOT_FOUND"
+    assert malformed.status_code == 404
+
+
 def test_bulk_discard_by_event_type(api, receiver, worker):
     # given
     dead_endpoint(api, receiver, "/down", answers=(500, 500), events=["lead.*", "call.*"])
