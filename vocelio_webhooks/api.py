@@ -126,7 +126,8 @@ def exception_handler(exc, context):
     Unknown exceptions are logged and answered with a 500 ``INTERNAL_ERROR`` (no traceback leaks).
     """
     if isinstance(exc, ServiceError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status,
+                        headers=getattr(exc, "response_headers", None))
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body("PAYLOAD_TOO_LARGE", "The request body is larger than the service accepts.",
                                    {"max_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE}), status=413)
