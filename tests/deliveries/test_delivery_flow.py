@@ -390,8 +390,10 @@ def test_unsaved_endpoint_test_sends_to_given_url(api, receiver, worker):
                                  "salesforce_webhook_secret")
 
 
-def test_unexpected_send_error_is_recorded_not_left_in_flight(api, receiver, worker):
-    # given: a header that cannot be encoded, stored behind validation's back (as by an old release)
+def test_unsendable_header_is_recorded_not_left_in_flight(api, receiver, worker):
+    # given: a header that cannot be encoded, stored behind validation's back (as by an old release).
+    # The sender refuses it before sending (invalid_request, deliveries/sender.invalid_header); it
+    # failed as internal_error (UnicodeEncodeError) before, the only unexpected error a test could cause.
     from endpoints.models import WebhookEndpoint
 
     endpoint = create_endpoint(api, receiver, retry_policy={**FAST_POLICY, "max_attempts": 1})
@@ -401,6 +403,8 @@ def test_unexpected_send_error_is_recorded_not_left_in_flight(api, receiver, wor
     published = publish(api)
 
     # then
-    detail = delivery_when(api, published["deliveries"][0]["id"], "dead_lettered")
-    assert detail["attempts"][0]["error_class"] == "internal_error"
+    # a configuration error is not retried (deliveries/retry.py NON_RETRYABLE_ERRORS): failed at once
+    detail = delivery_when(api, published["deliveries"][0]["id"], "failed")
+    assert detail["attempts"][0]["error_class"] == "invalid_request"
+    assert "X-Emoji" in detail["attempts"][0]["error_message"]
     assert receiver.for_path("/hook") == []
