@@ -21,7 +21,10 @@ DEFAULT_JSON_CONTENT_TYPE = "application/json"
 DEFAULT_TEST_EVENT_TYPE = "lead.created"
 # The stored template (body plus header templates, as JSON) may not exceed this many bytes.
 MAX_TEMPLATE_SOURCE_BYTES = 65_536
-CONTENT_TYPE_RE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[^\x00-\x1f\x7f]*)?\Z")
+# Sent as the Content-Type header value: parameters are visible ASCII with inner spaces and tabs
+# (``endpoints.models.header_value_problem``, the rule for every header value we send).
+CONTENT_TYPE_RE = re.compile(
+    r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+([ \t]*;([ \t]*[\x20-\x7e\t]*[\x21-\x7e])?)?\Z")
 _UNSET: Any = object()
 
 

@@ -1,0 +1,23 @@
+"""Template input that reaches headers, terminals and the admin is validated at save: a
+``content_type`` is sent as the Content-Type header value (visible ASCII, as every header value we
+send), and descriptions and notes refuse control and bidi characters. Each refusal is a 400 in the
+seed's error format and writes nothing."""
+import pytest
+
+from templates_app.models import PayloadTemplate
+from tests.conftest import assert_seed_error
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("content_type", ["text/plain; charset=é🚀", "text/plain; a=\x85b"])
+def test_create_template_refuses_content_type_that_is_no_header_value(api, content_type):
+    # given
+    body = {"name": "plain", "form": "text", "body": "{{ event_type }}", "content_type": content_type}
+
+    # when
+    response = api.post("/templates", body, format="json")
+
+    # then
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
+    assert "content_type" in error["details"]["fields"]
+    assert not PayloadTemplate.objects.exists()
