@@ -16,7 +16,11 @@ from events.models import Environment
 from templates_app.rendering import is_reserved_header
 from vocelio_webhooks.crypto import EncryptedJSONField, EncryptedTextField
 from vocelio_webhooks.fields import OrderedJSONField
-from vocelio_webhooks.validators import reject_nul_characters
+from vocelio_webhooks.validators import (
+    reject_control_characters,
+    reject_control_characters_multiline,
+    reject_nul_characters,
+)
 
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # RFC 9110 token
 EVENT_PATTERN_RE = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)\Z")
@@ -353,8 +357,9 @@ class WebhookEndpoint(models.Model):
         PAUSED = "paused"
         DISABLED = "disabled"
 
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
+    # Names reach terminals (manage.py endpoint_health), logs and the admin: no control or bidi characters.
+    name = models.CharField(max_length=200, validators=[reject_control_characters])
+    description = models.TextField(blank=True, validators=[reject_control_characters_multiline])
     url = models.CharField(max_length=2048, validators=[validate_webhook_url])
     http_method = models.CharField(max_length=6, choices=HttpMethod.choices, default=HttpMethod.POST)
     events = models.JSONField(default=list, validators=[validate_event_patterns])

@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from endpoints.models import WebhookEndpoint, validate_custom_headers
 from vocelio_webhooks.crypto import mask
-from vocelio_webhooks.validators import reject_nul_characters
+from vocelio_webhooks.validators import reject_control_characters, reject_nul_characters
 
 SENSITIVE_HEADER_WORDS = ("authorization", "api-key", "apikey", "secret", "token", "password", "cookie")
 
@@ -82,7 +82,9 @@ class EndpointStatusSerializer(serializers.Serializer):
     """``PUT /endpoints/{id}/status`` body."""
 
     status = serializers.ChoiceField(choices=WebhookEndpoint.Status.choices)
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+    # Shown in the admin and the API as status_reason: no control or bidi characters.
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="",
+                                   validators=[reject_control_characters])
 
 
 class FilterTestSerializer(serializers.Serializer):

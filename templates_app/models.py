@@ -3,6 +3,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 
 from vocelio_webhooks.fields import OrderedJSONField
+from vocelio_webhooks.validators import reject_control_characters
 
 TEMPLATE_NAME_RE = r"^[a-z][a-z0-9_-]{0,99}$"
 
@@ -16,7 +17,8 @@ class PayloadTemplate(models.Model):
         validators=[RegexValidator(TEMPLATE_NAME_RE,
                                    "Use lowercase letters, digits, '_' and '-', starting with a letter.")],
     )
-    description = models.CharField(max_length=500, blank=True)
+    # Shown in the admin, the API and logs: no control or bidi characters (the name is a slug).
+    description = models.CharField(max_length=500, blank=True, validators=[reject_control_characters])
     current_version = models.ForeignKey(
         "TemplateVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -47,7 +49,7 @@ class TemplateVersion(models.Model):
     content_type = models.CharField(max_length=255)
     header_templates = OrderedJSONField(default=dict, blank=True)
     author = models.CharField(max_length=200)
-    note = models.CharField(max_length=500, blank=True)
+    note = models.CharField(max_length=500, blank=True, validators=[reject_control_characters])
     restored_from = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

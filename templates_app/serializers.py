@@ -3,6 +3,7 @@ for the version they create; outputs nest the current version."""
 from rest_framework import serializers
 
 from templates_app.models import TEMPLATE_NAME_RE, PayloadTemplate, TemplateVersion
+from vocelio_webhooks.validators import reject_control_characters
 
 
 class TemplateVersionSerializer(serializers.ModelSerializer):
@@ -27,7 +28,8 @@ class TemplateSerializer(serializers.ModelSerializer):
 
 
 class _ContentFields(serializers.Serializer):
-    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True,
+                                        validators=[reject_control_characters])
     form = serializers.ChoiceField(choices=TemplateVersion.Form.choices)
     body = serializers.JSONField(help_text="json form: an object or array whose string values are Jinja2; "
                                            "text form: one Jinja2 string.")
@@ -36,6 +38,7 @@ class _ContentFields(serializers.Serializer):
     header_templates = serializers.DictField(child=serializers.CharField(allow_blank=True, trim_whitespace=False),
                                              required=False)
     note = serializers.CharField(max_length=500, required=False, allow_blank=True,
+                                 validators=[reject_control_characters],
                                  help_text="Why this version was made; kept in the version history.")
 
 
@@ -61,7 +64,8 @@ class TemplateUpdateSerializer(_ContentFields):
 
 class RollbackInputSerializer(serializers.Serializer):
     version = serializers.IntegerField(min_value=1)
-    note = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    note = serializers.CharField(max_length=500, required=False, allow_blank=True,
+                                 validators=[reject_control_characters])
 
 
 class TemplateTestInputSerializer(serializers.Serializer):

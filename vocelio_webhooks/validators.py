@@ -40,3 +40,49 @@ def reject_nul_characters(value: Any) -> None:
     if path is not None:
         where = f" at {path}" if path else ""
         raise ValidationError(f"Contains a NUL character (\\u0000){where}; it cannot be stored.")
+
+
+# C0 controls (U+0000-U+001F), DEL (U+007F) and C1 controls (U+0080-U+009F): an ESC or BEL in a
+# name reaches an operator's terminal raw (``manage.py endpoint_health`` prints names) and the
+# log files. Bidi embeddings/overrides (U+202A-U+202E) and isolates (U+2066-U+2069) make text
+# display in another order than it is stored ("Trojan Source", CVE-2021-42574), so a name could
+# look like another one in the admin or a terminal.
+_BIDI_CONTROLS = frozenset(range(0x202A, 0x202F)) | frozenset(range(0x2066, 0x206A))
+_MULTILINE_ALLOWED = frozenset("\t\n\r")
+
+
+def _first_unsafe_character(value: str, *, multiline: bool) -> tuple[int, str] | None:
+    for index, ch in enumerate(value):
+        code = ord(ch)
+        if (code < 0x20 or 0x7F <= code <= 0x9F or code in _BIDI_CONTROLS) and not (
+            multiline and ch in _MULTILINE_ALLOWED
+        ):
+            return index, ch
+    return None
+
+
+def reject_control_characters(value: Any, *, multiline: bool = False) -> None:
+    """Refuse free text (names, descriptions, notes) holding a control character or a bidi control.
+
+    ``value``: the text (anything else is left to the field's own type check). Refused: C0 and C1
+    control characters (U+0000-U+001F, U+007F-U+009F) and the bidi embedding, override and
+    isolate characters (U+202A-U+202E, U+2066-U+2069). With ``multiline`` (descriptions), tab,
+    LF and CR stay allowed (browsers send a textarea's newlines as CR LF). Emoji, accents and every
+    other printable character are allowed. Raises Django's ``ValidationError`` naming the
+    character by code point and its position (0-based), never echoing it raw."""
+    if not isinstance(value, str):
+        return
+    found = _first_unsafe_character(value, multiline=multiline)
+    if found is not None:
+        index, ch = found
+        allowed = " (tab and newlines are allowed)" if multiline else ""
+        raise ValidationError(
+            f"Contains the character U+{ord(ch):04X} at position {index}: control characters and "
+            f"bidirectional override/isolate characters are not allowed{allowed}.",
+            code="control_character",
+        )
+
+
+def reject_control_characters_multiline(value: Any) -> None:
+    """``reject_control_characters`` for multi-line text: tab, LF and CR allowed."""
+    reject_control_characters(value, multiline=True)

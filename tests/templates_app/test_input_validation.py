@@ -21,3 +21,33 @@ def test_create_template_refuses_content_type_that_is_no_header_value(api, conte
     error = assert_seed_error(response, 400, "VALIDATION_ERROR")
     assert "content_type" in error["details"]["fields"]
     assert not PayloadTemplate.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", ["description", "note"])
+@pytest.mark.parametrize("text", ["a\u0007\u001bb", "🚀\u202eevil", "x\u0085y"])
+def test_create_template_refuses_control_characters_in_free_text(api, field, text):
+    # given
+    body = {"name": "plain", "form": "json", "body": {"type": "{{ event_type }}"}, field: text}
+
+    # when
+    response = api.post("/templates", body, format="json")
+
+    # then
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
+    assert field in error["details"]["fields"]
+    assert not PayloadTemplate.objects.exists()
+
+
+@pytest.mark.django_db
+def test_create_template_keeps_emoji_and_accents_in_description(api):
+    # given
+    body = {"name": "plain", "form": "json", "body": {"type": "{{ event_type }}"},
+            "description": "Crème brûlée 🚀", "note": "première version"}
+
+    # when
+    response = api.post("/templates", body, format="json")
+
+    # then
+    assert response.status_code == 201, response.content
+    assert PayloadTemplate.objects.get().description == "Crème brûlée 🚀"
