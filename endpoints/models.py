@@ -289,11 +289,13 @@ def validate_transformation(value: Any) -> None:
     — exactly one of ``template``/``body`` per level; ``event_templates`` maps an event type to its
     own ``template``/``body`` and the top level is the default. ``null`` means no transformation.
     Template syntax and template names are checked by ``endpoints.services.validate_endpoint``.
+    The whole object is limited like a named template (``validate_inline_template_size``).
     """
     if value is None:
         return
     if not isinstance(value, dict):
         raise ValidationError("transformation must be an object or null.")
+    validate_inline_template_size(value)
     if "enabled" in value and not isinstance(value["enabled"], bool):
         raise ValidationError("transformation.enabled must be true or false.")
     event_templates = value.get("event_templates", {})
@@ -309,6 +311,21 @@ def validate_transformation(value: Any) -> None:
         if not EVENT_PATTERN_RE.match(str(event_type)) or "*" in str(event_type):
             raise ValidationError(f"transformation.event_templates key {event_type!r} must be an event type.")
         _validate_template_choice(spec, f"transformation.event_templates.{event_type}")
+
+
+def validate_inline_template_size(value: Any) -> None:
+    """Refuse an inline transformation larger than a named template may be: the whole object
+    (every inline ``template``/``body`` with its ``event_templates``), measured as
+    ``templates_app.services.validate_content`` measures a template version (UTF-8 bytes of its
+    JSON), at most ``MAX_TEMPLATE_SOURCE_BYTES`` (64 KiB). Same message as ``POST /templates``.
+    Without it, a 2 MB inline body was stored and compiled by every delivery."""
+    import json
+
+    from templates_app.services import MAX_TEMPLATE_SOURCE_BYTES
+
+    size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+    if size > MAX_TEMPLATE_SOURCE_BYTES:
+        raise ValidationError(f"The template is {size} bytes; the limit is {MAX_TEMPLATE_SOURCE_BYTES}.")
 
 
 def select_transformation(value: dict | None, event_type: str) -> dict | None:
