@@ -3,9 +3,10 @@ import django_filters
 
 from deliveries.models import Delivery
 from events.filtersets import EventTypePatternsFilter
+from vocelio_webhooks.filtersets import StrictFilterSet
 
 
-class DeliveryFilterSet(django_filters.FilterSet):
+class DeliveryFilterSet(StrictFilterSet):
     """``GET /deliveries``. ``event_type`` takes the same comma-separated patterns as
     ``GET /events`` (``?event_type=lead.*,call.ended``), with the same validation."""
 
@@ -20,7 +21,7 @@ class DeliveryFilterSet(django_filters.FilterSet):
         fields = ["status", "endpoint", "event_type", "event_id", "created_after", "created_before", "is_replay"]
 
 
-class DeadLetterFilterSet(django_filters.FilterSet):
+class DeadLetterFilterSet(StrictFilterSet):
     """``GET /deliveries/dead-letters``: ``endpoint``, ``event_type`` (comma-separated patterns
     as for ``GET /deliveries``, same validation), ``created_after``/``created_before`` and
     ``updated_after``/``updated_before`` (ISO-8601; ``*_after`` inclusive, ``*_before`` exclusive)."""

@@ -2,9 +2,10 @@
 import django_filters
 
 from endpoints.models import WebhookEndpoint
+from vocelio_webhooks.filtersets import StrictFilterSet
 
 
-class EndpointFilterSet(django_filters.FilterSet):
+class EndpointFilterSet(StrictFilterSet):
     name = django_filters.CharFilter(lookup_expr="icontains")
     url = django_filters.CharFilter(lookup_expr="icontains")
     event_type = django_filters.CharFilter(method="filter_event_type", label="Subscribed to this event type")

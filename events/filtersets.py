@@ -9,6 +9,7 @@ from django_filters.constants import EMPTY_VALUES
 
 from deliveries.services.selection import event_type_q
 from events.models import Event
+from vocelio_webhooks.filtersets import StrictFilterSet
 
 MAX_EVENT_TYPE_PATTERNS = 100
 EVENT_TYPE_PATTERN_RE = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)\Z")
@@ -68,7 +69,7 @@ class EventTypePatternsFilter(django_filters.CharFilter):
         return qs.filter(event_type_q(value, self.field_name))
 
 
-class EventFilterSet(django_filters.FilterSet):
+class EventFilterSet(StrictFilterSet):
     """``event_type`` takes patterns (``?event_type=lead.*,call.ended``), as subscriptions do."""
 
     event_type = EventTypePatternsFilter(field_name="event_type__name")

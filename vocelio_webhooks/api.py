@@ -1,6 +1,7 @@
 """API authentication and the one exception handler that gives every error the seed's shape:
 ``{"error": {"code": "...", "message": "...", "details": {...}}}``."""
 import logging
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -173,14 +174,39 @@ def _first_message(detail) -> str:
 
 
 class Pagination(LimitOffsetPagination):
-    """``?limit=&offset=`` pagination; ``limit`` is capped at 500 and out-of-range numbers are
-    clamped, so no query string can make the database overflow."""
+    """``?limit=&offset=`` pagination. ``limit`` is an integer from 1 to ``max_limit`` (default
+    ``PAGE_SIZE``), ``offset`` one from 0 to ``max_offset`` (default 0); anything else (``0``,
+    ``-1``, ``abc``, ``1.5``, a number past the maximum) is 400 ``VALIDATION_ERROR`` naming the
+    parameter in ``details.fields``, as a bad filter value is, instead of a silent default that
+    gives the caller another page than asked (Stripe answers 400 for an invalid ``limit`` too). An
+    empty value counts as absent, as django-filter treats an empty filter. ``max_offset`` keeps the
+    number inside the database's 64-bit range."""
 
     max_limit = 500
     max_offset = 2**62
 
+    def get_limit(self, request) -> int:
+        value = _bounded_int(request, self.limit_query_param, 1, self.max_limit)
+        return self.default_limit if value is None else value
+
     def get_offset(self, request) -> int:
-        return min(super().get_offset(request), self.max_offset)
+        value = _bounded_int(request, self.offset_query_param, 0, self.max_offset)
+        return 0 if value is None else value
+
+
+_DIGITS = re.compile(r"[0-9]{1,30}")
+
+
+def _bounded_int(request, name: str, low: int, high: int) -> int | None:
+    """The query parameter ``name`` as an integer in ``low..high``; ``None`` when absent or empty.
+    Raises ``ValidationError`` (400, ``details.fields.<name>``) otherwise: only ASCII digits are
+    taken (``int()`` would also take ``+5``, `` 5``, ``5_0`` and other scripts' digits)."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
+        raise exceptions.ValidationError({name: [f"Must be an integer from {low} to {high}."]})
+    return int(raw)
 
 
 def json_400(request, exception=None):
