@@ -2,6 +2,7 @@
 ``UNSUPPORTED_CONTENT_ENCODING`` (RFC 9110 section 15.5.16), on every API write, instead of a
 400 about UTF-8 (gzip body) or being accepted as if the header meant nothing (plain body)."""
 import gzip
+import http.client
 import json
 
 import pytest
@@ -9,6 +10,7 @@ from rest_framework.test import APIClient
 
 from events.models import Event
 from tests.conftest import assert_seed_error
+from tests.vocelio_webhooks.test_api_walk_fixes import serve_gunicorn
 
 PUBLISH = {"event_type": "lead.created", "event_id": "evt_gzip_1", "data": {"lead": {"id": "l1"}}}
 
@@ -61,3 +63,23 @@ def test_gzip_body_without_a_key_is_still_401(db):
 
     # then
     assert_seed_error(response, 401, "UNAUTHENTICATED")
+
+
+def test_gunicorn_chunked_gzip_publish_is_415(transactional_db, api_key, event_types):
+    # given the project's WSGI stack (the chunked middleware first) under gunicorn
+    body = gzip.compress(json.dumps(PUBLISH).encode())
+    with serve_gunicorn() as port:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            # when a chunked body is sent with Content-Encoding: gzip
+            connection.request("POST", "/events/publish", body=iter([body[:10], body[10:]]), encode_chunked=True,
+                               headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}",
+                                        "Transfer-Encoding": "chunked", "Content-Encoding": "gzip"})
+            response = connection.getresponse()
+            status, document = response.status, json.loads(response.read())
+        finally:
+            connection.close()
+
+    # then
+    assert (status, document["error"]["code"]) == (415, "UNSUPPORTED_CONTENT_ENCODING")
+    assert not Event.objects.filter(event_id="evt_gzip_1").exists()
