@@ -46,6 +46,8 @@ def default_retry_policy() -> dict[str, Any]:
     }
 
 
+# 300-599 holds 300 codes, of which about 40 are registered; 100 leaves room for private codes.
+MAX_RETRY_STATUS_CODES = 100
 RETRY_POLICY_BOUNDS = {
     "max_attempts": (1, 50),
     "initial_delay_seconds": (0, 86400),
@@ -58,7 +60,10 @@ def validate_retry_policy(value: Any) -> None:
     """Check a retry policy has exactly the seed's keys, with types and bounds.
 
     Missing keys are allowed on input (``normalize_retry_policy`` fills defaults); unknown keys,
-    wrong types and out-of-range numbers raise ``ValidationError``.
+    wrong types and out-of-range numbers raise ``ValidationError``. ``retry_on_status_codes``
+    holds at most ``MAX_RETRY_STATUS_CODES`` distinct codes from 300 to 599: a 2xx is a success
+    and never retried, a 1xx is never a final response, and a code listed twice is refused rather
+    than silently de-duplicated.
     """
     if not isinstance(value, dict):
         raise ValidationError("retry_policy must be an object.")
@@ -80,10 +85,18 @@ def validate_retry_policy(value: Any) -> None:
     if merged["initial_delay_seconds"] > merged["max_delay_seconds"]:
         raise ValidationError("retry_policy.initial_delay_seconds must not exceed max_delay_seconds.")
     codes = value.get("retry_on_status_codes", [])
-    if not isinstance(codes, list) or not all(
-        isinstance(c, int) and not isinstance(c, bool) and 100 <= c <= 599 for c in codes
-    ):
+    if not isinstance(codes, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in codes):
         raise ValidationError("retry_policy.retry_on_status_codes must be a list of HTTP status codes.")
+    if len(codes) > MAX_RETRY_STATUS_CODES:
+        raise ValidationError(f"retry_policy.retry_on_status_codes may hold at most {MAX_RETRY_STATUS_CODES} codes.")
+    for code in codes:
+        if not 300 <= code <= 599:
+            raise ValidationError(
+                f"retry_policy.retry_on_status_codes holds {code}: retried status codes are 300 to 599 "
+                "(a 2xx is a success, a 1xx never a final response).")
+    duplicates = sorted({code for code in codes if codes.count(code) > 1})
+    if duplicates:
+        raise ValidationError(f"retry_policy.retry_on_status_codes lists {duplicates[0]} more than once.")
 
 
 def normalize_retry_policy(value: dict[str, Any] | None) -> dict[str, Any]:
@@ -176,12 +189,43 @@ MAX_EVENT_PATTERNS = 100
 
 
 def validate_event_patterns(value: Any) -> None:
-    """A non-empty list of event types or wildcards: ``lead.created``, ``lead.*`` or ``*``."""
+    """A non-empty list of at most ``MAX_EVENT_PATTERNS`` distinct event types or wildcards:
+    ``lead.created``, ``lead.*`` or ``*``. A pattern listed twice is refused rather than silently
+    de-duplicated, so what is stored (and audited) is exactly what the client sent. Whether an
+    exact type exists is checked with the database (``unknown_event_types``)."""
     if not isinstance(value, list) or not value:
         raise ValidationError("events must be a non-empty list of event types or wildcards (e.g. 'lead.*', '*').")
+    if len(value) > MAX_EVENT_PATTERNS:
+        raise ValidationError(f"events may hold at most {MAX_EVENT_PATTERNS} patterns (use a wildcard such as "
+                              f"'lead.*'); got {len(value)}.")
+    seen: set[str] = set()
     for pattern in value:
-        if not isinstance(pattern, str) or not EVENT_PATTERN_RE.match(pattern):
-            raise ValidationError(f"Invalid event pattern {pattern!r}; use 'lead.created', 'lead.*' or '*'.")
+        if not isinstance(pattern, str) or len(pattern) > 100 or not EVENT_PATTERN_RE.match(pattern):
+            shown = pattern if not isinstance(pattern, str) or len(pattern) <= 100 else pattern[:100] + "…"
+            raise ValidationError(f"Invalid event pattern {shown!r}; use 'lead.created', 'lead.*' or '*'.")
+        if pattern in seen:
+            raise ValidationError(f"Event pattern {pattern!r} is listed more than once.")
+        seen.add(pattern)
+
+
+def unknown_event_types(patterns: Any, *, already_subscribed: Any = ()) -> list[str]:
+    """The exact event type names in ``patterns`` (a list of strings; wildcards such as ``lead.*``
+    and ``*`` are never unknown) that no ``EventType`` row has, in the order given.
+
+    ``already_subscribed``: the endpoint's stored patterns; names in it are not checked again, so an
+    endpoint saved before this rule (or whose type was removed since) can still be edited without
+    re-sending its ``events``. One query. Svix refuses unknown event types in an endpoint's
+    ``filterTypes`` the same way; an unknown name would otherwise never match anything."""
+    from events.models import EventType
+
+    if not isinstance(patterns, list):
+        return []
+    previous = set(already_subscribed or ())
+    exact = [p for p in patterns if isinstance(p, str) and "*" not in p and p not in previous]
+    if not exact:
+        return []
+    existing = set(EventType.objects.filter(name__in=exact).values_list("name", flat=True))
+    return [name for name in exact if name not in existing]
 
 
 def validate_ip_ranges(value: Any) -> None:
@@ -351,6 +395,26 @@ def _default_timeout() -> int:
     return settings.WEBHOOK_TIMEOUT_SECONDS
 
 
+# Highest rate_limit_per_minute: 100,000 a minute (~1,700 a second) is beyond what one endpoint's
+# lane delivers; Convoy's default is 5,000 a minute. Any higher number means "no limit": send null.
+RATE_LIMIT_PER_MINUTE_MAX = 100_000
+
+
+def number_ranges() -> dict[str, tuple[int, int, str]]:
+    """The documented range of each integer endpoint field: ``{field: (low, high, message)}``.
+    The one message is used for every value out of range, however far (0, -5, 10**30), by the API
+    serializer and by ``WebhookEndpoint.clean`` (admin). The timeout's upper bound is the
+    ``WEBHOOK_MAX_TIMEOUT_SECONDS`` setting (default 60)."""
+    top = settings.WEBHOOK_MAX_TIMEOUT_SECONDS
+    return {
+        "timeout_seconds": (1, top, f"Must be between 1 and {top} seconds."),
+        "rate_limit_per_minute": (1, RATE_LIMIT_PER_MINUTE_MAX,
+                                  (f"Must be between 1 and {RATE_LIMIT_PER_MINUTE_MAX} requests per minute, "
+                                   "or null for no limit.")),
+        "batch_max_events": (1, BATCH_MAX_EVENTS_LIMIT, f"Must be between 1 and {BATCH_MAX_EVENTS_LIMIT} events."),
+    }
+
+
 class WebhookEndpoint(models.Model):
     """One receiver of webhooks (the seed's "webhook endpoint")."""
 
@@ -422,7 +486,9 @@ class WebhookEndpoint(models.Model):
         return f"{self.name} → {self.url}"
 
     def clean(self) -> None:
-        """Cross-field rules: timeout bounds, secrets the signature method needs, JWT vs a custom
+        """Cross-field rules: number ranges (``number_ranges``), exact event types that exist
+        (``unknown_event_types``; names already stored are not re-checked), secrets the signature method needs
+        (``api_key`` must also be a valid header value, ``header_value_problem``), JWT vs a custom
         ``Authorization`` header, and TLS (issue 5): a ``ca_bundle`` must be PEM certificates;
         production endpoints always verify certificates and use ``https`` unless the destination
         is an internal receiver the deployment opened (``validate_production_transport``)."""
@@ -439,10 +505,20 @@ class WebhookEndpoint(models.Model):
             for field in ("url", "failover_url"):
                 if getattr(self, field):
                     errors.update(validate_production_transport(url=getattr(self, field), field=field))
-        if not 1 <= (self.timeout_seconds or 0) <= settings.WEBHOOK_MAX_TIMEOUT_SECONDS:
-            errors["timeout_seconds"] = f"Must be between 1 and {settings.WEBHOOK_MAX_TIMEOUT_SECONDS} seconds."
-        if self.rate_limit_per_minute is not None and self.rate_limit_per_minute < 1:
-            errors["rate_limit_per_minute"] = "Must be at least 1, or null for no limit."
+        ranges = number_ranges()
+        for field in ("timeout_seconds", "rate_limit_per_minute"):  # batch_max_events: its field validators
+            low, high, message = ranges[field]
+            value = getattr(self, field)
+            if (value is not None or field == "timeout_seconds") and not low <= (value or 0) <= high:
+                errors[field] = message
+        stored_events = (type(self).objects.filter(pk=self.pk).values_list("events", flat=True).first()
+                         if self.pk else None)
+        unknown = unknown_event_types(self.events, already_subscribed=stored_events or ())
+        if unknown:
+            # The API answers UNKNOWN_EVENT_TYPE before this (EndpointSerializer.validate_events);
+            # this is the admin's and any other full_clean caller's copy of the rule.
+            errors["events"] = (f"Unknown event type(s): {', '.join(unknown)}. Create the type first "
+                                "(POST /event-types) or use a wildcard such as 'lead.*'.")
         method = self.signature_method
         if self.secret and (len(self.secret) < 16 or len(self.secret) > 500
                             or any(not "!" <= ch <= "~" for ch in self.secret) or "***" in self.secret):

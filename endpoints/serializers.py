@@ -3,8 +3,9 @@ create response, which shows the full secret once."""
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from endpoints.models import WebhookEndpoint, validate_custom_headers
+from endpoints.models import WebhookEndpoint, number_ranges, unknown_event_types, validate_custom_headers
 from vocelio_webhooks.crypto import mask
+from vocelio_webhooks.errors import ValidationFailed
 from vocelio_webhooks.validators import reject_control_characters, reject_nul_characters
 
 SENSITIVE_HEADER_WORDS = ("authorization", "api-key", "apikey", "secret", "token", "password", "cookie")
@@ -41,6 +42,12 @@ class EndpointSerializer(serializers.ModelSerializer):
     secret = serializers.CharField(required=False, allow_blank=True, max_length=500, trim_whitespace=False)
     api_key = serializers.CharField(required=False, allow_blank=True, max_length=500, trim_whitespace=False)
     custom_headers = serializers.JSONField(required=False, validators=[validate_custom_headers])
+    # Declared (not derived from the model) so that every out-of-range value gets the field's one
+    # documented range message (``endpoints.models.number_ranges``), instead of DRF's bounds of
+    # the database column ("less than or equal to 9223372036854775807") for large ones.
+    timeout_seconds = serializers.IntegerField(required=False)
+    rate_limit_per_minute = serializers.IntegerField(required=False, allow_null=True)
+    batch_max_events = serializers.IntegerField(required=False)
 
     class Meta:
         model = WebhookEndpoint
@@ -53,7 +60,40 @@ class EndpointSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["id", "status_reason", "previous_secret_expires_at", "created_at", "updated_at"]
-        extra_kwargs = {"timeout_seconds": {"min_value": 1}}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, (_low, _high, message) in number_ranges().items():
+            # DRF refuses integers written with more than 1,000 digits before any validator runs.
+            self.fields[name].error_messages["max_string_length"] = message
+
+    def _in_range(self, name: str, value: int | None) -> int | None:
+        low, high, message = number_ranges()[name]
+        if value is not None and not low <= value <= high:
+            raise serializers.ValidationError(message)
+        return value
+
+    def validate_timeout_seconds(self, value):
+        return self._in_range("timeout_seconds", value)
+
+    def validate_rate_limit_per_minute(self, value):
+        return self._in_range("rate_limit_per_minute", value)
+
+    def validate_batch_max_events(self, value):
+        return self._in_range("batch_max_events", value)
+
+    def validate_events(self, value):
+        """Exact event type names must exist (400 ``UNKNOWN_EVENT_TYPE``, as Svix refuses unknown
+        ``filterTypes``); wildcards always pass, and on update the names the endpoint already had
+        are not checked again (``endpoints.models.unknown_event_types``)."""
+        unknown = unknown_event_types(value, already_subscribed=self.instance.events if self.instance else ())
+        if unknown:
+            message = (f"Unknown event type{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}. "
+                       "GET /event-types lists them; wildcards such as 'lead.*' or '*' are always accepted.")
+            raise ValidationFailed(message, code="UNKNOWN_EVENT_TYPE",
+                                   details={"event_type": unknown[0], "event_types": unknown,
+                                            "fields": {"events": [message]}})
+        return value
 
     def validate(self, attrs):
         # Every JSON field (filters, custom_headers, transformation, ...): PostgreSQL stores them,
