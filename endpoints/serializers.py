@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from endpoints.models import WebhookEndpoint, number_ranges, unknown_event_types, validate_custom_headers
+from events.serializers import StringField
 from vocelio_webhooks.crypto import mask
 from vocelio_webhooks.errors import ValidationFailed
 from vocelio_webhooks.validators import reject_control_characters, reject_nul_characters
@@ -130,11 +131,12 @@ class EndpointStatusSerializer(serializers.Serializer):
 class FilterTestSerializer(serializers.Serializer):
     """``POST /endpoints/{id}/filters/test`` body: a sample event in the seed's envelope shape."""
 
-    event_type = serializers.CharField(max_length=100)
+    # JSON strings only, as POST /events/publish takes them: a number is not an event type.
+    event_type = StringField(max_length=100)
     data = serializers.JSONField(required=False, default=dict)
     metadata = serializers.JSONField(required=False, default=dict)
-    event_id = serializers.CharField(required=False, default="evt_sample", max_length=255)
-    timestamp = serializers.CharField(required=False, default="2025-08-05T17:30:00Z", max_length=64)
+    event_id = StringField(required=False, default="evt_sample", max_length=255)
+    timestamp = StringField(required=False, default="2025-08-05T17:30:00Z", max_length=64)
 
     def validate(self, attrs):
         for name in ("data", "metadata"):
