@@ -229,7 +229,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["vocelio_webhooks.permissions.HasScope"],
     "DEFAULT_FILTER_BACKENDS": [
         "vocelio_webhooks.permissions.KeyEnvironmentFilter",
-        "django_filters.rest_framework.DjangoFilterBackend",
+        # DjangoFilterBackend with strict boolean filters for filterset_fields views too (400, not ignored).
+        "vocelio_webhooks.filtersets.FilterBackend",
     ],
     "DEFAULT_THROTTLE_CLASSES": ["vocelio_webhooks.throttling.ApiKeyRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "vocelio_webhooks.api.Pagination",
@@ -329,6 +330,11 @@ WEBHOOK_DEFAULT_ENVIRONMENT = env.str("WEBHOOK_DEFAULT_ENVIRONMENT", default="pr
 WEBHOOK_TIMEOUT_SECONDS = env.int("WEBHOOK_TIMEOUT_SECONDS", default=15)
 WEBHOOK_MAX_TIMEOUT_SECONDS = env.int("WEBHOOK_MAX_TIMEOUT_SECONDS", default=60)
 WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=5.0)
+# Test sends (POST /endpoints/test, /endpoints/{id}/test) in flight at once per web process; more get
+# 429 TEST_SEND_BUSY. Default: half of gunicorn's threads (GUNICORN_THREADS, gunicorn.conf.py), at least 1,
+# so waiting on slow receivers can never take every thread (/health and the API keep answering).
+WEBHOOK_MAX_CONCURRENT_TEST_SENDS = env.int("WEBHOOK_MAX_CONCURRENT_TEST_SENDS",
+                                            default=max(1, env.int("GUNICORN_THREADS", default=4) // 2))
 WEBHOOK_RESPONSE_BODY_LIMIT_BYTES = env.int("WEBHOOK_RESPONSE_BODY_LIMIT_BYTES", default=20480)
 WEBHOOK_REQUEST_BODY_STORE_LIMIT_BYTES = env.int("WEBHOOK_REQUEST_BODY_STORE_LIMIT_BYTES", default=65536)
 WEBHOOK_RETRY_JITTER_RATIO = env.float("WEBHOOK_RETRY_JITTER_RATIO", default=0.1)
