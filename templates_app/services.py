@@ -219,9 +219,13 @@ def render_preview(
 # --- helpers ------------------------------------------------------------------------------------
 def validate_content(*, form: str, body: Any, content_type: str | None, header_templates: dict | None) -> dict:
     """Check a version's content (``form`` json|text, ``body``, ``content_type``, ``header_templates``:
-    shape, size limit, header names and value types, Jinja2 syntax) and return it as a dict with
+    shape, size limit, header names, values that are header values (``header_value_problem``),
+    Jinja2 syntax) and return it as a dict with
     defaults applied. Raises ``ValidationFailed`` (400). Public so the admin's form checks exactly
     what saving will check."""
+    # endpoints.models imports this module lazily too: the rule lives with the endpoint's headers.
+    from endpoints.models import header_value_problem
+
     if form not in TemplateVersion.Form.values:
         _invalid("form", f"Use one of {TemplateVersion.Form.values}.")
     if form == TemplateVersion.Form.JSON and not isinstance(body, (dict, list)):
@@ -244,6 +248,11 @@ def validate_content(*, form: str, body: Any, content_type: str | None, header_t
             _invalid("header_templates", f"{name!r} is set by the service and cannot be templated.")
         if not isinstance(value, str):
             _invalid("header_templates", f"The value of {name!r} must be a string.")
+        problem = header_value_problem(value)
+        if problem:
+            # The source follows the rule every sent header value follows (as endpoint custom_headers
+            # do, templated or not); rendering also strips what a rendered value may bring in.
+            _invalid("header_templates", f"The value of {name!r} {problem}.")
     size = len(json.dumps([body, header_templates], ensure_ascii=False).encode("utf-8"))
     if size > MAX_TEMPLATE_SOURCE_BYTES:
         _invalid("body", f"The template is {size} bytes; the limit is {MAX_TEMPLATE_SOURCE_BYTES}.")

@@ -51,3 +51,34 @@ def test_create_template_keeps_emoji_and_accents_in_description(api):
     # then
     assert response.status_code == 201, response.content
     assert PayloadTemplate.objects.get().description == "Crème brûlée 🚀"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["a\r\nX-Injected: yes", " {{ event_id }}", "{{ event_id }}\t", "lead-é", "a\x1bb"])
+def test_create_template_refuses_header_template_that_is_no_header_value(api, value):
+    # given: the same rule as endpoint custom_headers (templated or not) and api_key
+    body = {"name": "headers", "form": "json", "body": {"type": "{{ event_type }}"},
+            "header_templates": {"X-Event": value}}
+
+    # when
+    response = api.post("/templates", body, format="json")
+
+    # then
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
+    assert "X-Event" in error["details"]["fields"]["header_templates"][0]
+    assert not PayloadTemplate.objects.exists()
+
+
+@pytest.mark.django_db
+def test_create_template_accepts_header_template_with_inner_spaces(api):
+    # given
+    body = {"name": "headers", "form": "json", "body": {"type": "{{ event_type }}"},
+            "header_templates": {"X-Event": "Lead {{ event_id }} from Vocelio"}}
+
+    # when
+    response = api.post("/templates", body, format="json")
+
+    # then
+    assert response.status_code == 201, response.content
+    version = PayloadTemplate.objects.get().current_version
+    assert version.header_templates == {"X-Event": "Lead {{ event_id }} from Vocelio"}
