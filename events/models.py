@@ -2,6 +2,7 @@
 from django.db import models
 
 from vocelio_webhooks.fields import OrderedJSONField
+from vocelio_webhooks.validators import reject_control_characters
 
 
 class Environment(models.TextChoices):
@@ -17,8 +18,8 @@ class EventType(models.Model):
     ``sample_data`` is a realistic ``data`` object used for test sends and template tests."""
 
     name = models.CharField(max_length=100, unique=True)
-    category = models.CharField(max_length=50, db_index=True)
-    description = models.CharField(max_length=300, blank=True)
+    category = models.CharField(max_length=50, db_index=True, validators=[reject_control_characters])
+    description = models.CharField(max_length=300, blank=True, validators=[reject_control_characters])
     sample_data = OrderedJSONField(default=dict, blank=True)
     # High-priority types go to the ``priority`` queue, which workers serve before the others.
     is_high_priority = models.BooleanField(default=False)

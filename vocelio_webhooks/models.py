@@ -5,6 +5,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from .validators import reject_control_characters
+
 
 def hash_api_key(raw_key: str) -> str:
     """Return the hex SHA-256 of ``raw_key``; keys are stored only as this hash."""
@@ -65,7 +67,7 @@ class ApiKey(models.Model):
     is usable while ``is_active``, not revoked (``revoked_at``) and not expired (``expires_at``).
     """
 
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[reject_control_characters])
     prefix = models.CharField(max_length=16, db_index=True)
     key_hash = models.CharField(max_length=64, unique=True)
     scopes = models.JSONField(default=list, blank=True, validators=[validate_scopes])

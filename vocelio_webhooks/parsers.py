@@ -2,6 +2,7 @@
 import codecs
 import io
 import json
+import sys
 
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
@@ -48,7 +49,9 @@ class StrictJSONParser(JSONParser):
 
     JSON's ``\\ud800`` escapes can smuggle lone UTF-16 surrogates into Python strings; they cannot
     be encoded as UTF-8, so storing, signing or listing them later fails. Refusing them here
-    (400 ``INVALID_REQUEST_BODY``) keeps every stored value sendable.
+    (400 ``INVALID_REQUEST_BODY``) keeps every stored value sendable. An integer longer than
+    Python's limit (``sys.get_int_max_str_digits()``, 4,300 digits) is refused with a message
+    saying so, not Python's hint about raising an interpreter setting.
 
     A body with a ``Content-Encoding`` other than ``identity`` is refused with 415
     ``UNSUPPORTED_CONTENT_ENCODING`` (``check_content_encoding``). Here rather than in the WSGI
@@ -64,7 +67,13 @@ class StrictJSONParser(JSONParser):
         # Django has already bounded the body (DATA_UPLOAD_MAX_MEMORY_SIZE), so reading it whole is safe.
         body = stream.read()
         body = body.removeprefix(codecs.BOM_UTF8)
-        data = super().parse(io.BytesIO(body), media_type, parser_context)
+        try:
+            data = super().parse(io.BytesIO(body), media_type, parser_context)
+        except ParseError as exc:
+            if "int_max_str_digits" in str(exc.detail):  # Python's own hint about an interpreter setting
+                raise ParseError(f"JSON parse error - a number has more than {sys.get_int_max_str_digits()} "
+                                 "digits.") from exc
+            raise
         try:
             json.dumps(data, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError as exc:

@@ -2,11 +2,16 @@
 a status ``reason``) refuses C0/C1 control characters and the bidi override/isolate characters
 (``vocelio_webhooks.validators.reject_control_characters``). Before, ``"a\\u0007\\u001bb"`` was
 stored (201) and ``manage.py endpoint_health`` printed the escape sequence raw to an operator's
-terminal; a right-to-left override made a name display as another one."""
+terminal; a right-to-left override made a name display as another one. The same holds for an
+event type's ``description`` and ``category`` and an API key's ``name``."""
 import pytest
 
 from endpoints.models import WebhookEndpoint
+from events.models import EventType
 from tests.conftest import assert_seed_error
+from vocelio_webhooks import services as key_services
+from vocelio_webhooks.errors import ValidationFailed
+from vocelio_webhooks.models import ApiKey
 
 BAD_TEXT = [
     pytest.param("a\u0007\u001bb", id="bel-esc"),
@@ -94,3 +99,31 @@ def test_status_change_refuses_control_characters_in_reason(api):
     assert "reason" in error["details"]["fields"]
     row = WebhookEndpoint.objects.get()
     assert (row.status, row.status_reason) == ("active", "")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", ["description", "category"])
+@pytest.mark.parametrize("text", BAD_TEXT)
+def test_create_event_type_refuses_control_characters(api, field, text):
+    # given
+    body = {"name": "billing.invoice_paid", "category": "billing", "description": "Paid", field: text}
+
+    # when
+    response = api.post("/event-types", body, format="json")
+
+    # then
+    error = assert_seed_error(response, 400, "VALIDATION_ERROR")
+    assert "U+" in error["details"]["fields"][field][0]
+    assert not EventType.objects.filter(name="billing.invoice_paid").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", BAD_TEXT)
+def test_create_api_key_refuses_control_characters_in_name(name):
+    # when
+    with pytest.raises(ValidationFailed) as refused:
+        key_services.create_api_key(name=name)
+
+    # then
+    assert "U+" in refused.value.details["fields"]["name"][0]
+    assert not ApiKey.objects.filter(name=name).exists()

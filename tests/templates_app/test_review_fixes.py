@@ -1,4 +1,6 @@
 """Holes found by trying to break templates and filters through the API (issue 3 review)."""
+import json
+
 import pytest
 
 from endpoints.models import WebhookEndpoint
@@ -81,6 +83,20 @@ def test_lone_surrogates_are_refused_and_nothing_is_stored(api, path, body):
     assert response.json()["error"]["code"] == "INVALID_REQUEST_BODY"
     assert Event.objects.count() == 0 and WebhookEndpoint.objects.count() == 0 and PayloadTemplate.objects.count() == 0
     assert api.get("/endpoints").status_code == 200 and api.get("/events").status_code == 200
+
+
+def test_an_integer_of_5000_digits_is_refused_in_our_words(api):
+    # given / when
+    response = api.post("/events/publish", '{"event_type": "lead.created", "data": {"n": ' + "9" * 5000 + "}}",
+                        content_type="application/json")
+
+    # then: the seed's error, saying what is wrong, not how to change an interpreter setting
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "INVALID_REQUEST_BODY"
+    assert "a number has more than 4300 digits" in error["message"]
+    assert "int_max_str_digits" not in json.dumps(error)
+    assert Event.objects.count() == 0
 
 
 def test_too_complex_or_too_many_regex_filters_are_refused(api):
