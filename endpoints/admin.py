@@ -14,11 +14,13 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 
+from endpoints import services as endpoint_services
 from endpoints.models import EndpointHealth, WebhookEndpoint
 from endpoints.serializers import mask_custom_headers
 from vocelio_webhooks.admin import AuditedAdminMixin
 from vocelio_webhooks.audit import is_secret_field
 from vocelio_webhooks.crypto import mask
+from vocelio_webhooks.errors import ValidationFailed
 
 
 class EndpointAdminForm(forms.ModelForm):
@@ -39,6 +41,25 @@ class EndpointAdminForm(forms.ModelForm):
 
     def clean_api_key(self):
         return self.cleaned_data["api_key"] or (self.instance.api_key if self.instance.pk else "")
+
+    def _post_clean(self):
+        """After the model's own validation, the rest of what the API checks
+        (``endpoint_services.validate_endpoint``: filters, template syntax and limits, literal
+        private addresses), so the admin cannot save an endpoint the API would refuse. Errors
+        land on their field, or on the form when they name none."""
+        super()._post_clean()
+        if self.errors:
+            return
+        try:
+            endpoint_services.validate_endpoint(self.instance)
+        except ValidationFailed as exc:
+            # Per-field details when the check gives them, else the field its location starts with
+            # ("transformation.event_templates.x", "custom_headers.X-Team").
+            location = str(exc.details.get("location") or "").split(".")[0].split("[")[0]
+            fields = exc.details.get("fields") or {location or None: [exc.message]}
+            for field, problems in fields.items():
+                for problem in problems if isinstance(problems, list) else [problems]:
+                    self.add_error(field if field in self.fields else None, str(problem))
 
 
 @admin.register(WebhookEndpoint)

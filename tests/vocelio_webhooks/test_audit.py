@@ -313,6 +313,39 @@ def test_audited_admin_change_records_user_and_diff(api, admin_client):
     assert created["secret"] not in _row_text(entry)
 
 
+def _admin_change_data(admin_client, page: str, endpoint: WebhookEndpoint, **changes) -> dict:
+    form = admin_client.get(page).context["adminform"].form
+    data = {name: form.initial.get(name) for name in form.fields}
+    data.update({"secret": "", "api_key": "", "verify_ssl": "on", "events": json.dumps(endpoint.events),
+                 "custom_headers": json.dumps(endpoint.custom_headers),
+                 "retry_policy": json.dumps(endpoint.retry_policy),
+                 "allowed_ip_ranges": "[]", "filters": "null", "transformation": "null", **changes})
+    return {k: ("" if v is None else v) for k, v in data.items()}
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"filters": json.dumps([{"field_path": "data.x", "operator": "no_such_operator", "value": 1}])}, "filters"),
+    ({"filters": json.dumps([{"field_path": "data.x", "operator": "in", "value": list(range(501))}])}, "filters"),
+    ({"transformation": json.dumps({"body": "{{ data.x ", "content_type": "text/plain"})}, "transformation"),
+    ({"url": "http://169.254.169.254/latest/meta-data"}, "url"),
+], ids=["unknown-operator", "in-list-too-long", "template-syntax", "metadata-address"])
+def test_admin_change_form_refuses_what_the_api_refuses(api, admin_client, changes, field):
+    # given: an endpoint, and an edit the API would answer with 400
+    created = _create_endpoint(api)
+    endpoint = WebhookEndpoint.objects.get(pk=created["id"])
+    page = f"/admin/endpoints/webhookendpoint/{endpoint.pk}/change/"
+
+    # when
+    response = admin_client.post(page, _admin_change_data(admin_client, page, endpoint, **changes))
+
+    # then: the form comes back with the error on that field, and nothing changed
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors.get(field), response.context["adminform"].form.errors
+    endpoint.refresh_from_db()
+    assert (endpoint.filters, endpoint.transformation, endpoint.url) == (None, None, created["url"])
+    assert not AuditLogEntry.objects.filter(action="update").exists()
+
+
 def test_audited_admin_delete_records_each_object(api, admin_client):
     # given
     created = _create_endpoint(api)
