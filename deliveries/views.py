@@ -1,5 +1,4 @@
 """Delivery API (the seed's "Webhook Delivery Management" routes) and endpoint test sends."""
-from django.conf import settings
 from django.db.models import OuterRef, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -33,7 +32,6 @@ from endpoints.services import SECRET_METHODS, validate_endpoint
 from events.models import Event, EventType
 from vocelio_webhooks import services as audit_services
 from vocelio_webhooks.audit import snapshot
-from vocelio_webhooks.concurrency import Slots
 from vocelio_webhooks.errors import ValidationFailed
 from vocelio_webhooks.permissions import EndpointEnvironmentAllowed, HasScope, object_in_key_environments
 
@@ -119,27 +117,6 @@ def _test_response(outcome) -> Response:
 
 
 # Test sends in flight in this process (both test views share the bound).
-_TEST_SEND_SLOTS = Slots()
-
-
-def _send_test_bounded(*, endpoint: WebhookEndpoint, event_type: EventType, data: dict | None):
-    """``delivery_services.send_test`` within the process's bound of
-    ``WEBHOOK_MAX_CONCURRENT_TEST_SENDS`` test sends at once; beyond it, 429 ``TEST_SEND_BUSY``
-    at once, with ``Retry-After`` (seconds until an in-flight one must have ended).
-
-    Why synchronous at all: Svix and Stripe send test events through their queue and the caller
-    reads the outcome later; our ``/test`` answers with the receiver's status and body in the same
-    call, which is what makes it a debugging tool (and the seed's contract), so we keep it. The
-    price is a web thread held for up to the endpoint's timeout (60 s at most): eight test sends
-    to a receiver that never answers took all of gunicorn's 2 x 4 threads and ``/health`` timed
-    out. The bound keeps the other threads for the rest of the API."""
-    with _TEST_SEND_SLOTS.hold(
-        limit=settings.WEBHOOK_MAX_CONCURRENT_TEST_SENDS, seconds=endpoint.timeout_seconds + 1, code="TEST_SEND_BUSY",
-        message="Too many test sends are in progress; retry after the time in Retry-After.",
-    ):
-        return delivery_services.send_test(endpoint=endpoint, event_type=event_type, data=data)
-
-
 class EndpointTestView(APIView):
     """``POST /endpoints/{id}/test``: send one signed test event (optional ``event_type`` and
     ``data``; default the endpoint's first exact event type and its sample data) and return the
@@ -154,8 +131,8 @@ class EndpointTestView(APIView):
         serializer = TestSendInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         event_type = _event_type_for(serializer.validated_data.get("event_type"), endpoint)
-        outcome = _send_test_bounded(endpoint=endpoint, event_type=event_type,
-                                     data=serializer.validated_data.get("data"))
+        outcome = delivery_services.send_test_bounded(endpoint=endpoint, event_type=event_type,
+                                                      data=serializer.validated_data.get("data"))
         return _test_response(outcome)
 
 
@@ -183,8 +160,8 @@ class UnsavedEndpointTestView(APIView):
                 details={"fields": {"secret": ["Required for this signature_method."]}},
             )
         validate_endpoint(endpoint)
-        outcome = _send_test_bounded(endpoint=endpoint, event_type=_event_type_for(event_type_name, endpoint),
-                                     data=sample)
+        outcome = delivery_services.send_test_bounded(
+            endpoint=endpoint, event_type=_event_type_for(event_type_name, endpoint), data=sample)
         return _test_response(outcome)
 
 

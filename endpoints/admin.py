@@ -19,6 +19,7 @@ from endpoints.models import EndpointHealth, WebhookEndpoint
 from endpoints.serializers import mask_custom_headers
 from vocelio_webhooks.admin import AuditedAdminMixin
 from vocelio_webhooks.audit import is_secret_field
+from vocelio_webhooks.concurrency import Busy
 from vocelio_webhooks.crypto import mask
 from vocelio_webhooks.errors import ValidationFailed
 
@@ -93,7 +94,12 @@ class WebhookEndpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
             if event_type is None:
                 self.message_user(request, f"{endpoint.name}: unknown event type {exact[0]!r}.", messages.ERROR)
                 continue
-            outcome = delivery_services.send_test(endpoint=endpoint, event_type=event_type)
+            try:  # shares the API's bound on test sends in flight (WEBHOOK_MAX_CONCURRENT_TEST_SENDS)
+                outcome = delivery_services.send_test_bounded(endpoint=endpoint, event_type=event_type)
+            except Busy as exc:
+                wait = exc.response_headers["Retry-After"]
+                self.message_user(request, f"{endpoint.name}: not sent — {exc.message} ({wait} s)", messages.ERROR)
+                continue
             result = outcome.result
             audit_services.record_audit(action="test_send", obj=endpoint, request=request,
                                         changes={"event_id": outcome.event_id, "status_code": result.status_code})

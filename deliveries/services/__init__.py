@@ -18,6 +18,7 @@ from deliveries.services.attempts import (  # noqa: F401
     retry_now,
     send_request,
     send_test,
+    send_test_bounded,
 )
 from deliveries.services.batch import (  # noqa: F401
     BatchResult,

@@ -33,6 +33,7 @@ from deliveries.services.wakeups import (
 from endpoints import network
 from endpoints.models import WebhookEndpoint
 from events.models import Event, EventType
+from vocelio_webhooks.concurrency import Slots
 from vocelio_webhooks.errors import Conflict
 
 logger = logging.getLogger(__name__)
@@ -256,3 +257,25 @@ def send_test(*, endpoint: WebhookEndpoint, event_type: EventType, data: dict | 
     masked = WebhookRequest(method=request.method, url=request.url, headers=mask_headers(request.headers),
                             body=request.signed_body or request.body)
     return TestSendResult(success=success, request=masked, result=result, event_id=event.event_id)
+
+
+_TEST_SEND_SLOTS = Slots()
+
+
+def send_test_bounded(*, endpoint: WebhookEndpoint, event_type: EventType, data: dict | None = None) -> TestSendResult:
+    """``send_test`` within this process's bound of ``WEBHOOK_MAX_CONCURRENT_TEST_SENDS`` test sends
+    at once (the API's ``/test`` routes and the admin's test action share it); beyond it, raises
+    ``vocelio_webhooks.concurrency.Busy`` at once (429 ``TEST_SEND_BUSY``, ``retry_after`` the
+    seconds until an in-flight one must have ended).
+
+    Why synchronous at all: Svix and Stripe send test events through their queue and the caller
+    reads the outcome later; our ``/test`` answers with the receiver's status and body in the same
+    call, which is what makes it a debugging tool (and the seed's contract), so we keep it. The
+    price is a web thread held for up to the endpoint's timeout (60 s at most): eight test sends
+    to a receiver that never answers took all of gunicorn's 2 x 4 threads and ``/health`` timed
+    out. The bound keeps the other threads for the rest of the API."""
+    with _TEST_SEND_SLOTS.hold(
+        limit=settings.WEBHOOK_MAX_CONCURRENT_TEST_SENDS, seconds=endpoint.timeout_seconds + 1, code="TEST_SEND_BUSY",
+        message="Too many test sends are in progress; retry after the time in Retry-After.",
+    ):
+        return send_test(endpoint=endpoint, event_type=event_type, data=data)

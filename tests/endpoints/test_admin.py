@@ -43,6 +43,24 @@ def test_endpoint_admin_test_action_sends_a_signed_event_and_shows_the_answer(ap
     assert AuditLogEntry.objects.filter(action="test_send", object_id=str(endpoint.pk)).exists()
 
 
+def test_endpoint_admin_test_action_shares_the_bound_on_test_sends_in_flight(api, admin_client, receiver, settings):
+    # given: the one test-send slot of this process held by another send in flight
+    from deliveries.services import attempts
+
+    settings.WEBHOOK_MAX_CONCURRENT_TEST_SENDS = 1
+    endpoint = _endpoint(api, receiver.url("/hook"))
+
+    # when
+    with attempts._TEST_SEND_SLOTS.hold(limit=1, seconds=30, code="TEST_SEND_BUSY", message="busy"):
+        response = admin_client.post(CHANGELIST, {"action": "test_endpoint", "_selected_action": [endpoint.pk]},
+                                     follow=True)
+
+    # then: nothing sent, and the page says why
+    assert "Receiver: not sent — Too many test sends are in progress" in response.content.decode()
+    assert receiver.for_path("/hook") == []
+    assert not AuditLogEntry.objects.filter(action="test_send").exists()
+
+
 def test_endpoint_admin_test_action_reports_a_failing_receiver(api, admin_client, receiver):
     # given
     endpoint = _endpoint(api, receiver.url("/broken"))
