@@ -5,18 +5,16 @@ from rest_framework import serializers
 
 from endpoints.models import WebhookEndpoint, number_ranges, unknown_event_types, validate_custom_headers
 from events.serializers import StringField
-from vocelio_webhooks.crypto import mask
+from vocelio_webhooks.crypto import is_credential_header, mask
 from vocelio_webhooks.errors import ValidationFailed
 from vocelio_webhooks.validators import reject_control_characters, reject_nul_characters
-
-SENSITIVE_HEADER_WORDS = ("authorization", "api-key", "apikey", "secret", "token", "password", "cookie")
 
 
 def mask_custom_headers(headers: dict[str, str]) -> dict[str, str]:
     """Custom headers for display: credential-looking headers (``Authorization``,
     ``X-Api-Key``, ``*token*`` …) keep only their last 4 characters (``***1234``)."""
     return {
-        name: mask(value) if any(word in name.lower() for word in SENSITIVE_HEADER_WORDS) else value
+        name: mask(value) if is_credential_header(name) else value
         for name, value in (headers or {}).items()
     }
 

@@ -57,6 +57,19 @@ def mask(value: str | None) -> str:
     return f"{prefix}***{tail}"
 
 
+# Header names that carry credentials when they contain one of these words (case-insensitive).
+SENSITIVE_HEADER_WORDS = ("authorization", "api-key", "apikey", "secret", "token", "password", "cookie")
+
+
+@lru_cache(maxsize=1024)
+def is_credential_header(name: str) -> bool:
+    """Whether a header named ``name`` carries a credential (``Authorization``, ``X-Api-Key``,
+    ``*token*``, ``Cookie``, …), so its value is masked wherever it is shown or stored. Cached:
+    the batch engine asks for every header of every attempt it stores (~10 per delivery)."""
+    lowered = name.lower()
+    return any(word in lowered for word in SENSITIVE_HEADER_WORDS)
+
+
 class EncryptedTextField(models.TextField):
     """A text column whose value is Fernet-encrypted in the database and plain in Python."""
 

@@ -13,11 +13,11 @@ from django.utils import timezone
 from endpoints import signing
 from endpoints.models import WebhookEndpoint
 from events.models import Event
+from vocelio_webhooks.crypto import is_credential_header
 
 logger = logging.getLogger(__name__)
 
 HEADER_PREFIX = "X-Vocelio-"
-SENSITIVE_HEADER_WORDS = ("authorization", "api-key", "apikey", "secret", "token", "password", "cookie")
 
 
 @dataclass(frozen=True)
@@ -226,8 +226,7 @@ def mask_headers(headers: dict[str, str]) -> dict[str, str]:
     """Copy of ``headers`` with credentials masked (``Authorization: Bearer ***``), for storage."""
     masked = {}
     for name, value in headers.items():
-        lowered = name.lower()
-        if any(word in lowered for word in SENSITIVE_HEADER_WORDS):
+        if is_credential_header(name):
             scheme = value.split(" ", 1)[0] if " " in value else ""
             masked[name] = f"{scheme} ***".strip()
         else:
