@@ -168,3 +168,39 @@ def test_rotate_encryption_keys_refuses_a_batch_size_that_would_skip_or_crash():
                                                f"not '{size}'."):
             call_command("rotate_encryption_keys", "--batch-size", size, stdout=io.StringIO())
     assert not AuditLogEntry.objects.exists()
+
+
+def test_validate_endpoints_names_rows_saved_before_a_rule_without_their_values(event_types):
+    # given: one valid endpoint, and two written behind validation's back (as rows saved before
+    # the header-value and control-character rules existed)
+    good = WebhookEndpoint.objects.create(name="Good", url="https://good.example.com/h", events=["lead.*"])
+    key = WebhookEndpoint.objects.create(name="Key", url="https://key.example.com/h", events=["lead.*"],
+                                         signature_method="api_key", api_key="ok-key-1234567890")
+    named = WebhookEndpoint.objects.create(name="Named", url="https://named.example.com/h", events=["lead.*"])
+    WebhookEndpoint.objects.filter(pk=named.pk).update(name="a\u001b[2Jb")
+    key.api_key = " supersecretkey123"
+    key.save(update_fields=["api_key"])  # save() does not validate
+    out = io.StringIO()
+
+    # when
+    with pytest.raises(CommandError, match="2 endpoint"):
+        call_command("validate_endpoints", stdout=out)
+
+    # then: each bad row by id with the failing field, never the value; the good one not listed
+    text = out.getvalue()
+    assert f"endpoint {key.pk} (production): VALIDATION_ERROR in api_key" in text
+    assert f"endpoint {named.pk} (production): VALIDATION_ERROR in name" in text
+    assert f"endpoint {good.pk} " not in text
+    assert "supersecretkey123" not in text and "\u001b" not in text
+
+
+def test_validate_endpoints_passes_when_every_endpoint_is_valid(event_types):
+    # given
+    WebhookEndpoint.objects.create(name="Good", url="https://good.example.com/h", events=["lead.*"])
+    out = io.StringIO()
+
+    # when
+    call_command("validate_endpoints", stdout=out)
+
+    # then
+    assert out.getvalue().strip() == "Every endpoint passes validation."
