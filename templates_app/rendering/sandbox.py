@@ -23,7 +23,7 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes
+from jinja2 import StrictUndefined, Undefined, nodes
 from jinja2.compiler import CodeGenerator, optimizeconst
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -151,6 +151,10 @@ def _guard_filter(name: str, func: Any) -> Any:
 
 
 def _finalize(value: Any) -> Any:
+    if callable(value) and not isinstance(value, Undefined):
+        # str() of a method is "<built-in method items of dict object at 0x7f…>": a memory address
+        # in a payload, and never what the author meant.
+        raise TemplateUsageError("A function or method was printed, not its result: call it, e.g. data.items().")
     budget = current_budget()
     budget.tick()
     budget.spend(measure(budget, value))

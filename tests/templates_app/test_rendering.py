@@ -521,3 +521,27 @@ def test_render_headers_refuses_non_ascii_values_unless_encoded():
     assert encoded == {"X-Agent": "Jos%C3%A9"}
     assert caught.value.path == "X-Agent"
     assert "non-ASCII" in caught.value.message
+
+
+@pytest.mark.parametrize("source", ["{{ data.items }}", "x {{ data.lead.name.upper }} y", "{{ range }}"])
+def test_render_text_template_refuses_to_print_a_function(source):
+    # given: a template printing a method or function, not its result
+    context = {"data": {"lead": {"name": "Ada"}}}
+
+    # when
+    with pytest.raises(TemplateRenderError) as refused:
+        rendering.render_text_template(source, context)
+
+    # then: the author is told, and no "<built-in method ... at 0x7f…>" (a memory address) is rendered
+    assert "call it" in str(refused.value)
+    assert "0x" not in str(refused.value)
+
+
+def test_render_text_template_still_prints_the_result_of_a_call_and_fails_on_undefined():
+    # given
+    context = {"data": {"lead": {"name": "Ada"}}}
+
+    # when / then
+    assert rendering.render_text_template("{{ data.lead.name.upper() }}", context) == "ADA"
+    with pytest.raises(TemplateRenderError):
+        rendering.render_text_template("{{ data.nope }}", context)
