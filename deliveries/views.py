@@ -41,7 +41,7 @@ class DeliveryIdConverter:
     receivers see in ``X-Vocelio-Delivery-Id`` and the JWT ``jti``), both to the integer ``123``;
     the admin's search takes both forms as well."""
 
-    regex = r"(?:dlv_)?[0-9]+"
+    regex = r"(?:dlv_)?[0-9]{1,19}"  # a bigint has at most 19 digits; int() refuses over 4,300
 
     def to_python(self, value: str) -> int:
         return int(value.removeprefix("dlv_"))

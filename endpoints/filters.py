@@ -120,7 +120,7 @@ class FilterResult:
     reason: str
 
 
-def validate_filters(spec) -> None:
+def validate_filters(spec, *, limits: bool = True) -> None:
     """Check a filter spec (shapes in the module docstring) before it is saved.
 
     Raises ``FilterValidationError`` naming the first bad condition or group: for an unknown
@@ -132,7 +132,7 @@ def validate_filters(spec) -> None:
     if spec is None or spec == []:
         return
     node, location = _root(spec)
-    _validate_node(node, location, depth=0, counter=[0, 0, 0])
+    _validate_node(node, location, depth=0, counter=[0, 0, 0], limits=limits)
 
 
 def evaluate_filters(spec, event: dict) -> FilterResult:
@@ -142,7 +142,7 @@ def evaluate_filters(spec, event: dict) -> FilterResult:
     The spec is validated first and raises ``FilterValidationError`` if it is invalid. Event data
     never raises: missing fields and type mismatches are reported as no match.
     """
-    validate_filters(spec)
+    validate_filters(spec, limits=False)  # save-time caps (MAX_IN_VALUES*) never stop a stored filter
     if spec is None or spec == []:
         return FilterResult(True, None, None, "no filters")
     node, location = _root(spec)
@@ -174,7 +174,7 @@ def _child(location: str, kind: str, index: int) -> str:
     return f"{location}.{kind}[{index}]" if location else f"{kind}[{index}]"
 
 
-def _validate_node(node, location: str, *, depth: int, counter: list[int]) -> None:
+def _validate_node(node, location: str, *, depth: int, counter: list[int], limits: bool = True) -> None:
     where = location or "filters"
     if _is_group(node):
         if len(node) != 1:
@@ -185,7 +185,7 @@ def _validate_node(node, location: str, *, depth: int, counter: list[int]) -> No
         if not isinstance(children, list) or not children:
             raise FilterValidationError(where, f'"{kind}" needs a non-empty list of conditions')
         for index, child in enumerate(children):
-            _validate_node(child, _child(location, kind, index), depth=depth + 1, counter=counter)
+            _validate_node(child, _child(location, kind, index), depth=depth + 1, counter=counter, limits=limits)
     elif isinstance(node, dict):
         counter[0] += 1
         if counter[0] > MAX_CONDITIONS:
@@ -194,8 +194,8 @@ def _validate_node(node, location: str, *, depth: int, counter: list[int]) -> No
             counter[1] += 1
             if counter[1] > MAX_REGEX_CONDITIONS:
                 raise FilterValidationError(where, f"at most {MAX_REGEX_CONDITIONS} regex conditions in total")
-        _validate_condition(node, where)
-        if node.get("operator") in ("in", "not_in"):
+        _validate_condition(node, where, limits=limits)
+        if limits and node.get("operator") in ("in", "not_in"):
             counter[2] += len(node["value"])
             if counter[2] > MAX_IN_VALUES_TOTAL:
                 raise FilterValidationError(
@@ -204,7 +204,7 @@ def _validate_node(node, location: str, *, depth: int, counter: list[int]) -> No
         raise FilterValidationError(where, 'expected a condition object or an {"all": [...]} / {"any": [...]} group')
 
 
-def _validate_condition(condition: dict, where: str) -> None:
+def _validate_condition(condition: dict, where: str, *, limits: bool = True) -> None:
     unknown = sorted(str(key) for key in condition if key not in _CONDITION_KEYS)
     if unknown:
         raise FilterValidationError(where, f"unknown key(s): {', '.join(unknown)}")
@@ -232,7 +232,7 @@ def _validate_condition(condition: dict, where: str) -> None:
         raise FilterValidationError(where, f"{operator} needs a number or a numeric string, not {_show(value)}")
     if operator in ("in", "not_in") and (not isinstance(value, list) or not value):
         raise FilterValidationError(where, f"{operator} needs a non-empty list, not {_show(value)}")
-    if operator in ("in", "not_in") and len(value) > MAX_IN_VALUES:
+    if limits and operator in ("in", "not_in") and len(value) > MAX_IN_VALUES:
         raise FilterValidationError(
             where, f"{operator} takes at most {MAX_IN_VALUES} values, not {len(value)}")
     if operator in ("starts_with", "ends_with", "regex") and not isinstance(value, str):

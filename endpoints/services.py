@@ -217,9 +217,20 @@ def rotate_secret(*, endpoint: WebhookEndpoint, new_secret: str | None = None,
     else:
         endpoint.previous_secret = ""
         endpoint.previous_secret_expires_at = None
-    validate_endpoint(endpoint)
+    # Only the secret changes: a field saved before a later validation rule (a header value, a
+    # retry code, an in-list) must not block rotating a leaked secret (validate_endpoints lists those).
+    try:
+        endpoint.clean_fields(exclude=[f.name for f in endpoint._meta.fields if f.name not in ROTATED_FIELDS])
+        endpoint.clean()
+    except ValidationError as exc:
+        problems = {name: errors for name, errors in exc.message_dict.items() if name in ROTATED_FIELDS}
+        if problems:
+            raise ValidationFailed("The endpoint configuration is invalid.", details={"fields": problems}) from exc
     endpoint.save()
     return endpoint
+
+
+ROTATED_FIELDS = ("secret", "previous_secret", "previous_secret_expires_at")
 
 
 # --- health: circuit breaker, rate limit, auto-disable -------------------------------------------

@@ -208,9 +208,10 @@ def _event_insert_sql(event: Event) -> tuple[str, list]:
     query.insert_values(fields, [event])
     compiler = query.get_compiler(connection=connection)
     params = [compiler.prepare_value(f, compiler.pre_save_val(f, event)) for f in fields]
-    if any(hasattr(value, "as_sql") for value in params):
+    text = _event_insert_text(connection.vendor)
+    if text is None or any(hasattr(value, "as_sql") for value in params):
         return _compile_event_insert(event)
-    return _event_insert_text(connection.vendor), params
+    return text, params
 
 
 def _compile_event_insert(event: Event) -> tuple[str, list]:
@@ -225,12 +226,13 @@ def _event_fields() -> list:
 
 
 @functools.cache
-def _event_insert_text(vendor: str) -> str:
+def _event_insert_text(vendor: str) -> str | None:
     """The event INSERT's text with one ``%s`` per field (``_event_fields``), compiled by Django
     from a throw-away event (each field gets the plain ``%s`` placeholder: none has its own
     ``get_placeholder``)."""
-    sql, _ = _compile_event_insert(Event(event_type_id=0, timestamp=timezone.now(), data={}, metadata={}))
-    return sql
+    sql, params = _compile_event_insert(Event(event_type_id=0, timestamp=timezone.now(), data={}, metadata={}))
+    # A field whose value compiled to SQL (a db_default's DEFAULT) has no placeholder: not reusable.
+    return sql if len(params) == len(_event_fields()) else None
 
 
 def _delivery_names() -> tuple[str, str, str]:

@@ -427,3 +427,21 @@ def test_admin_dead_letter_filter_and_discard_action(admin_client, api, receiver
     discarded = Delivery.objects.get(pk=dead)
     assert discarded.status == "cancelled" and discarded.last_error == "Discarded by user:admin"
     assert Delivery.objects.get(pk=succeeded).status == "succeeded"
+
+
+@pytest.mark.parametrize("path", ["/deliveries/" + "1" * 4301, "/deliveries/dlv_" + "1" * 4301,
+                                  "/deliveries/99999999999999999999", "/deliveries/dlv_9223372036854775807"])
+def test_delivery_ids_too_long_for_a_bigint_are_404(api, path):
+    # when
+    response = api.get(path)
+
+    # then: not found, not a 500 from int() or the database
+    assert response.status_code == 404
+
+
+def test_retry_of_a_delivery_id_too_long_for_a_bigint_is_404(api):
+    # when
+    response = api.post("/deliveries/retry/" + "1" * 4301)
+
+    # then
+    assert response.status_code == 404

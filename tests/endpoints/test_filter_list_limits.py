@@ -65,3 +65,23 @@ def test_update_endpoint_refuses_oversized_in_list_and_keeps_the_old_filter(api)
     # then
     assert_seed_error(response, 400, "INVALID_FILTER")
     assert WebhookEndpoint.objects.get().filters == small
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("operator", "lead", "matched"), [("in", "lead_7", 1), ("not_in", "lead_9999", 1),
+                                                           ("not_in", "lead_7", 0)])
+def test_a_stored_filter_over_the_caps_still_routes_as_before(event_types, operator, lead, matched):
+    # given: a row stored before the caps existed (600 values; save() does not validate)
+    from events import services as event_services
+
+    endpoint = WebhookEndpoint.objects.create(
+        name="crm", url="https://crm.example.com/hooks", events=["lead.*"],
+        filters=[{"field_path": "data.lead.id", "operator": operator,
+                  "value": [f"lead_{n}" for n in range(MAX_IN_VALUES + 100)]}])
+
+    # when
+    result = event_services.publish(event_type="lead.created", data={"lead": {"id": lead}},
+                                    environment=endpoint.environment)
+
+    # then: the caps bind new saves only; the stored filter decides as it did
+    assert result.matched_endpoints == matched

@@ -5,6 +5,7 @@ import hmac
 from datetime import timedelta
 
 import jwt
+import pytest
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -122,3 +123,27 @@ def test_rotate_secret_refused_for_bad_input_and_secretless_methods(api):
     assert too_short.status_code == 400
     assert nothing.status_code == 400 and nothing.json()["error"]["code"] == "NOTHING_TO_ROTATE"
     assert WebhookEndpoint.objects.get(pk=plain["id"]).secret == plain["secret"]
+
+
+@pytest.mark.parametrize("fields", [
+    pytest.param({"custom_headers": {"X-Tenant": "acme "}}, id="trailing-space-header"),
+    pytest.param({"retry_policy": {"enabled": True, "max_attempts": 5, "initial_delay_seconds": 1,
+                                   "max_delay_seconds": 300, "backoff_multiplier": 2.0,
+                                   "retry_on_status_codes": [200, 500]}}, id="2xx-retry-code"),
+    pytest.param({"rate_limit_per_minute": 500_000}, id="rate-limit-over-the-range"),
+    pytest.param({"events": ["lead.created", "lead.created"]}, id="duplicate-events"),
+])
+def test_rotate_secret_works_on_an_endpoint_saved_before_a_later_rule(api, event_types, fields):
+    # given: a row as stored before today's rules (save() does not validate)
+    endpoint = WebhookEndpoint.objects.create(name="legacy", url="https://crm.example.com/hooks",
+                                              events=fields.pop("events", ["lead.*"]),
+                                              secret="whsec_legacy_secret_0123456789", **fields)
+
+    # when: a leaked secret is rotated
+    response = api.post(f"/endpoints/{endpoint.pk}/rotate-secret", {}, format="json")
+
+    # then
+    assert response.status_code == 200, response.json()
+    endpoint.refresh_from_db()
+    assert endpoint.previous_secret == "whsec_legacy_secret_0123456789"
+    assert endpoint.secret != endpoint.previous_secret
