@@ -1,4 +1,7 @@
 """The event type catalog and published events."""
+import re
+
+from django.core.validators import RegexValidator
 from django.db import models
 
 from vocelio_webhooks.fields import OrderedJSONField
@@ -13,11 +16,19 @@ class Environment(models.TextChoices):
     PRODUCTION = "production"
 
 
+# The seed's shape (``category.action``): any other name could only be matched by the ``*``
+# subscription and could not be addressed at ``/event-types/{name}``; it is also sent as the
+# ``X-Vocelio-Event-Type`` header, so it must be plain ASCII.
+EVENT_TYPE_NAME_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+\Z")
+EVENT_TYPE_NAME_MESSAGE = "Use a lowercase dotted name such as 'billing.invoice_paid' (letters, digits and '_')."
+
+
 class EventType(models.Model):
     """A kind of event (``lead.created``). The seed's catalog is loaded by a data migration;
     ``sample_data`` is a realistic ``data`` object used for test sends and template tests."""
 
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100, unique=True,
+                            validators=[RegexValidator(EVENT_TYPE_NAME_RE, EVENT_TYPE_NAME_MESSAGE)])
     category = models.CharField(max_length=50, db_index=True, validators=[reject_control_characters])
     description = models.CharField(max_length=300, blank=True, validators=[reject_control_characters])
     sample_data = OrderedJSONField(default=dict, blank=True)

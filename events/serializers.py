@@ -1,15 +1,10 @@
 """API shapes for events and event types."""
-import re
 from typing import Any, ClassVar
 
 from rest_framework import serializers
 
-from events.models import Environment, Event, EventType
+from events.models import EVENT_TYPE_NAME_MESSAGE, EVENT_TYPE_NAME_RE, Environment, Event, EventType
 from vocelio_webhooks.validators import reject_nul_characters
-
-# The seed's shape (``category.action``): any other name could only be matched by the ``*``
-# subscription and could not be addressed at ``/event-types/{name}``.
-EVENT_TYPE_NAME_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+\Z")
 
 
 class StringOnlyMixin:
@@ -62,9 +57,7 @@ class EventTypeSerializer(serializers.ModelSerializer):
 
     def validate_name(self, value: str) -> str:
         if not EVENT_TYPE_NAME_RE.match(value):
-            raise serializers.ValidationError(
-                "Use a lowercase dotted name such as 'billing.invoice_paid' (letters, digits and '_')."
-            )
+            raise serializers.ValidationError(EVENT_TYPE_NAME_MESSAGE)
         return value
 
     def validate_sample_data(self, value):

@@ -417,6 +417,9 @@ for _cidr in WEBHOOK_ALLOWED_PRIVATE_CIDRS:
         raise ImproperlyConfigured(f"WEBHOOK_ALLOWED_PRIVATE_CIDRS: {_exc}") from _exc
 WEBHOOK_ALLOW_HTTP_IN_PRODUCTION = env.bool("WEBHOOK_ALLOW_HTTP_IN_PRODUCTION", default=False)
 WEBHOOK_USER_AGENT = env.str("WEBHOOK_USER_AGENT", default="Vocelio-Webhooks/1.0")
+# Sent as a header on every delivery: a value the sender refuses would fail every one of them.
+if not all(" " <= ch <= "~" for ch in WEBHOOK_USER_AGENT) or WEBHOOK_USER_AGENT.strip() != WEBHOOK_USER_AGENT:
+    raise ImproperlyConfigured("WEBHOOK_USER_AGENT must be visible ASCII (spaces only inside), as a header value.")
 WEBHOOK_SOURCE_SERVICE = env.str("WEBHOOK_SOURCE_SERVICE", default="vocelio_webhooks")
 WEBHOOK_PAYLOAD_VERSION = env.str("WEBHOOK_PAYLOAD_VERSION", default="1.0")
 # Template rendering limits (templates_app.rendering): wall time per render and output size.

@@ -72,3 +72,27 @@ def test_event_admin_out_of_range_dates_in_the_query_string_show_the_unfiltered_
     # then
     assert (response.status_code, response["Location"]) == (302, "/admin/events/event/?e=1")
     assert admin_client.get(response["Location"]).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["commande.créée", "lead.\u001b[2Jx", "lead.\u202eevil", "Lead.Created", "lead"])
+def test_event_type_admin_refuses_a_name_the_api_refuses(admin_client, event_types, name):
+    # given: the add form, as a person fills it in
+    form = {"name": name, "category": "lead", "description": "", "sample_data": "{}", "is_high_priority": ""}
+
+    # when
+    response = admin_client.post("/admin/events/eventtype/add/", form)
+
+    # then: the form comes back with the API's message on the name, and nothing is created
+    assert response.status_code == 200
+    assert "lowercase dotted name" in str(response.context["adminform"].form.errors.get("name"))
+    assert not EventType.objects.filter(name=name).exists()
+
+
+def test_event_type_admin_adds_a_well_formed_name(admin_client, event_types):
+    # when
+    response = admin_client.post("/admin/events/eventtype/add/", {"name": "billing.invoice_paid", "category": "billing",
+                                                                  "description": "", "sample_data": "{}"})
+
+    # then
+    assert response.status_code == 302
+    assert EventType.objects.filter(name="billing.invoice_paid").exists()

@@ -76,6 +76,23 @@ def test_settings_require_secret_key_when_not_debug(tmp_path):
     assert "SECRET_KEY" in result.stderr
 
 
+@pytest.mark.parametrize(("agent", "refused"), [("Acme-Hooks/2.0 (ops@example.com)", False), ("Acmé/1", True),
+                                               ("Acme/1\r\nX-Injected: yes", True), (" Acme/1", True)])
+def test_settings_refuse_a_user_agent_that_cannot_be_a_header(tmp_path, agent, refused):
+    # given
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "vocelio_webhooks.settings", "VOCELIO_VAR_DIR": str(tmp_path),
+           "WEBHOOK_USER_AGENT": agent}
+    code = "import environ; environ.Env.read_env = lambda *a, **k: None; import vocelio_webhooks.settings"
+
+    # when
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+
+    # then: at start-up, not at every delivery
+    assert (result.returncode != 0) == refused, result.stderr
+    assert ("WEBHOOK_USER_AGENT must be visible ASCII" in result.stderr) == refused
+
+
 @pytest.mark.django_db
 def test_security_headers_are_sent_over_plain_http():
     # given
