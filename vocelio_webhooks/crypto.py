@@ -15,6 +15,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from .logs import SECRET_KEY_RE
+
 _PREFIX = "fernet:"
 
 
@@ -57,17 +59,14 @@ def mask(value: str | None) -> str:
     return f"{prefix}***{tail}"
 
 
-# Header names that carry credentials when they contain one of these words (case-insensitive).
-SENSITIVE_HEADER_WORDS = ("authorization", "api-key", "apikey", "secret", "token", "password", "cookie")
-
-
 @lru_cache(maxsize=1024)
 def is_credential_header(name: str) -> bool:
     """Whether a header named ``name`` carries a credential (``Authorization``, ``X-Api-Key``,
-    ``*token*``, ``Cookie``, …), so its value is masked wherever it is shown or stored. Cached:
-    the batch engine asks for every header of every attempt it stores (~10 per delivery)."""
-    lowered = name.lower()
-    return any(word in lowered for word in SENSITIVE_HEADER_WORDS)
+    ``*token*``, ``Cookie``, ``X-Credential``, ``*private-key*``, …), so its value is masked wherever
+    it is shown or stored. The words are the log filter's (``vocelio_webhooks.logs.SECRET_KEY_RE``),
+    so a header masked in the logs is masked in stored attempts and the API too. Cached: the batch
+    engine asks for every header of every attempt it stores (~10 per delivery)."""
+    return SECRET_KEY_RE.search(name) is not None
 
 
 class EncryptedTextField(models.TextField):

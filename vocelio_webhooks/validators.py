@@ -53,12 +53,21 @@ _MULTILINE_ALLOWED = frozenset("\t\n\r")
 
 def _first_unsafe_character(value: str, *, multiline: bool) -> tuple[int, str] | None:
     for index, ch in enumerate(value):
-        code = ord(ch)
-        if (code < 0x20 or 0x7F <= code <= 0x9F or code in _BIDI_CONTROLS) and not (
-            multiline and ch in _MULTILINE_ALLOWED
-        ):
+        if _is_unsafe(ch) and not (multiline and ch in _MULTILINE_ALLOWED):
             return index, ch
     return None
+
+
+def _is_unsafe(ch: str) -> bool:
+    code = ord(ch)
+    return code < 0x20 or 0x7F <= code <= 0x9F or code in _BIDI_CONTROLS
+
+
+def printable(text: str) -> str:
+    """``text`` for a terminal: every character ``reject_control_characters`` refuses (C0/C1
+    controls, bidi controls) written as ``\\uXXXX`` instead, the rest unchanged. For values stored
+    before that rule existed, shown by management commands."""
+    return "".join(f"\\u{ord(ch):04x}" if _is_unsafe(ch) else ch for ch in text)
 
 
 def reject_control_characters(value: Any, *, multiline: bool = False) -> None:

@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from endpoints.models import WebhookEndpoint
+from vocelio_webhooks.validators import reject_control_characters
 
 __all__ = ["ALLOWED_ACTIONS", "Alert", "AlertRule"]
 
@@ -30,7 +31,7 @@ class AlertRule(models.Model):
         SCALE_PROCESSING_CAPACITY = "scale_processing_capacity", "system.health_alert event + autoscaler metric"
 
     name = models.SlugField(max_length=100, unique=True)
-    description = models.CharField(max_length=300, blank=True)
+    description = models.CharField(max_length=300, blank=True, validators=[reject_control_characters])
     metric = models.CharField(max_length=40, choices=Metric.choices)
     threshold = models.FloatField(validators=[MinValueValidator(0)])
     period_seconds = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(86400)])

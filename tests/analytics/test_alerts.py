@@ -441,6 +441,15 @@ def test_alert_rules_api_lists_creates_and_validates(api, seed_rules):
     assert AlertRule.objects.get(name="delivery_failure_rate").threshold == 10.0
 
 
+def test_alert_rule_description_refuses_control_characters(api, seed_rules):
+    # when
+    response = api.patch("/alert-rules/queue_backlog", {"description": "ops \u001b[2J\u202e"}, format="json")
+
+    # then
+    assert "U+001B" in assert_seed_error(response, 400, "VALIDATION_ERROR")["details"]["fields"]["description"][0]
+    assert "\u001b" not in AlertRule.objects.get(name="queue_backlog").description
+
+
 def test_alert_rule_changes_need_an_admin_key(api, seed_rules):
     # given: a key that may read and manage endpoints, but is not an admin key
     from rest_framework.test import APIClient

@@ -319,6 +319,20 @@ def test_endpoint_health_table_shows_state_rates_and_counts(event_types):
 
 
 @pytest.mark.django_db
+def test_endpoint_health_escapes_a_name_stored_before_control_characters_were_refused(event_types):
+    # given: a name with an escape sequence, written behind validation's back (as rows saved before the rule)
+    endpoint = WebhookEndpoint.objects.create(name="CRM", url="https://crm.example.com/h", events=["lead.*"])
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(name="a\u001b[2J\u202eb")
+
+    # when
+    out, _ = run("endpoint_health")
+
+    # then: the operator's terminal gets the code points, not the sequence
+    assert "\u001b" not in out and "\u202e" not in out
+    assert "a\\u001b[2J\\u202eb" in out
+
+
+@pytest.mark.django_db
 def test_endpoint_health_json_and_status_filter(event_types):
     # given
     crm, _ = health_dataset()

@@ -363,6 +363,22 @@ def test_endpoints_custom_authorization_header_is_masked_in_responses(api):
     assert WebhookEndpoint.objects.get(pk=created.json()["id"]).custom_headers == headers
 
 
+@pytest.mark.parametrize("name", ["X-Credential", "X-Private-Key", "X-Passwd", "X-Api_Key"])
+def test_endpoints_custom_headers_masked_as_the_logs_mask_them(api, name):
+    # given: header names the log filter has always masked (vocelio_webhooks.logs.SECRET_KEY_RE)
+    headers = {name: "cred-value-0123456789", "X-Source": "Vocelio"}
+
+    # when
+    created = _create(api, custom_headers=headers)
+
+    # then
+    assert created.status_code == 201, created.content
+    shown = api.get(f"/endpoints/{created.json()['id']}")
+    assert "cred-value-0123456789" not in shown.content.decode()
+    assert shown.json()["custom_headers"][name] == "***6789"
+    assert shown.json()["custom_headers"]["X-Source"] == "Vocelio"
+
+
 def test_endpoints_masked_custom_header_sent_back_keeps_real_value(api):
     # given
     created = _create(api, custom_headers={"Authorization": "Bearer sf_token_123"}).json()

@@ -17,6 +17,7 @@ from django.core.management.base import CommandError
 from deliveries import queries as delivery_queries
 from endpoints.models import EndpointHealth, WebhookEndpoint
 from vocelio_webhooks.commands import OperatorCommand, note, object_id, plural
+from vocelio_webhooks.validators import printable
 
 NAME_WIDTH = 24
 HOST_WIDTH = 32
@@ -27,6 +28,7 @@ def _when(value: datetime | None) -> str:
 
 
 def _clip(text: str, width: int) -> str:
+    text = printable(text)  # a name stored before control characters were refused
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
