@@ -20,6 +20,7 @@ import urllib3
 from django.conf import settings
 
 from endpoints import network
+from templates_app.rendering import HEADER_NAME_RE
 
 _local = threading.local()
 _CHUNK_BYTES = 8192
@@ -119,11 +120,11 @@ def _text(raw: bytes, encoding: str | None) -> str:
         return _storable(raw.decode("utf-8", errors="replace"))
 
 
-# RFC 9110 section 5.1: a field name is a token. A value is visible ASCII with spaces or tabs
+# RFC 9110 section 5.1: a field name is a token (templates_app.rendering.HEADER_NAME_RE, the rule
+# every header name is saved under). A value is visible ASCII with spaces or tabs
 # inside (section 5.5), and no leading whitespace (``requests`` refuses it: the value would be read
 # as a continuation line). Non-ASCII (obs-text) is refused too: ``http.client`` can only send
 # Latin-1, and fails with ``UnicodeEncodeError`` past it.
-_HEADER_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_VALUE_RE = re.compile(r"(?:[\x21-\x7e][\x20-\x7e\t]*)?")
 
 
@@ -138,7 +139,7 @@ def invalid_header(headers: dict[str, str]) -> str:
         if value is None:  # requests leaves such a header out
             continue
         text_name = name.decode("latin-1") if isinstance(name, bytes) else str(name)
-        if not _HEADER_NAME_RE.fullmatch(text_name):
+        if not HEADER_NAME_RE.match(text_name):
             return f"Header name {text_name[:100]!r} is not a valid HTTP field name; fix the endpoint's configuration."
         text = value.decode("latin-1") if isinstance(value, bytes) else value
         if not isinstance(text, str) or not _HEADER_VALUE_RE.fullmatch(text):

@@ -13,7 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from events.models import Environment
-from templates_app.rendering import is_reserved_header
+from templates_app.rendering import HEADER_NAME_RE, is_reserved_header
 from vocelio_webhooks.crypto import EncryptedJSONField, EncryptedTextField
 from vocelio_webhooks.fields import OrderedJSONField
 from vocelio_webhooks.validators import (
@@ -22,7 +22,6 @@ from vocelio_webhooks.validators import (
     reject_nul_characters,
 )
 
-HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # RFC 9110 token
 EVENT_PATTERN_RE = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)\Z")
 # Headers we set ourselves; letting custom headers replace them would break signing or framing.
 RESERVED_HEADERS = frozenset(

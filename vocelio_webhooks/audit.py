@@ -6,21 +6,24 @@ A field is secret when it is encrypted at rest (``Encrypted*Field`` from
 ``vocelio_webhooks.crypto``) or its name is in ``SECRET_FIELD_NAMES``; its value is shown as
 ``vocelio_webhooks.crypto.mask`` shows it (``whsec_***Xk9=``), and a JSON object in such a
 field (credential headers) keeps its keys with each value masked. In any other JSON object, a
-key that names a credential (``SENSITIVE_KEY_WORDS``) has its value masked too.
+key that names a credential (``SENSITIVE_KEY_RE``) has its value masked too.
 """
 import datetime
 import decimal
 import hashlib
+import re
 import uuid
 from typing import Any
 
 from django.db import models
 
 from .crypto import mask
+from .logs import SECRET_KEY_RE
 
 SECRET_FIELD_NAMES = frozenset({"secret", "previous_secret", "api_key", "key_hash", "password", "token"})
-SENSITIVE_KEY_WORDS = ("authorization", "secret", "token", "password", "api-key", "api_key", "apikey", "cookie",
-                       "credential", "signature")
+# The log filter's credential words (``SECRET_KEY_RE``, also the rule for credential headers), and
+# "signature": a stored signature of a known body could be replayed.
+SENSITIVE_KEY_RE = re.compile(f"{SECRET_KEY_RE.pattern}|signature", re.IGNORECASE)
 # Fields that change on every save and say nothing about who changed what.
 IGNORED_FIELD_NAMES = frozenset({"updated_at", "last_used_at", "last_login"})
 
@@ -68,7 +71,7 @@ def mask_sensitive_keys(value: Any) -> Any:
     ``token``, …) masked at any depth; everything else unchanged."""
     if isinstance(value, dict):
         return {
-            key: mask_value(item) if any(word in str(key).lower() for word in SENSITIVE_KEY_WORDS)
+            key: mask_value(item) if SENSITIVE_KEY_RE.search(str(key))
             else mask_sensitive_keys(item)
             for key, item in value.items()
         }
