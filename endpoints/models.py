@@ -13,7 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from events.models import Environment
-from templates_app.rendering import HEADER_NAME_RE, is_reserved_header
+from templates_app.rendering import CONTENT_TYPE_RE, HEADER_NAME_RE, is_reserved_header
 from vocelio_webhooks.crypto import EncryptedJSONField, EncryptedTextField
 from vocelio_webhooks.fields import OrderedJSONField
 from vocelio_webhooks.validators import (
@@ -316,9 +316,9 @@ def _validate_template_choice(spec: Any, where: str) -> None:
     if body is not None and not isinstance(body, str):
         raise ValidationError(f"{where}.body must be a string (a text template).")
     content_type = spec.get("content_type")
-    if content_type is not None and (not isinstance(content_type, str) or not content_type
-                                     or header_value_problem(content_type) or len(content_type) > 200):
-        # Sent as the Content-Type header: the header value rule applies.
+    if content_type is not None and (not isinstance(content_type, str) or len(content_type) > 200
+                                     or not CONTENT_TYPE_RE.match(content_type)):
+        # Sent as the Content-Type header: a media type, as for a named template (one rule).
         raise ValidationError(f"{where}.content_type must be a media type such as 'application/xml' "
                               "(visible ASCII, at most 200 characters).")
 

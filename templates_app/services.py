@@ -1,7 +1,6 @@
 """Writes for payload templates (every change is a new ``TemplateVersion``), name resolution for
 the delivery path, and rendering a version against an event envelope."""
 import json
-import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,10 +20,6 @@ DEFAULT_JSON_CONTENT_TYPE = "application/json"
 DEFAULT_TEST_EVENT_TYPE = "lead.created"
 # The stored template (body plus header templates, as JSON) may not exceed this many bytes.
 MAX_TEMPLATE_SOURCE_BYTES = 65_536
-# Sent as the Content-Type header value: parameters are visible ASCII with inner spaces and tabs
-# (``endpoints.models.header_value_problem``, the rule for every header value we send).
-CONTENT_TYPE_RE = re.compile(
-    r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+([ \t]*;([ \t]*[\x20-\x7e\t]*[\x21-\x7e])?)?\Z")
 _UNSET: Any = object()
 
 
@@ -236,7 +231,8 @@ def validate_content(*, form: str, body: Any, content_type: str | None, header_t
         if form == TemplateVersion.Form.TEXT:
             _invalid("content_type", "A text template needs a content type, e.g. application/x-www-form-urlencoded.")
         content_type = DEFAULT_JSON_CONTENT_TYPE
-    if not isinstance(content_type, str) or len(content_type) > 255 or not CONTENT_TYPE_RE.match(content_type):
+    if (not isinstance(content_type, str) or len(content_type) > 255
+            or not rendering.CONTENT_TYPE_RE.match(content_type)):
         _invalid("content_type", "Not a media type such as 'application/xml; charset=utf-8'.")
     header_templates = {} if header_templates is None else header_templates
     if not isinstance(header_templates, dict):

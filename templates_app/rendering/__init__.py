@@ -43,6 +43,7 @@ from templates_app.rendering.budget import (
 from templates_app.rendering.sandbox import GuardedSandbox
 
 __all__ = [
+    "CONTENT_TYPE_RE",
     "ENVELOPE_KEYS",
     "HEADER_NAME_RE",
     "MAX_HEADER_VALUE_LENGTH",
@@ -73,6 +74,11 @@ def is_reserved_header(name: str) -> bool:
     return lowered in _RESERVED_HEADERS or lowered.startswith(_RESERVED_PREFIXES)
 # RFC 9110 "token": what an HTTP field name may contain.
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# A media type, sent as the Content-Type header value (a named template's or an inline
+# transformation's ``content_type``): type/subtype tokens, then parameters of visible ASCII with
+# inner spaces and tabs (``endpoints.models.header_value_problem``, the rule for every header value).
+CONTENT_TYPE_RE = re.compile(
+    r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+([ \t]*;([ \t]*[\x20-\x7e\t]*[\x21-\x7e])?)?\Z")
 # CR, LF and every other control character, plus Unicode line/paragraph separators.
 _HEADER_UNSAFE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _TAG_START_RE = re.compile(r"\{\{|\{%|\{#")

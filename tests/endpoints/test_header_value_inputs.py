@@ -87,7 +87,8 @@ def test_create_endpoint_refuses_custom_header_value_with_surrounding_space_or_d
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("content_type", ["text/plain; charset=é", " text/plain", "text/plain\x7f"])
+@pytest.mark.parametrize("content_type", ["text/plain; charset=é", " text/plain", "text/plain\x7f", "hello world",
+                                          "text"])
 def test_create_endpoint_refuses_inline_content_type_that_is_no_header_value(api, content_type):
     # given: the content type is sent as the Content-Type header
     body = _api_key_endpoint(signature_method="hmac_sha256",
