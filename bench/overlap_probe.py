@@ -1,10 +1,11 @@
 """How much one sending thread gains by overlapping requests to different receivers (write each
 request of a window, then read the answers) instead of one request at a time, as the send lane
-does today ("Throughput work, part 6": the next step it names). Plain ``http.client`` keep-alive
-connections to the bench receiver, one per endpoint path, for both modes, so only the overlap
-differs; ``--window`` requests in flight (one per connection); and, for scale, the same requests
-one at a time through a ``requests.Session``. Prints CPU and wall time per request, alternating
-the modes for ``--rounds`` rounds. A probe for a design decision, not a
+does today ("Throughput work, part 6"). Plain ``http.client`` keep-alive connections to the bench
+receiver, one per endpoint path, for both modes, so only the overlap differs; ``--window``
+requests in flight (one per connection). For scale, the same requests one at a time through a
+``requests.Session`` and through a ``urllib3.PoolManager`` (the layer under ``requests`` that
+our SSRF guard and deadline are built on, ``endpoints/network/``). Prints CPU and wall time per
+request, alternating the modes for ``--rounds`` rounds. A probe for a design decision, not a
 sender: no SSRF guard, deadline or body bound. Nothing here asserts.
 """
 import argparse
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import requests
+import urllib3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import run as bench  # sets the bench's environment defaults first
@@ -44,6 +46,13 @@ def main() -> None:
         for n in range(args.requests):
             session.post(f"{base}/overlap{n % args.window}", data=body, headers=headers, timeout=10).close()
 
+    pool = urllib3.PoolManager(maxsize=args.window)
+
+    def with_urllib3() -> None:  # the layer under requests, where the SSRF guard and deadline live
+        for n in range(args.requests):
+            pool.request("POST", f"{base}/overlap{n % args.window}", body=body, headers=headers, timeout=10,
+                         retries=False, redirect=False)
+
     def overlapped() -> None:
         for start in range(0, args.requests, args.window):
             batch = connections[: min(args.window, args.requests - start)]
@@ -54,8 +63,8 @@ def main() -> None:
 
     try:
         for _ in range(args.rounds):
-            for name, run in (("requests", with_requests), ("one at a time", one_at_a_time),
-                              ("overlapped", overlapped)):
+            for name, run in (("requests", with_requests), ("urllib3", with_urllib3),
+                              ("one at a time", one_at_a_time), ("overlapped", overlapped)):
                 cpu, wall = time.process_time(), time.perf_counter()
                 run()
                 per = 1000 / args.requests
