@@ -240,7 +240,8 @@ REST_FRAMEWORK = {
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "vocelio_webhooks.negotiation.FallbackToFirstRenderer",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "vocelio_webhooks.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's AutoSchema, plus each operation's error answers (the seed's error envelope).
+    "DEFAULT_SCHEMA_CLASS": "vocelio_webhooks.schema.ErrorResponsesAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 # Requests per API key per minute (0 = unlimited): publishing (scope events:publish) has its own,
