@@ -296,7 +296,10 @@ def _queue_full() -> ServiceUnavailable | None:
     """The error that refuses a publish (503 ``QUEUE_FULL``) while more than
     ``WEBHOOK_MAX_QUEUE_SIZE`` deliveries wait (``pending``/``retrying``), else ``None``:
     back-pressure instead of an unbounded backlog. The count is taken at most once a second per
-    process, so the limit is approximate by one second's worth."""
+    process, so the limit is approximate by one second's worth. Held deliveries (a paused or
+    disabled endpoint's, ``deliveries.services.sweep.hold_and_release``) are not counted: they
+    wait for their endpoint, not for the workers, and one paused receiver must not refuse every
+    publish."""
     global _queue_size_seen
     limit = settings.WEBHOOK_MAX_QUEUE_SIZE
     if not limit:
@@ -305,7 +308,7 @@ def _queue_full() -> ServiceUnavailable | None:
 
     seen_at, waiting = _queue_size_seen
     if time.monotonic() - seen_at > 1.0:
-        waiting = Delivery.objects.filter(status__in=Delivery.DUE_STATUSES).count()
+        waiting = Delivery.objects.filter(status__in=Delivery.DUE_STATUSES, held=False).count()
         _queue_size_seen = (time.monotonic(), waiting)
     if waiting >= limit:
         return ServiceUnavailable(

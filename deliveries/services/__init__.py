@@ -73,5 +73,5 @@ from deliveries.services.selection import (  # noqa: F401
     plan_replay,
     select_deliveries,
 )
-from deliveries.services.sweep import SweepResult, sweep_due_deliveries  # noqa: F401
+from deliveries.services.sweep import SweepResult, hold_and_release, sweep_due_deliveries  # noqa: F401
 from deliveries.services.wakeups import enqueue_delivery, enqueue_on_commit, enqueue_wakeup  # noqa: F401

@@ -84,7 +84,7 @@ def _claim(delivery_id: int, *, timeout_seconds: int) -> bool:
     claimed_until = now + timedelta(seconds=timeout_seconds + settings.WEBHOOK_CLAIM_MARGIN_SECONDS)
     updated = Delivery.objects.filter(
         pk=delivery_id, status__in=Delivery.DUE_STATUSES, next_attempt_at__lte=now
-    ).update(status=Delivery.Status.IN_FLIGHT, claimed_until=claimed_until, updated_at=now)
+    ).update(status=Delivery.Status.IN_FLIGHT, claimed_until=claimed_until, held=False, updated_at=now)
     return updated == 1
 
 
@@ -213,7 +213,8 @@ def retry_now(*, delivery: Delivery) -> Delivery:
         locked.status = Delivery.Status.RETRYING if locked.attempt_count else Delivery.Status.PENDING
         locked.next_attempt_at = now
         locked.completed_at = None
-        locked.save(update_fields=["status", "next_attempt_at", "completed_at", "updated_at"])
+        locked.held = False  # claimable at once; the sweep holds it again if its endpoint is paused
+        locked.save(update_fields=["status", "next_attempt_at", "completed_at", "held", "updated_at"])
         enqueue_on_commit(locked.pk)
     return locked
 

@@ -47,7 +47,7 @@ def _claim_sql(vendor: str, high_priority_only: bool, returning: str = "id") -> 
         claimed_until = f"%(now)s + {seconds} * INTERVAL '1 second'"
     else:
         claimed_until = f"strftime('%%Y-%%m-%%d %%H:%%M:%%f', %(now)s, '+' || {seconds} || ' seconds')"
-    # The inner scan takes the oldest due rows (index delivery_due_order_idx) of endpoints not at
+    # The inner scan takes the oldest due rows (index delivery_claim_order_idx) of endpoints not at
     # their cap already: otherwise one slow endpoint with more than %(scan)s older due rows would
     # fill every scan and the claim would take nothing at all (the in-flight rows are few, the
     # NOT IN is one hashed lookup). The window function then keeps at most (cap × batch_max_events
@@ -62,7 +62,7 @@ def _claim_sql(vendor: str, high_priority_only: bool, returning: str = "id") -> 
                 FROM (
                     SELECT d.id, d.endpoint_id, d.next_attempt_at, e.batch_max_events FROM {delivery} d
                     JOIN {endpoint} e ON e.id = d.endpoint_id AND e.status = %(active)s {priority}
-                    WHERE d.status IN (%(pending)s, %(retrying)s) AND d.next_attempt_at <= %(now)s
+                    WHERE d.status IN (%(pending)s, %(retrying)s) AND NOT d.held AND d.next_attempt_at <= %(now)s
                       AND d.endpoint_id NOT IN ({endpoints_at_cap_sql()})
                     ORDER BY d.next_attempt_at, d.id LIMIT %(scan)s {lock}
                 ) s
@@ -114,16 +114,17 @@ def _claim(*, limit: int, high_priority_only: bool, returning: str) -> list[tupl
         # a time limit) can leave the lock held by a pooled connection.
         with transaction.atomic():
             # Same statement, no extra round trip: for this transaction only, an ordinary claim
-            # steers the planner to read the due rows in delivery_due_order_idx order and stop
+            # steers the planner to read the due rows in delivery_claim_order_idx order and stop
             # after %(scan)s usable ones. Without it, on a table whose statistics say there is
             # little to do (never analyzed, freshly truncated, or analyzed before the backlog
             # grew) PostgreSQL joins from the endpoints and sorts the whole backlog at every
             # claim: 11 ms at 10,000 due rows and growing, under the claim lock. With sorts
             # disabled it still sorts where it must (the window, the final order: at most
             # %(scan)s rows); the high costs this gives the plan must not start JIT compilation
-            # (hundreds of ms), hence jit off too. The price: due rows of paused endpoints older
-            # than the active ones are walked at every claim (~0.2 ms per 1,000). A priority
-            # claim is not steered: its rows are the newest, so the walk would cross the backlog.
+            # (hundreds of ms), hence jit off too. Paused endpoints' due rows, older than the
+            # active ones, would be walked at every claim (~0.9 ms per 1,000): the sweep holds them
+            # (sweep.hold_and_release), out of the index. A priority claim is not steered: its
+            # rows are the newest, so the walk would cross the backlog.
             steer = ("" if high_priority_only
                      else ", set_config('enable_sort', 'off', true), set_config('jit', 'off', true)")
             cursor.execute(f"SELECT pg_advisory_xact_lock(%s){steer}", [CLAIM_LOCK_KEY])

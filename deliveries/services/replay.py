@@ -126,7 +126,8 @@ def retry_many(*, delivery_ids: Sequence[int]) -> list[int]:
             for status_value, condition in ((Delivery.Status.RETRYING, Q(attempt_count__gt=0)),
                                             (Delivery.Status.PENDING, Q(attempt_count=0))):
                 Delivery.objects.filter(condition, pk__in=ids).update(
-                    status=status_value, next_attempt_at=now, completed_at=None, claimed_until=None, updated_at=now,
+                    status=status_value, next_attempt_at=now, completed_at=None, claimed_until=None, held=False,
+                    updated_at=now,
                 )
             retried.extend(ids)
         _enqueue_all_on_commit(retried)

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -15,21 +16,74 @@ from endpoints.models import RateLimitWindow, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
 
+# Rows held and rows released per sweep, each: a released chunk must outrun what the engine can
+# send in one sweep interval (~1,100 deliveries/s × 5 s on the bench machine, issue 7), and one
+# UPDATE of this many rows takes a few hundred ms on PostgreSQL.
+HOLD_BATCH_SIZE = 20_000
+
 
 @dataclass(frozen=True)
 class SweepResult:
     """Counts from one sweep: ``recovered`` abandoned claims, ``cancelled`` orphans,
-    ``enqueued`` due deliveries."""
+    ``enqueued`` due deliveries, ``held`` and ``released`` deliveries (``hold_and_release``)."""
 
     recovered: int
     cancelled: int
     enqueued: int
+    held: int = 0
+    released: int = 0
+
+
+def hold_and_release(*, limit: int = HOLD_BATCH_SIZE) -> tuple[int, int]:
+    """Keep paused and disabled endpoints' due deliveries out of the claim's way; returns
+    ``(held, released)``, each at most ``limit`` rows.
+
+    A paused endpoint keeps its deliveries and keeps receiving new ones (they wait for it), and
+    they are older than anything active, so the claim's scan (``delivery_claim_order_idx``, oldest
+    first) walked all of them at every claim, under the claim lock: 91 ms a claim with 100,000 of
+    them instead of 3 (``bench/paused_backlog.py``), growing with the pause. Here:
+
+    1. **Release**: due deliveries with ``held`` set whose endpoint is ``active`` again are cleared,
+       oldest first, so they are claimed again (and, being overdue, enqueued by this same sweep).
+       That is the "within one sweep interval of becoming active" the endpoints' docs promise.
+    2. **Hold**: due deliveries of ``paused``/``disabled`` endpoints get ``held``, which takes them
+       out of the claim's index. On PostgreSQL the transaction first takes ``FOR SHARE`` on those
+       endpoints (``SKIP LOCKED``: one being changed right now is left to the next sweep), so none
+       of them can become active before the rows are held; delivery rows locked by someone else
+       are skipped too. So the sweep never waits for a lock, and a row is held only while its
+       endpoint is not active (SQLite has one writer at a time).
+
+    ``held`` is only ever a filter in front of the claim: the claim still checks the endpoint's
+    status itself, and a retry (``retry_now``, ``retry_many``) or a claim clears it.
+    """
+    from endpoints.models import WebhookEndpoint
+
+    due = Q(status__in=Delivery.DUE_STATUSES)
+    waiting = (Delivery.objects.filter(due, held=True, endpoint__status=WebhookEndpoint.Status.ACTIVE)
+               .order_by("next_attempt_at", "id").values("pk")[:limit])
+    released = Delivery.objects.filter(due, held=True, pk__in=waiting).update(held=False)
+    with transaction.atomic():
+        inactive = WebhookEndpoint.objects.exclude(status=WebhookEndpoint.Status.ACTIVE).order_by("pk")
+        if connection.vendor == "postgresql":
+            inactive = inactive.select_for_update(skip_locked=True)
+            rows = Delivery.objects.select_for_update(skip_locked=True)
+        else:
+            rows = Delivery.objects.all()
+        endpoint_ids = list(inactive.values_list("pk", flat=True))
+        held = 0
+        if endpoint_ids:
+            chosen = list(rows.filter(due, held=False, endpoint_id__in=endpoint_ids)
+                          .values_list("pk", flat=True)[:limit])
+            held = Delivery.objects.filter(due, held=False, pk__in=chosen).update(held=True)
+    return held, released
 
 
 def sweep_due_deliveries() -> SweepResult:
     """The beat sweep (every ``WEBHOOK_SWEEP_INTERVAL_SECONDS``): the safety net that makes the
     database, not the broker, the source of truth.
 
+    0. Paused and disabled endpoints' due deliveries are held, and held ones of endpoints active
+       again released (``hold_and_release``).
     1. ``in_flight`` deliveries whose claim expired (the worker died mid-attempt) become due again.
     2. Waiting deliveries of deleted endpoints are cancelled.
     3. Due deliveries of active endpoints that are overdue by more than
@@ -44,6 +98,7 @@ def sweep_due_deliveries() -> SweepResult:
        ``next_attempt_at`` past the batch claims meanwhile: a receiver answering in 2 s with a cap
        of 10 got 2.3–2.7 deliveries/s instead of ~5 (issue 7, the README walk).
     """
+    held, released = hold_and_release()
     now = timezone.now()
     recovered = 0
     for status_value, condition in ((Delivery.Status.RETRYING, Q(attempt_count__gt=0)),
@@ -58,7 +113,7 @@ def sweep_due_deliveries() -> SweepResult:
     cutoff = now - timedelta(seconds=settings.WEBHOOK_SWEEP_GRACE_SECONDS)
     due_ids = list(
         Delivery.objects.filter(
-            status__in=Delivery.DUE_STATUSES, next_attempt_at__lte=cutoff,
+            status__in=Delivery.DUE_STATUSES, held=False, next_attempt_at__lte=cutoff,
             endpoint__status=WebhookEndpoint.Status.ACTIVE,
         ).exclude(endpoint_id__in=RawSQL(endpoints_at_cap_sql(), []))
         .order_by("next_attempt_at").values_list("pk", flat=True)[: settings.WEBHOOK_SWEEP_BATCH_SIZE]
@@ -69,7 +124,8 @@ def sweep_due_deliveries() -> SweepResult:
         for delivery_id in due_ids:
             enqueue_delivery(delivery_id, queue="retries" if delivery_id in retried else None)
     RateLimitWindow.objects.filter(window_start__lt=now - timedelta(minutes=2)).delete()
-    if recovered or cancelled or due_ids:
-        logger.info("sweep: recovered=%s cancelled=%s enqueued=%s", recovered, cancelled, len(due_ids))
-    return SweepResult(recovered=recovered, cancelled=cancelled, enqueued=len(due_ids))
+    if recovered or cancelled or due_ids or held or released:
+        logger.info("sweep: recovered=%s cancelled=%s enqueued=%s held=%s released=%s",
+                    recovered, cancelled, len(due_ids), held, released)
+    return SweepResult(recovered=recovered, cancelled=cancelled, enqueued=len(due_ids), held=held, released=released)
 
