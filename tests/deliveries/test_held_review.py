@@ -1,0 +1,120 @@
+"""Review of held deliveries (commit 5e3088f): the lock the beat sweep's hold takes on paused and
+disabled endpoints. The README and the docstring say ``FOR SHARE``; the hold takes ``FOR UPDATE``
+(``select_for_update``), which conflicts with the ``FOR KEY SHARE`` every insert of a delivery
+takes on its endpoint (the foreign-key check) and ``lock_endpoints`` takes for replays and alerts."""
+import threading
+import time
+
+import pytest
+from django.db import OperationalError, connection, connections, transaction
+
+from deliveries import services as delivery_services
+from deliveries.models import Delivery
+from endpoints import services as endpoint_services
+from endpoints.models import WebhookEndpoint
+from events import services as event_services
+from tests.conftest import due_deliveries, wait_until
+
+pytestmark = pytest.mark.skipif("connection.vendor != 'postgresql'")
+
+
+def _endpoint(receiver, name, **fields) -> WebhookEndpoint:
+    return WebhookEndpoint.objects.create(name=name, url=receiver.url(f"/{name}"), events=["lead.*"],
+                                          secret="whsec_held_review_secret_0123456789", **fields)
+
+
+def _slow_hold_trigger(seconds: float) -> None:
+    """A test-only trigger that keeps the sweep's hold transaction open ``seconds`` (the time its
+    UPDATE of 20,000 rows takes in production, ~0.7 s a pass in the commit's own numbers)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            CREATE OR REPLACE FUNCTION review_slow_hold() RETURNS trigger AS $$
+            BEGIN PERFORM pg_sleep({seconds}); RETURN NEW; END $$ LANGUAGE plpgsql""")
+        cursor.execute("""
+            CREATE TRIGGER review_slow_hold BEFORE UPDATE ON deliveries_delivery FOR EACH ROW
+            WHEN (NEW.held AND NOT OLD.held) EXECUTE FUNCTION review_slow_hold()""")
+
+
+def _drop_slow_hold_trigger() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER IF EXISTS review_slow_hold ON deliveries_delivery")
+        cursor.execute("DROP FUNCTION IF EXISTS review_slow_hold()")
+
+
+def _hold_is_sleeping() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+                       "AND datname = current_database()")
+        return cursor.fetchone()[0] > 0
+
+
+def test_hold_does_not_block_publishing_to_a_paused_endpoint(transactional_db, event_types, receiver):
+    # given: a paused endpoint with a due delivery, and the sweep's hold transaction under way
+    paused = _endpoint(receiver, "paused", status="paused")
+    due_deliveries([paused], 1)
+    _slow_hold_trigger(3)
+    result = {}
+
+    def sweep():
+        try:
+            result["hold"] = delivery_services.hold_and_release()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=sweep)
+    thread.start()
+    try:
+        wait_until(_hold_is_sleeping, timeout=10, interval=0.02)
+
+        # when: an event routed to the paused endpoint is published meanwhile
+        started = time.monotonic()
+        error = None
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL lock_timeout = '500ms'")
+                published = event_services.publish(event_type="lead.created", data={"n": 1})
+        except OperationalError as exc:  # lock_timeout: the publish waited for the sweep
+            error, published = exc, None
+        waited = time.monotonic() - started
+    finally:
+        thread.join(15)
+        _drop_slow_hold_trigger()
+
+    # then: the publish did not wait for the sweep (its foreign-key check needs only KEY SHARE)
+    assert error is None, f"publish waited {waited:.2f} s for the sweep's endpoint lock: {error}"
+    assert Delivery.objects.filter(event__event_id=published.event.event_id, endpoint=paused).count() == 1
+    assert result["hold"] == (1, 0)
+
+
+def test_hold_is_not_skipped_for_an_endpoint_a_replay_is_writing_to(transactional_db, event_types, receiver):
+    # given: a paused endpoint with 3 due deliveries, locked by a replay's writes to it
+    # (lock_endpoints: FOR KEY SHARE, as replays and the health alerts' recipients take it)
+    paused = _endpoint(receiver, "paused", status="paused")
+    ids = [d.pk for d in due_deliveries([paused], 3)]
+    locked, finish = threading.Event(), threading.Event()
+
+    def replaying():
+        try:
+            with transaction.atomic():
+                endpoint_services.lock_endpoints(endpoint_ids=[paused.pk])
+                locked.set()
+                finish.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=replaying)
+    thread.start()
+    try:
+        assert locked.wait(10)
+
+        # when
+        held, released = delivery_services.hold_and_release()
+    finally:
+        finish.set()
+        thread.join(10)
+
+    # then: KEY SHARE does not stop a status change (lock_endpoints' docstring), so it need not make
+    # the sweep skip the endpoint: the rows are held
+    assert (held, released) == (3, 0)
+    assert list(Delivery.objects.filter(pk__in=ids).values_list("held", flat=True)) == [True] * 3
