@@ -1,7 +1,10 @@
-"""Review of held deliveries (commit 5e3088f): the lock the beat sweep's hold takes on paused and
-disabled endpoints. The README and the docstring say ``FOR SHARE``; the hold takes ``FOR UPDATE``
-(``select_for_update``), which conflicts with the ``FOR KEY SHARE`` every insert of a delivery
-takes on its endpoint (the foreign-key check) and ``lock_endpoints`` takes for replays and alerts."""
+"""Review of held deliveries (commit 5e3088f).
+
+1. The lock the beat sweep's hold takes on paused and disabled endpoints. The README and the
+   docstring say ``FOR SHARE``; the hold takes ``FOR UPDATE`` (``select_for_update``), which
+   conflicts with the ``FOR KEY SHARE`` every insert of a delivery takes on its endpoint (the
+   foreign-key check, at commit) and ``lock_endpoints`` takes for replays and health alerts.
+2. ``claim.high_priority_due`` counts held rows the priority claim skips."""
 import threading
 import time
 
@@ -10,12 +13,14 @@ from django.db import OperationalError, connection, connections, transaction
 
 from deliveries import services as delivery_services
 from deliveries.models import Delivery
+from deliveries.services import claim
 from endpoints import services as endpoint_services
 from endpoints.models import WebhookEndpoint
 from events import services as event_services
+from events.models import EventType
 from tests.conftest import due_deliveries, wait_until
 
-pytestmark = pytest.mark.skipif("connection.vendor != 'postgresql'")
+POSTGRESQL_ONLY = pytest.mark.skipif("connection.vendor != 'postgresql'")
 
 
 def _endpoint(receiver, name, **fields) -> WebhookEndpoint:
@@ -48,6 +53,7 @@ def _hold_is_sleeping() -> bool:
         return cursor.fetchone()[0] > 0
 
 
+@POSTGRESQL_ONLY
 def test_hold_does_not_block_publishing_to_a_paused_endpoint(transactional_db, event_types, receiver):
     # given: a paused endpoint with a due delivery, and the sweep's hold transaction under way
     paused = _endpoint(receiver, "paused", status="paused")
@@ -87,6 +93,7 @@ def test_hold_does_not_block_publishing_to_a_paused_endpoint(transactional_db, e
     assert result["hold"] == (1, 0)
 
 
+@POSTGRESQL_ONLY
 def test_hold_is_not_skipped_for_an_endpoint_a_replay_is_writing_to(transactional_db, event_types, receiver):
     # given: a paused endpoint with 3 due deliveries, locked by a replay's writes to it
     # (lock_endpoints: FOR KEY SHARE, as replays and the health alerts' recipients take it)
@@ -118,3 +125,21 @@ def test_hold_is_not_skipped_for_an_endpoint_a_replay_is_writing_to(transactiona
     # the sweep skip the endpoint: the rows are held
     assert (held, released) == (3, 0)
     assert list(Delivery.objects.filter(pk__in=ids).values_list("held", flat=True)) == [True] * 3
+
+
+def test_high_priority_due_ignores_a_held_delivery_the_priority_claim_skips(event_types, receiver):
+    # given: a high-priority delivery held while its endpoint was paused; the endpoint resumed
+    # since, and the sweep that releases it not run yet
+    EventType.objects.filter(name="lead.created").update(is_high_priority=True)
+    endpoint = _endpoint(receiver, "resumed", status="paused")
+    due_deliveries([endpoint], 1)
+    assert delivery_services.hold_and_release() == (1, 0)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(status="active")
+
+    # when
+    claimed = delivery_services.claim_due(limit=50, high_priority_only=True)
+    due = claim.high_priority_due()
+
+    # then: the priority claim takes nothing, so "due" must say so too; else every priority
+    # wake-up re-arms itself (batch._rearm, PRIORITY_RECHECK_SECONDS) until the next sweep
+    assert (claimed, due) == ([], False)
