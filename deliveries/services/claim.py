@@ -75,9 +75,10 @@ def _claim_sql(vendor: str, high_priority_only: bool, returning: str = "id") -> 
 
 
 def high_priority_due() -> bool:
-    """True when a delivery of a high-priority event type to an active endpoint is due now."""
+    """True when a delivery of a high-priority event type to an active endpoint is due now and
+    not held (the priority claim skips held rows until the sweep releases them)."""
     return Delivery.objects.filter(
-        status__in=Delivery.DUE_STATUSES, next_attempt_at__lte=timezone.now(),
+        status__in=Delivery.DUE_STATUSES, held=False, next_attempt_at__lte=timezone.now(),
         endpoint__status=WebhookEndpoint.Status.ACTIVE, event__event_type__is_high_priority=True,
     ).exists()
 

@@ -47,11 +47,11 @@ def hold_and_release(*, limit: int = HOLD_BATCH_SIZE) -> tuple[int, int]:
        oldest first, so they are claimed again (and, being overdue, enqueued by this same sweep).
        That is the "within one sweep interval of becoming active" the endpoints' docs promise.
     2. **Hold**: due deliveries of ``paused``/``disabled`` endpoints get ``held``, which takes them
-       out of the claim's index. On PostgreSQL the transaction first takes ``FOR SHARE`` on those
-       endpoints (``SKIP LOCKED``: one being changed right now is left to the next sweep), so none
-       of them can become active before the rows are held; delivery rows locked by someone else
-       are skipped too. So the sweep never waits for a lock, and a row is held only while its
-       endpoint is not active (SQLite has one writer at a time).
+       out of the claim's index. On PostgreSQL the transaction first locks those endpoints
+       (``FOR NO KEY UPDATE SKIP LOCKED``: one being changed right now is left to the next sweep),
+       so none of them can become active before the rows are held; delivery rows locked by
+       someone else are skipped too. So the sweep never waits for a lock, and a row stays held
+       after its endpoint is resumed only until the next sweep (SQLite has one writer at a time).
 
     ``held`` is only ever a filter in front of the claim: the claim still checks the endpoint's
     status itself, and a retry (``retry_now``, ``retry_many``) or a claim clears it.
@@ -65,7 +65,9 @@ def hold_and_release(*, limit: int = HOLD_BATCH_SIZE) -> tuple[int, int]:
     with transaction.atomic():
         inactive = WebhookEndpoint.objects.exclude(status=WebhookEndpoint.Status.ACTIVE).order_by("pk")
         if connection.vendor == "postgresql":
-            inactive = inactive.select_for_update(skip_locked=True)
+            # FOR NO KEY UPDATE (Django has no FOR SHARE): a resume's UPDATE waits for it, while a
+            # publish's or replay's foreign-key check (FOR KEY SHARE) neither waits nor is waited for.
+            inactive = inactive.select_for_update(skip_locked=True, no_key=True)
             rows = Delivery.objects.select_for_update(skip_locked=True)
         else:
             rows = Delivery.objects.all()
