@@ -143,3 +143,43 @@ def test_high_priority_due_ignores_a_held_delivery_the_priority_claim_skips(even
     # then: the priority claim takes nothing, so "due" must say so too; else every priority
     # wake-up re-arms itself (batch._rearm, PRIORITY_RECHECK_SECONDS) until the next sweep
     assert (claimed, due) == ([], False)
+
+
+@POSTGRESQL_ONLY
+def test_hold_does_not_block_a_replay_of_a_delivery_it_is_holding(transactional_db, event_types, receiver):
+    # given: a paused endpoint's due delivery, and the sweep's hold transaction holding it
+    paused = _endpoint(receiver, "paused", status="paused")
+    [original] = due_deliveries([paused], 1)
+    _slow_hold_trigger(3)
+    result = {}
+
+    def sweep():
+        try:
+            result["hold"] = delivery_services.hold_and_release()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=sweep)
+    thread.start()
+    try:
+        wait_until(_hold_is_sleeping, timeout=10, interval=0.02)
+
+        # when: a replay of its event to the paused endpoint (replay_of: the original) commits meanwhile
+        error, replayed = None, []
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL lock_timeout = '500ms'")
+                replayed = delivery_services.create_replays(targets=[delivery_services.ReplayTarget(
+                    event_pk=original.event_id, endpoint_id=paused.pk, replay_of_id=original.pk)])
+        except OperationalError as exc:  # lock_timeout: the replay's foreign-key check waited for the sweep
+            error = exc
+    finally:
+        thread.join(15)
+        _drop_slow_hold_trigger()
+
+    # then: the foreign-key check on replay_of needs only KEY SHARE on the original, which the
+    # hold's own row lock need not refuse (FOR NO KEY UPDATE, as on the endpoints)
+    assert error is None, f"the replay waited for the sweep's lock on the original delivery: {error}"
+    assert Delivery.objects.filter(pk__in=replayed, replay_of=original).count() == 1
+    assert result["hold"] == (1, 0)
