@@ -68,7 +68,7 @@ def hold_and_release(*, limit: int = HOLD_BATCH_SIZE) -> tuple[int, int]:
             # FOR NO KEY UPDATE (Django has no FOR SHARE): a resume's UPDATE waits for it, while a
             # publish's or replay's foreign-key check (FOR KEY SHARE) neither waits nor is waited for.
             inactive = inactive.select_for_update(skip_locked=True, no_key=True)
-            rows = Delivery.objects.select_for_update(skip_locked=True)
+            rows = Delivery.objects.select_for_update(skip_locked=True, no_key=True)  # a replay's FK check passes
         else:
             rows = Delivery.objects.all()
         endpoint_ids = list(inactive.values_list("pk", flat=True))
