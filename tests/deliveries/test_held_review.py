@@ -183,3 +183,49 @@ def test_hold_does_not_block_a_replay_of_a_delivery_it_is_holding(transactional_
     assert error is None, f"the replay waited for the sweep's lock on the original delivery: {error}"
     assert Delivery.objects.filter(pk__in=replayed, replay_of=original).count() == 1
     assert result["hold"] == (1, 0)
+
+
+@POSTGRESQL_ONLY
+def test_release_does_not_wait_for_a_held_row_locked_elsewhere(transactional_db, event_types, receiver):
+    # given: two deliveries held while their endpoint was paused, the endpoint resumed since, and
+    # one of the two rows locked by another transaction (any UPDATE of it: a retry, a delete's detach)
+    endpoint = _endpoint(receiver, "resumed", status="paused")
+    first, second = due_deliveries([endpoint], 2)
+    assert delivery_services.hold_and_release() == (2, 0)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(status="active")
+    locked, finish = threading.Event(), threading.Event()
+
+    def lock_one_row():
+        try:
+            with transaction.atomic():
+                Delivery.objects.select_for_update().get(pk=first.pk)
+                locked.set()
+                finish.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=lock_one_row)
+    thread.start()
+    try:
+        assert locked.wait(10)
+
+        # when: the sweep's hold and release, not allowed to wait for a lock longer than 500 ms
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '500ms'")
+        try:
+            result = delivery_services.hold_and_release()
+        except OperationalError as exc:
+            result = exc
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+    finally:
+        finish.set()
+        thread.join(10)
+
+    # then: as documented ("the sweep never waits for a lock: a row or endpoint someone else holds
+    # is left to the next sweep"), the locked row is left and the other released; the release's
+    # UPDATE waited instead, and with it the rest of the sweep (expired claims, overdue enqueues)
+    assert result == (0, 1), f"the release waited for the locked row: {result}"
+    assert list(Delivery.objects.filter(pk__in=[first.pk, second.pk]).order_by("pk")
+                .values_list("held", flat=True)) == [True, False]
