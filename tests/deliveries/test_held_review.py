@@ -229,3 +229,39 @@ def test_release_does_not_wait_for_a_held_row_locked_elsewhere(transactional_db,
     assert result == (0, 1), f"the release waited for the locked row: {result}"
     assert list(Delivery.objects.filter(pk__in=[first.pk, second.pk]).order_by("pk")
                 .values_list("held", flat=True)) == [True, False]
+
+
+@POSTGRESQL_ONLY
+def test_migrating_again_repairs_an_interrupted_0004(transactional_db):
+    # given: deliveries at 0003, then 0004 interrupted during its first index build (a cancelled
+    # deploy, a statement_timeout, any long transaction it waited for): the migration is not
+    # atomic, so its AddField stays, and CREATE INDEX CONCURRENTLY leaves its index INVALID
+    from django.core.management import call_command
+    from django.db.migrations.recorder import MigrationRecorder
+
+    call_command("migrate", "deliveries", "0003", verbosity=0)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE deliveries_delivery ADD COLUMN held boolean DEFAULT false NOT NULL")
+            cursor.execute("CREATE INDEX delivery_claim_order_idx ON deliveries_delivery (next_attempt_at, id) "
+                           "WHERE NOT held AND status IN ('pending', 'retrying')")
+            cursor.execute("UPDATE pg_index SET indisvalid = false "
+                           "WHERE indexrelid = 'delivery_claim_order_idx'::regclass")
+
+        # when: the deploy runs migrate again (0003's docstring: "running migrate again repairs it")
+        try:
+            call_command("migrate", "deliveries", verbosity=0)
+            error = None
+        except Exception as exc:  # noqa: BLE001 - the error is the finding
+            error = exc
+
+        # then
+        assert error is None, f"migrate again failed: {error}"
+        assert MigrationRecorder.Migration.objects.filter(app="deliveries", name="0004_held_deliveries").exists()
+    finally:
+        # leave the test database as the other tests expect it
+        if not MigrationRecorder.Migration.objects.filter(app="deliveries", name="0004_held_deliveries").exists():
+            with connection.cursor() as cursor:
+                cursor.execute("DROP INDEX IF EXISTS delivery_claim_order_idx")
+                cursor.execute("ALTER TABLE deliveries_delivery DROP COLUMN IF EXISTS held")
+        call_command("migrate", verbosity=0)
