@@ -233,20 +233,46 @@ def test_release_does_not_wait_for_a_held_row_locked_elsewhere(transactional_db,
 
 @POSTGRESQL_ONLY
 def test_migrating_again_repairs_an_interrupted_0004(transactional_db):
-    # given: deliveries at 0003, then 0004 interrupted during its first index build (a cancelled
-    # deploy, a statement_timeout, any long transaction it waited for): the migration is not
-    # atomic, so its AddField stays, and CREATE INDEX CONCURRENTLY leaves its index INVALID
+    # given: deliveries at 0003, and 0004 interrupted during an index build: CREATE INDEX
+    # CONCURRENTLY waits for every older transaction (here one holding a snapshot), and a
+    # statement_timeout (or a cancelled deploy) stops it there
     from django.core.management import call_command
+    from django.db.migrations.executor import MigrationExecutor
     from django.db.migrations.recorder import MigrationRecorder
 
+    def applied() -> set[str]:
+        return set(MigrationRecorder.Migration.objects.filter(app="deliveries").values_list("name", flat=True))
+
+    def unapplied() -> list[str]:
+        executor = MigrationExecutor(connection)
+        return [m.name for m, _ in executor.migration_plan(executor.loader.graph.leaf_nodes())]
+
     call_command("migrate", "deliveries", "0003", verbosity=0)
+    started, finish = threading.Event(), threading.Event()
+
+    def old_snapshot():
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cursor.execute("SELECT count(*) FROM django_migrations")
+                started.set()
+                finish.wait(20)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=old_snapshot)
+    thread.start()
     try:
+        assert started.wait(10)
         with connection.cursor() as cursor:
-            cursor.execute("ALTER TABLE deliveries_delivery ADD COLUMN held boolean DEFAULT false NOT NULL")
-            cursor.execute("CREATE INDEX delivery_claim_order_idx ON deliveries_delivery (next_attempt_at, id) "
-                           "WHERE NOT held AND status IN ('pending', 'retrying')")
-            cursor.execute("UPDATE pg_index SET indisvalid = false "
-                           "WHERE indexrelid = 'delivery_claim_order_idx'::regclass")
+            cursor.execute("SET statement_timeout = '2s'")
+        with pytest.raises(OperationalError):
+            call_command("migrate", "deliveries", verbosity=0)
+        interrupted = applied()
+        finish.set()
+        thread.join(10)
+        with connection.cursor() as cursor:
+            cursor.execute("RESET statement_timeout")
 
         # when: the deploy runs migrate again (0003's docstring: "running migrate again repairs it")
         try:
@@ -256,11 +282,15 @@ def test_migrating_again_repairs_an_interrupted_0004(transactional_db):
             error = exc
 
         # then
-        assert error is None, f"migrate again failed: {error}"
-        assert MigrationRecorder.Migration.objects.filter(app="deliveries", name="0004_held_deliveries").exists()
+        assert error is None, f"migrate again after an interruption (applied: {sorted(interrupted)}) failed: {error}"
+        assert unapplied() == []
     finally:
+        finish.set()
+        thread.join(10)
         # leave the test database as the other tests expect it
-        if not MigrationRecorder.Migration.objects.filter(app="deliveries", name="0004_held_deliveries").exists():
+        with connection.cursor() as cursor:
+            cursor.execute("RESET statement_timeout")
+        if unapplied():
             with connection.cursor() as cursor:
                 cursor.execute("DROP INDEX IF EXISTS delivery_claim_order_idx")
                 cursor.execute("ALTER TABLE deliveries_delivery DROP COLUMN IF EXISTS held")
