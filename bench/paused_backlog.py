@@ -5,7 +5,10 @@
 deliveries (they wait for it), so in production that backlog grows with traffic for as long as it
 is paused. The beat sweep runs first, as it would every few seconds. Each claimed batch is put back
 as it was (not timed), so every claim sees the same rows. Where deliveries can be held (the sweep's
-``hold_and_release``), the endpoint is then resumed and the sweeps that release its rows timed. Needs PostgreSQL; like
+``hold_and_release``), the endpoint is then resumed and the sweeps that release its rows timed.
+``--capped``: the backlog's endpoint stays active but at its in-flight cap (a slow receiver: its
+slots are filled by live claims), so the claim must pass over its rows instead.
+``WEBHOOK_CLAIM_PER_ENDPOINT_MAX_ENDPOINTS=0`` in the environment picks the oldest-first scan. Needs PostgreSQL; like
 ``bench/run.py`` it uses ``DATABASE_URL`` / ``REDIS_URL`` or by default the local
 ``vocelio_bench`` database, which is dropped and re-created. A benchmark: nothing here asserts.
 """
@@ -26,6 +29,8 @@ def main() -> None:
     parser.add_argument("--endpoints", type=int, default=10, help="active endpoints")
     parser.add_argument("--events", type=int, default=1000, help="events published to the active endpoints")
     parser.add_argument("--claims", type=int, default=40)
+    parser.add_argument("--capped", action="store_true",
+                        help="the backlog's endpoint stays active, at its in-flight cap (a slow receiver), not paused")
     args = parser.parse_args()
     if not os.environ["DATABASE_URL"].startswith(("postgres://", "postgresql://")):
         parser.error("needs PostgreSQL: set DATABASE_URL=postgres://…")
@@ -50,11 +55,17 @@ def main() -> None:
     bench.flush_broker()
     EventType.objects.get_or_create(name="lead.created")
     paused = bench.make_endpoints("http://127.0.0.1:9", 1, prefix="paused")[0]
-    WebhookEndpoint.objects.filter(pk=paused.pk).update(status=WebhookEndpoint.Status.PAUSED)
+    if not args.capped:
+        WebhookEndpoint.objects.filter(pk=paused.pk).update(status=WebhookEndpoint.Status.PAUSED)
     old = timezone.now() - timezone.timedelta(hours=1)
     event = event_services.publish(event_type="lead.created", data=bench.event_data(0), event_id="paused-0").event
     Delivery.objects.bulk_create((Delivery(event=event, endpoint_id=paused.pk, next_attempt_at=old)
                                   for _ in range(args.paused)), batch_size=5000)
+    if args.capped:  # its cap filled by live claims: it is sent nothing more until one ends
+        Delivery.objects.bulk_create(
+            Delivery(event=event, endpoint_id=paused.pk, status=Delivery.Status.IN_FLIGHT, next_attempt_at=old,
+                     claimed_until=timezone.now() + timezone.timedelta(hours=1))
+            for _ in range(settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT))
     bench.make_endpoints("http://127.0.0.1:9", args.endpoints)  # never sent to: nothing is sent here
     for n in range(args.events):
         event_services.publish(event_type="lead.created", data=bench.event_data(n), event_id=f"active-{n}")
@@ -63,7 +74,7 @@ def main() -> None:
         cursor.execute(f"VACUUM ANALYZE {Delivery._meta.db_table}")
     started = time.perf_counter()
     sweeps = 0
-    while sweeps < 50:  # the sweep's own work on the backlog, however many passes it takes (bounded)
+    while sweeps < (1 if args.capped else 50):  # the sweep's work on the backlog, however many passes (bounded)
         sweeps += 1
         sweep_due_deliveries()
         if not Delivery.objects.filter(endpoint_id=paused.pk, status__in=Delivery.DUE_STATUSES,
@@ -77,7 +88,7 @@ def main() -> None:
         timings.append((time.perf_counter() - started) * 1000)
         Delivery.objects.filter(pk__in=ids).update(status=Delivery.Status.PENDING, claimed_until=None)
     resumed = ""
-    if hasattr(Delivery, "held"):  # then: resume the endpoint and time the sweeps that release its rows
+    if hasattr(Delivery, "held") and not args.capped:  # resume the endpoint, time the sweeps releasing its rows
         WebhookEndpoint.objects.filter(pk=paused.pk).update(status=WebhookEndpoint.Status.ACTIVE)
         started, passes = time.perf_counter(), 0
         while passes < 50 and Delivery.objects.filter(endpoint_id=paused.pk, held=True).exists():
@@ -85,7 +96,8 @@ def main() -> None:
             sweep_due_deliveries()
         resumed = f"; after resuming, released in {time.perf_counter() - started:.2f} s ({passes} sweep passes)"
     bench.flush_broker()
-    print(f"{args.paused} due deliveries of a paused endpoint, {args.events * args.endpoints} of {args.endpoints} "
+    kind = "an endpoint at its in-flight cap" if args.capped else "a paused endpoint"
+    print(f"{args.paused} due deliveries of {kind}, {args.events * args.endpoints} of {args.endpoints} "
           f"active ones; sweep {sweep_seconds:.2f} s in {sweeps} pass(es); claim of {settings.WEBHOOK_BATCH_SIZE}: "
           f"median {statistics.median(timings):.2f} ms [{min(timings):.2f}..{max(timings):.2f}] of {args.claims}, "
           f"{len(ids)} claimed{resumed}")

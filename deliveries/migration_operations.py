@@ -13,13 +13,16 @@ class AddIndexConcurrentlyOnPostgreSQL(AddIndexConcurrently):
         if schema_editor.connection.vendor == "postgresql":
             # A CREATE INDEX CONCURRENTLY that failed (a timeout, a cancelled deploy) leaves the
             # index behind marked invalid: maintained on every write, never used, and in the way
-            # of the next attempt ("already exists"). Drop such a leftover, then build it again.
+            # of the next attempt ("already exists"). Drop such a leftover, then build it again; a
+            # valid one is kept as it is.
             with schema_editor.connection.cursor() as cursor:
                 cursor.execute("SELECT NOT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                                "WHERE c.relname = %s AND pg_table_is_visible(c.oid)", [self.index.name])
                 row = cursor.fetchone()
             if row and row[0]:
                 schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(self.index.name)}")
+            elif row:  # built and valid: a run interrupted after it (a later build) is being finished
+                return None
             return super().database_forwards(app_label, schema_editor, from_state, to_state)
         return AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
 

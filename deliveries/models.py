@@ -65,12 +65,18 @@ class Delivery(models.Model):
             # claim steers the planner to it when statistics would not (see claim_due). Held rows
             # (paused endpoints) are not in it: 100,000 of them older than the active ones made
             # every claim walk them, 91 ms a claim instead of 3 (bench/paused_backlog.py).
+            # Its condition's attempt_count >= 0 is always true (a CHECK constraint) and is only
+            # stated by the oldest-first scan (claim._claim_sql) and the sweep: the per-endpoint
+            # claim, which does not state it, can then never walk this index instead of its own.
             models.Index(fields=["next_attempt_at", "id"], name="delivery_claim_order_idx",
-                         condition=models.Q(status__in=["pending", "retrying"], held=False)),
+                         condition=models.Q(status__in=["pending", "retrying"], held=False, attempt_count__gte=0)),
             models.Index(fields=["endpoint", "status"], name="delivery_endpoint_status_idx"),
-            # The sweep's hold and release: one endpoint's due rows, held or not.
-            models.Index(fields=["endpoint", "held"], name="delivery_endpoint_held_idx",
-                         condition=models.Q(status__in=["pending", "retrying"])),
+            # One endpoint's due rows oldest first: the per-endpoint claim (claim._per_endpoint_claim_sql)
+            # and the sweep's hold read the rows not held, the sweep's release the held ones.
+            models.Index(fields=["endpoint", "next_attempt_at", "id"], name="delivery_endpoint_due_idx",
+                         condition=models.Q(status__in=["pending", "retrying"], held=False)),
+            models.Index(fields=["endpoint", "next_attempt_at", "id"], name="delivery_endpoint_held_idx",
+                         condition=models.Q(status__in=["pending", "retrying"], held=True)),
         ]
 
     def __str__(self) -> str:

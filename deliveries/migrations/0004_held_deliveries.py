@@ -1,21 +1,22 @@
 """Held deliveries (issue 7): ``Delivery.held``, set by the beat sweep on the due rows of paused
-and disabled endpoints, and the claim's index without them (``delivery_claim_order_idx``, which
-replaces ``delivery_due_order_idx``), plus the sweep's index to find one endpoint's due rows, held
-or not (``delivery_endpoint_held_idx``).
+and disabled endpoints (``deliveries.services.sweep.hold_and_release``). Its indexes come in 0005.
 
 The column is added with a constant default (no table rewrite on PostgreSQL 11+), which stays in
 the schema: a release without the column, still publishing during a rolling upgrade, inserts rows
-without it. The new indexes
-are built ``CONCURRENTLY`` before the old one is dropped ``CONCURRENTLY`` (hence ``atomic =
-False``), so claims always have an index and publishing never waits for a build.
+without it. Atomic and alone, so an interrupted index build in 0005 never leaves this half done.
 """
 from django.db import migrations, models
 
-from deliveries.migration_operations import AddIndexConcurrentlyOnPostgreSQL, RemoveIndexConcurrentlyOnPostgreSQL
+
+def _lock_timeout(apps, schema_editor):
+    """PostgreSQL: give up after 10 s instead of queueing behind a long transaction for the table
+    lock ``ADD COLUMN`` needs (every query on the table would queue behind it meanwhile); run
+    ``migrate`` again later."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("SET LOCAL lock_timeout = '10s'")
 
 
 class Migration(migrations.Migration):
-    atomic = False
 
     dependencies = [
         ('deliveries', '0003_delivery_due_order_idx'),
@@ -24,23 +25,10 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RunPython(_lock_timeout, migrations.RunPython.noop, elidable=True),
         migrations.AddField(
             model_name='delivery',
             name='held',
             field=models.BooleanField(db_default=False, default=False),
-        ),
-        AddIndexConcurrentlyOnPostgreSQL(
-            model_name='delivery',
-            index=models.Index(condition=models.Q(('held', False), ('status__in', ['pending', 'retrying'])),
-                               fields=['next_attempt_at', 'id'], name='delivery_claim_order_idx'),
-        ),
-        AddIndexConcurrentlyOnPostgreSQL(
-            model_name='delivery',
-            index=models.Index(condition=models.Q(('status__in', ['pending', 'retrying'])), fields=['endpoint', 'held'],
-                               name='delivery_endpoint_held_idx'),
-        ),
-        RemoveIndexConcurrentlyOnPostgreSQL(
-            model_name='delivery',
-            name='delivery_due_order_idx',
         ),
     ]

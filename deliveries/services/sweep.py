@@ -34,6 +34,16 @@ class SweepResult:
     released: int = 0
 
 
+def _release_room(limit: int) -> int:
+    """How many held rows one sweep may release: ``limit``, and with ``WEBHOOK_MAX_QUEUE_SIZE`` set
+    at most half the room left under it, so resuming an endpoint with a large backlog does not
+    make publish answer ``503 QUEUE_FULL`` (the rest follow as the workers drain the queue)."""
+    if not settings.WEBHOOK_MAX_QUEUE_SIZE:
+        return limit
+    waiting = Delivery.objects.filter(status__in=Delivery.DUE_STATUSES, held=False).count()
+    return max(0, min(limit, (settings.WEBHOOK_MAX_QUEUE_SIZE - waiting) // 2))
+
+
 def hold_and_release(*, limit: int = HOLD_BATCH_SIZE) -> tuple[int, int]:
     """Keep paused and disabled endpoints' due deliveries out of the claim's way; returns
     ``(held, released)``, each at most ``limit`` rows.
@@ -46,6 +56,8 @@ def hold_and_release(*, limit: int = HOLD_BATCH_SIZE) -> tuple[int, int]:
     1. **Release**: due deliveries with ``held`` set whose endpoint is ``active`` again are cleared,
        oldest first, so they are claimed again (and, being overdue, enqueued by this same sweep).
        That is the "within one sweep interval of becoming active" the endpoints' docs promise.
+       With ``WEBHOOK_MAX_QUEUE_SIZE`` set, at most half the room under it is released per sweep
+       (``_release_room``). Rows locked elsewhere are left to the next sweep.
     2. **Hold**: due deliveries of ``paused``/``disabled`` endpoints get ``held``, which takes them
        out of the claim's index. On PostgreSQL the transaction first locks those endpoints
        (``FOR NO KEY UPDATE SKIP LOCKED``: one being changed right now is left to the next sweep),
@@ -59,18 +71,19 @@ def hold_and_release(*, limit: int = HOLD_BATCH_SIZE) -> tuple[int, int]:
     from endpoints.models import WebhookEndpoint
 
     due = Q(status__in=Delivery.DUE_STATUSES)
-    waiting = (Delivery.objects.filter(due, held=True, endpoint__status=WebhookEndpoint.Status.ACTIVE)
-               .order_by("next_attempt_at", "id").values("pk")[:limit])
-    released = Delivery.objects.filter(due, held=True, pk__in=waiting).update(held=False)
+    postgresql = connection.vendor == "postgresql"
+    # FOR NO KEY UPDATE (Django has no FOR SHARE): a resume's UPDATE waits for it, while a publish's
+    # or replay's foreign-key check (FOR KEY SHARE) neither waits nor is waited for.
+    rows = Delivery.objects.select_for_update(skip_locked=True, no_key=True, of=("self",)) if postgresql \
+        else Delivery.objects.all()
+    with transaction.atomic():
+        chosen = list(rows.filter(due, held=True, endpoint__status=WebhookEndpoint.Status.ACTIVE)
+                      .order_by("next_attempt_at", "id").values_list("pk", flat=True)[:_release_room(limit)])
+        released = Delivery.objects.filter(due, held=True, pk__in=chosen).update(held=False)
     with transaction.atomic():
         inactive = WebhookEndpoint.objects.exclude(status=WebhookEndpoint.Status.ACTIVE).order_by("pk")
-        if connection.vendor == "postgresql":
-            # FOR NO KEY UPDATE (Django has no FOR SHARE): a resume's UPDATE waits for it, while a
-            # publish's or replay's foreign-key check (FOR KEY SHARE) neither waits nor is waited for.
+        if postgresql:
             inactive = inactive.select_for_update(skip_locked=True, no_key=True)
-            rows = Delivery.objects.select_for_update(skip_locked=True, no_key=True)  # a replay's FK check passes
-        else:
-            rows = Delivery.objects.all()
         endpoint_ids = list(inactive.values_list("pk", flat=True))
         held = 0
         if endpoint_ids:
@@ -100,7 +113,11 @@ def sweep_due_deliveries() -> SweepResult:
        ``next_attempt_at`` past the batch claims meanwhile: a receiver answering in 2 s with a cap
        of 10 got 2.3–2.7 deliveries/s instead of ~5 (issue 7, the README walk).
     """
-    held, released = hold_and_release()
+    try:
+        held, released = hold_and_release()
+    except Exception:  # a failed hold must not cost the safety net below its run
+        logger.exception("sweep: holding and releasing deliveries failed; the next sweep tries again")
+        held = released = 0
     now = timezone.now()
     recovered = 0
     for status_value, condition in ((Delivery.Status.RETRYING, Q(attempt_count__gt=0)),
@@ -115,7 +132,8 @@ def sweep_due_deliveries() -> SweepResult:
     cutoff = now - timedelta(seconds=settings.WEBHOOK_SWEEP_GRACE_SECONDS)
     due_ids = list(
         Delivery.objects.filter(
-            status__in=Delivery.DUE_STATUSES, held=False, next_attempt_at__lte=cutoff,
+            # attempt_count >= 0 (always true) lets it use delivery_claim_order_idx (Delivery.Meta)
+            status__in=Delivery.DUE_STATUSES, held=False, attempt_count__gte=0, next_attempt_at__lte=cutoff,
             endpoint__status=WebhookEndpoint.Status.ACTIVE,
         ).exclude(endpoint_id__in=RawSQL(endpoints_at_cap_sql(), []))
         .order_by("next_attempt_at").values_list("pk", flat=True)[: settings.WEBHOOK_SWEEP_BATCH_SIZE]

@@ -1,12 +1,10 @@
 """Held deliveries (issue 7): the beat sweep holds the due deliveries of paused and disabled
 endpoints, so the claim's scan no longer walks them, and releases them once the endpoint is active
 again (``deliveries.services.sweep.hold_and_release``)."""
-import json
 import threading
 
 import pytest
 from django.db import connection, connections, transaction
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from deliveries import services as delivery_services
@@ -14,6 +12,7 @@ from deliveries.models import Delivery
 from endpoints import services as endpoint_services
 from endpoints.models import WebhookEndpoint
 from tests.conftest import due_deliveries, wait_until
+from tests.deliveries.test_claim_statements import claim_and_explain, rows_read
 from tests.deliveries.test_delivery_flow import create_endpoint, delivery_when, publish
 
 
@@ -111,9 +110,12 @@ def test_sweep_hold_is_bounded_per_run(event_types, receiver):
     assert _held(ids) == [True] * 5
 
 
-@pytest.mark.skipif("connection.vendor != 'postgresql'")
-def test_claim_scan_reads_no_held_row(event_types, receiver):
-    # given: 60 held deliveries of a paused endpoint, older than 5 of an active one
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL only")
+@pytest.mark.parametrize("per_endpoint", [True, False], ids=["per-endpoint claim", "oldest-first scan"])
+def test_claim_scan_reads_no_held_row(event_types, receiver, settings, per_endpoint):
+    # given: 60 held deliveries of a paused endpoint, older than 5 of an active one; either claim
+    # statement (deliveries.services.claim picks by the number of active endpoints)
+    settings.WEBHOOK_CLAIM_PER_ENDPOINT_MAX_ENDPOINTS = 1000 if per_endpoint else 0
     paused = _endpoint(receiver, "paused", status="paused")
     old = timezone.now() - timezone.timedelta(hours=1)
     due_deliveries([paused], 60)
@@ -122,30 +124,16 @@ def test_claim_scan_reads_no_held_row(event_types, receiver):
     delivery_services.sweep_due_deliveries()
 
     # when: the claim's own statements, replayed under EXPLAIN ANALYZE
-    with CaptureQueriesContext(connection) as queries:
-        claimed = delivery_services.claim_due(limit=50)
-    Delivery.objects.filter(pk__in=claimed).update(status="pending", claimed_until=None)
-    steer, claim = [q["sql"] for q in queries.captured_queries if "advisory" in q["sql"] or "RETURNING" in q["sql"]]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(steer)
-        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {claim}")
-        plan = cursor.fetchone()[0]
-        transaction.set_rollback(True)
+    claimed, scans = claim_and_explain()
 
     # then: the scan of the claim's index met only the active endpoint's rows
-    def nodes(node):
-        yield node
-        for child in node.get("Plans", []):
-            yield from nodes(child)
-
-    plan = plan if isinstance(plan, list) else json.loads(plan)
-    scans = [n for n in nodes(plan[0]["Plan"]) if n.get("Index Name") == "delivery_claim_order_idx"]
+    index = "delivery_endpoint_due_idx" if per_endpoint else "delivery_claim_order_idx"
+    assert any(n["Index Name"] == index for n in scans)
+    assert rows_read(scans, index) <= 5
     assert claimed == active
-    assert scans and all((n["Actual Rows"] + n.get("Rows Removed by Filter", 0)) * n["Actual Loops"] <= 5
-                         for n in scans)
 
 
-@pytest.mark.skipif("connection.vendor != 'postgresql'")
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL only")
 def test_sweep_does_not_wait_for_an_endpoint_locked_elsewhere(transactional_db, event_types, receiver):
     # given: a paused endpoint with a due delivery, its row locked by another transaction
     endpoint = _endpoint(receiver, "locked", status="paused")
@@ -213,3 +201,21 @@ def test_publish_is_not_refused_for_deliveries_held_for_a_paused_endpoint(api, r
     # then
     assert accepted.status_code == 202
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "QUEUE_FULL"
+
+
+def test_release_after_a_resume_leaves_room_under_the_queue_limit(event_types, receiver, settings):
+    # given: a limit of 10 waiting deliveries, none waiting, and 12 held for an endpoint resumed since
+    settings.WEBHOOK_MAX_QUEUE_SIZE = 10
+    endpoint = _endpoint(receiver, "backlog", status="paused")
+    due_deliveries([endpoint], 12)
+    delivery_services.hold_and_release()
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(status="active")
+
+    # when
+    first = delivery_services.hold_and_release()
+    second = delivery_services.hold_and_release()
+
+    # then: half the room under the limit each time (10 // 2, then (10 - 5) // 2), so publishing is
+    # never refused for the released backlog
+    assert (first, second) == ((0, 5), (0, 2))
+    assert Delivery.objects.filter(held=False).count() == 7
