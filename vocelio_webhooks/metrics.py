@@ -18,7 +18,7 @@ per-delivery or per-endpoint labels (the number of endpoints is not bounded).
 Metric names (all prefixed ``vocelio_``):
 ``delivery_attempts_total{outcome}``, ``deliveries_completed_total{status}``,
 ``delivery_attempt_duration_seconds{outcome}`` (histogram), ``deliveries_queue_depth{status}``,
-``deliveries_due``, ``dead_letters``, ``endpoint_circuits{state}``, ``endpoints{status}``,
+``deliveries_due``, ``deliveries_held``, ``dead_letters``, ``endpoint_circuits{state}``, ``endpoints{status}``,
 ``database_up``.
 """
 import logging
@@ -131,6 +131,11 @@ class DatabaseCollector:
             "vocelio_deliveries_due",
             "Deliveries to active endpoints whose next attempt time has passed: the backlog workers have not reached.",
             value=state.due,
+        )
+        yield GaugeMetricFamily(
+            "vocelio_deliveries_held",
+            "Waiting deliveries held for paused or disabled endpoints (out of the claim's way until resumed).",
+            value=state.held,
         )
         yield GaugeMetricFamily("vocelio_dead_letters", "Deliveries in the dead-letter state now.",
                                 value=state.dead_letters)

@@ -130,6 +130,7 @@ class DeliveryState:
 
     waiting_by_status: dict[str, int]
     due: int
+    held: int
     dead_letters: int
     circuits_by_state: dict[str, int]
     endpoints_by_status: dict[str, int]
@@ -142,9 +143,11 @@ def delivery_state(*, now: datetime | None = None) -> DeliveryState:
     present, 0 when none). ``due``: ``pending``/``retrying`` deliveries to *active* endpoints
     whose ``next_attempt_at`` is at or before ``now`` — the backlog more workers would drain
     (deliveries of paused endpoints and retries waiting for their backoff are not in it).
+    ``held``: ``pending``/``retrying`` deliveries the sweep holds for a paused or disabled
+    endpoint (``deliveries.services.sweep.hold_and_release``): the backlog a resume releases.
     ``dead_letters``: deliveries ``dead_lettered`` now. ``circuits_by_state`` and
     ``endpoints_by_status``: every choice, 0 when none (an endpoint without a health row counts
-    as ``closed``). Five ``COUNT`` queries, all on indexed columns or small tables; raises
+    as ``closed``). Six ``COUNT`` queries, all on indexed columns or small tables; raises
     database errors.
     """
     from django.db.models import Count
@@ -160,6 +163,7 @@ def delivery_state(*, now: datetime | None = None) -> DeliveryState:
     due = Delivery.objects.filter(
         status__in=Delivery.DUE_STATUSES, next_attempt_at__lte=now, endpoint__status=WebhookEndpoint.Status.ACTIVE
     ).count()
+    held = Delivery.objects.filter(status__in=Delivery.DUE_STATUSES, held=True).count()
     dead_letters = Delivery.objects.filter(status=Delivery.Status.DEAD_LETTERED).count()
     endpoints = dict.fromkeys(WebhookEndpoint.Status.values, 0)
     for row in WebhookEndpoint.objects.values("status").annotate(n=Count("id")).order_by():
@@ -168,5 +172,5 @@ def delivery_state(*, now: datetime | None = None) -> DeliveryState:
     for row in EndpointHealth.objects.values("circuit_state").annotate(n=Count("endpoint_id")).order_by():
         circuits[row["circuit_state"]] = row["n"]
     circuits[EndpointHealth.CircuitState.CLOSED] += sum(endpoints.values()) - sum(circuits.values())
-    return DeliveryState(waiting_by_status=waiting, due=due, dead_letters=dead_letters,
+    return DeliveryState(waiting_by_status=waiting, due=due, held=held, dead_letters=dead_letters,
                          circuits_by_state=circuits, endpoints_by_status=endpoints)

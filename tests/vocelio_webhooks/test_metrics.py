@@ -191,6 +191,8 @@ def test_metrics_gauges_match_delivery_and_endpoint_rows(api, receiver):
     Delivery.objects.filter(pk=to_active[0].pk).update(status="retrying", next_attempt_at=now + timedelta(minutes=5))
     Delivery.objects.filter(pk=to_active[1].pk).update(status="dead_lettered", next_attempt_at=None)
     EndpointHealth.objects.update_or_create(endpoint_id=active["id"], defaults={"circuit_state": "open"})
+    held = list(Delivery.objects.filter(endpoint_id=paused["id"]).values_list("pk", flat=True)[:2])
+    Delivery.objects.filter(pk__in=held).update(held=True)  # as a sweep holds them
 
     # when
     samples = scrape(api)
@@ -200,6 +202,7 @@ def test_metrics_gauges_match_delivery_and_endpoint_rows(api, receiver):
     assert value(samples, "vocelio_deliveries_queue_depth", status="retrying") == 1
     assert value(samples, "vocelio_deliveries_queue_depth", status="in_flight") == 0
     assert value(samples, "vocelio_deliveries_due") == 1  # the paused endpoint's are held, the retry waits
+    assert value(samples, "vocelio_deliveries_held") == 2
     assert value(samples, "vocelio_dead_letters") == 1
     assert value(samples, "vocelio_endpoint_circuits", state="open") == 1
     assert value(samples, "vocelio_endpoint_circuits", state="closed") == 1
