@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -81,7 +81,10 @@ def hold_and_release(*, limit: int = HOLD_BATCH_SIZE) -> tuple[int, int]:
                       .order_by("next_attempt_at", "id").values_list("pk", flat=True)[:_release_room(limit)])
         released = Delivery.objects.filter(due, held=True, pk__in=chosen).update(held=False)
     with transaction.atomic():
-        inactive = WebhookEndpoint.objects.exclude(status=WebhookEndpoint.Status.ACTIVE).order_by("pk")
+        # Only those with something to hold are locked (delivery_endpoint_due_idx answers it).
+        unheld = Delivery.objects.filter(due, held=False, endpoint_id=OuterRef("pk"))
+        inactive = (WebhookEndpoint.objects.exclude(status=WebhookEndpoint.Status.ACTIVE)
+                    .filter(Exists(unheld)).order_by("pk"))
         if postgresql:
             inactive = inactive.select_for_update(skip_locked=True, no_key=True)
         endpoint_ids = list(inactive.values_list("pk", flat=True))
