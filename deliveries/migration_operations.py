@@ -21,7 +21,8 @@ class AddIndexConcurrentlyOnPostgreSQL(AddIndexConcurrently):
                 row = cursor.fetchone()
             if row and row[0]:
                 schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(self.index.name)}")
-            elif row:  # built and valid: a run interrupted after it (a later build) is being finished
+            elif row:  # built and valid: a run interrupted after it (a later build) is being finished.
+                # The name alone decides, not the definition: a changed index needs a new name.
                 return None
             return super().database_forwards(app_label, schema_editor, from_state, to_state)
         return AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)

@@ -79,43 +79,53 @@ def _claim_sql(vendor: str, high_priority_only: bool, returning: str = "id") -> 
 
 
 def _per_endpoint_claim_sql(returning: str) -> str:
-    """PostgreSQL's ordinary claim while there are at most
-    ``WEBHOOK_CLAIM_PER_ENDPOINT_MAX_ENDPOINTS`` active endpoints: each active endpoint with room
-    under its cap gives its own oldest due rows (index ``delivery_endpoint_due_idx``, at most its
-    room), and the oldest ``%(limit)s`` of those are claimed. Its cost grows with the number of
-    active endpoints (~2 µs each), never with the rows waiting for an endpoint at its cap, which
-    the oldest-first scan of ``_claim_sql`` walks at every claim (~0.45 µs a row: 46 ms a claim
-    behind 100,000 of them, 2 ms here; ``bench/paused_backlog.py --capped``).
+    """PostgreSQL's ordinary claim while some endpoint is at its in-flight cap and there are at
+    most ``WEBHOOK_CLAIM_PER_ENDPOINT_MAX_ENDPOINTS`` active endpoints (``_claim``): each active
+    endpoint with room under its cap gives its own oldest due rows (index
+    ``delivery_endpoint_due_idx``, at most its room and ``%(limit)s``), and the oldest
+    ``%(limit)s`` of those are claimed. Its cost grows with the endpoints that have room times
+    what each gives (up to ~50 ms with 1,000 endpoints of 50 due rows each, the review), never with
+    the rows waiting for an endpoint at its cap, which the oldest-first scan of ``_claim_sql``
+    walks at every claim (~0.25 µs a row: 26 ms a claim behind 100,000 of them, 3 ms here;
+    ``bench/paused_backlog.py --capped``).
+
+    Only the chosen rows are locked (``FOR UPDATE SKIP LOCKED`` by primary key, re-checking that
+    they are still due), not every row read: locking all of them wrote up to 50,000 row locks
+    (2.8 MB of WAL) a claim in the review's fan-out shapes. The re-check is written as one
+    ``(…) IS TRUE`` so that no partial index's condition follows from it: as plain conditions they
+    let the planner read every due row through an index to find the chosen ones.
 
     The plan is pinned, not left to statistics (with few endpoints the planner walked
     ``delivery_claim_order_idx`` inside the per-endpoint subquery, filtering on the endpoint: the
     very walk this avoids): that index's condition includes ``attempt_count >= 0``, always true,
     which this statement does not state, so PostgreSQL cannot use it here; of the indexes left,
     only ``delivery_endpoint_due_idx`` gives the order without a sort, which the claim's
-    transaction turns off. The claimed ids are collected once
-    (``ARRAY(…)``) and updated by primary key alone: the subquery has locked them (``FOR UPDATE``,
-    which re-checks a row changed meanwhile), so their status cannot change before the update,
-    and a condition on status or time here let the planner scan every due row for them."""
+    transaction turns off (with sequential scans). The ids are collected once (``ARRAY(…)``) and
+    updated by primary key alone: a condition on status or time in the ``UPDATE`` let the
+    planner scan every due row for them."""
     delivery, endpoint = Delivery._meta.db_table, WebhookEndpoint._meta.db_table
     seconds = f"((SELECT t.timeout_seconds FROM {endpoint} t WHERE t.id = {delivery}.endpoint_id) + %(margin)s)"
     return f"""
         UPDATE {delivery} SET status = %(in_flight)s, claimed_until = %(now)s + {seconds} * INTERVAL '1 second',
                updated_at = %(now)s
         WHERE id = ANY(ARRAY(
-            SELECT c.id FROM (
-                SELECT e.id AS endpoint_id, %(cap)s * e.batch_max_events - COALESCE(f.n, 0) AS room
-                FROM {endpoint} e LEFT JOIN (
-                    SELECT endpoint_id, COUNT(*) AS n FROM {delivery} WHERE status = %(in_flight)s
-                    GROUP BY endpoint_id) f ON f.endpoint_id = e.id
-                WHERE e.status = %(active)s AND %(cap)s * e.batch_max_events > COALESCE(f.n, 0)
-            ) r CROSS JOIN LATERAL (
-                SELECT d.id, d.next_attempt_at FROM {delivery} d
-                WHERE d.endpoint_id = r.endpoint_id AND d.status IN (%(pending)s, %(retrying)s) AND NOT d.held
-                  AND d.next_attempt_at <= %(now)s
-                ORDER BY d.endpoint_id, d.next_attempt_at, d.id LIMIT GREATEST(LEAST(r.room, %(limit)s), 0)
-                FOR UPDATE OF d SKIP LOCKED
-            ) c
-            ORDER BY c.next_attempt_at, c.id LIMIT %(limit)s
+            SELECT l.id FROM {delivery} l
+            WHERE l.id = ANY(ARRAY(
+                SELECT c.id FROM (
+                    SELECT e.id AS endpoint_id, %(cap)s * e.batch_max_events - COALESCE(f.n, 0) AS room
+                    FROM {endpoint} e LEFT JOIN (
+                        SELECT endpoint_id, COUNT(*) AS n FROM {delivery} WHERE status = %(in_flight)s
+                        GROUP BY endpoint_id) f ON f.endpoint_id = e.id
+                    WHERE e.status = %(active)s AND %(cap)s * e.batch_max_events > COALESCE(f.n, 0)
+                ) r CROSS JOIN LATERAL (
+                    SELECT d.id, d.next_attempt_at FROM {delivery} d
+                    WHERE d.endpoint_id = r.endpoint_id AND d.status IN (%(pending)s, %(retrying)s) AND NOT d.held
+                      AND d.next_attempt_at <= %(now)s
+                    ORDER BY d.endpoint_id, d.next_attempt_at, d.id LIMIT GREATEST(LEAST(r.room, %(limit)s), 0)
+                ) c
+                ORDER BY c.next_attempt_at, c.id LIMIT %(limit)s
+            )) AND (l.status IN (%(pending)s, %(retrying)s) AND NOT l.held AND l.next_attempt_at <= %(now)s) IS TRUE
+            FOR UPDATE OF l SKIP LOCKED
         ))
         RETURNING {returning}"""
 
@@ -163,13 +173,9 @@ def _claim(*, limit: int, high_priority_only: bool, returning: str) -> list[tupl
               "retrying": Delivery.Status.RETRYING, "active": WebhookEndpoint.Status.ACTIVE, "now": now,
               "margin": settings.WEBHOOK_CLAIM_MARGIN_SECONDS, "scan": limit * 4, "limit": limit,
               "cap": settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT}
-    per_endpoint = (connection.vendor == "postgresql" and not high_priority_only
-                    and _active_endpoints() <= settings.WEBHOOK_CLAIM_PER_ENDPOINT_MAX_ENDPOINTS)
-    sql = _per_endpoint_claim_sql(returning) if per_endpoint else _claim_sql(connection.vendor, high_priority_only,
-                                                                             returning)
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":  # SQLite has one writer at a time: claims are serial already
-            cursor.execute(sql, params)
+            cursor.execute(_claim_sql(connection.vendor, high_priority_only, returning), params)
             return cursor.fetchall()
         # Claims run one at a time (a transaction advisory lock, held for one statement of a few
         # ms): each counts the endpoint's in-flight rows in its own snapshot, so two claims at once
@@ -189,14 +195,20 @@ def _claim(*, limit: int, high_priority_only: bool, returning: str) -> list[tupl
             # active ones, would be walked at every claim (~0.9 ms per 1,000): the sweep holds them
             # (sweep.hold_and_release), out of the index. A priority claim is not steered: its
             # rows are the newest, so the walk would cross the backlog.
-            # The per-endpoint statement is steered too, and reads nothing but by index: on a table
-            # that looks small it updated its ids by scanning the whole table (see
-            # _per_endpoint_claim_sql).
+            # The per-endpoint statement (_per_endpoint_claim_sql) is used when some endpoint is at
+            # its cap, the one case where the scan walks rows it cannot take (asked in the same
+            # round trip); it is steered too, and reads nothing but by index (on a table that looks
+            # small it updated its ids by scanning the whole table).
+            may_per_endpoint = (not high_priority_only
+                                and 0 < _active_endpoints() <= settings.WEBHOOK_CLAIM_PER_ENDPOINT_MAX_ENDPOINTS)
             steer = ("" if high_priority_only
-                     else ", set_config('enable_sort', 'off', true), set_config('jit', 'off', true)"
-                     + (", set_config('enable_seqscan', 'off', true)" if per_endpoint else ""))
+                     else ", set_config('enable_sort', 'off', true), set_config('jit', 'off', true)")
+            if may_per_endpoint:
+                steer += f", set_config('enable_seqscan', 'off', true), EXISTS ({endpoints_at_cap_sql()})"
             cursor.execute(f"SELECT pg_advisory_xact_lock(%s){steer}", [CLAIM_LOCK_KEY])
-            cursor.execute(sql, params)
+            per_endpoint = may_per_endpoint and cursor.fetchone()[-1]
+            cursor.execute(_per_endpoint_claim_sql(returning) if per_endpoint
+                           else _claim_sql(connection.vendor, high_priority_only, returning), params)
         # The rows are already here (client-side cursor); turning them into Python values
         # after the commit keeps that work out of the lock every claim waits for.
         return cursor.fetchall()
