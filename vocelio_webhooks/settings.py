@@ -376,9 +376,10 @@ WEBHOOK_AUTO_DISABLE_AFTER_SECONDS = env.float("WEBHOOK_AUTO_DISABLE_AFTER_SECON
 WEBHOOK_PROBE_INTERVAL_SECONDS = env.float("WEBHOOK_PROBE_INTERVAL_SECONDS", default=60.0)
 WEBHOOK_OWNER_ALERT_INTERVAL_SECONDS = env.float("WEBHOOK_OWNER_ALERT_INTERVAL_SECONDS", default=3600.0)
 WEBHOOK_ENDPOINT_MAX_IN_FLIGHT = env.int("WEBHOOK_ENDPOINT_MAX_IN_FLIGHT", default=10)
-# Up to this many active endpoints, a PostgreSQL claim takes each endpoint's oldest due deliveries
-# (cost per endpoint) instead of scanning all due deliveries oldest first (cost per row waiting
-# for an endpoint at its cap); README "Performance", step 2 of the batch engine.
+# Up to this many active endpoints (0: never), a PostgreSQL claim made while some endpoint is at
+# its in-flight cap takes each endpoint's oldest due deliveries (cost per endpoint) instead of
+# scanning all due deliveries oldest first (cost per row waiting for an endpoint at its cap);
+# README "Performance", step 2 of the batch engine.
 WEBHOOK_CLAIM_PER_ENDPOINT_MAX_ENDPOINTS = env.int("WEBHOOK_CLAIM_PER_ENDPOINT_MAX_ENDPOINTS", default=1000)
 WEBHOOK_BUSY_RETRY_SECONDS = env.float("WEBHOOK_BUSY_RETRY_SECONDS", default=1.0)
 # Alert rules (analytics.alerts): how often beat evaluates them, who the operators are (mail of
