@@ -448,6 +448,34 @@ def due_deliveries(endpoints, count: int, *, prefix: str = "evt_due", **fields) 
     return deliveries
 
 
+@contextmanager
+def locked_elsewhere(queryset):
+    """Hold ``SELECT … FOR UPDATE`` on the rows of ``queryset`` in another thread's transaction
+    (another session) for the duration of the ``with`` block, at most 10 s; a
+    ``transactional_db`` test, so the rows are committed and visible to that session."""
+    from django.db import connections, transaction
+
+    locked, finish = threading.Event(), threading.Event()
+
+    def hold():
+        try:
+            with transaction.atomic():
+                list(queryset.select_for_update())
+                locked.set()
+                finish.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert locked.wait(10), "the other session could not lock the rows"
+        yield
+    finally:
+        finish.set()
+        thread.join(10)
+
+
 def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1):
     """Poll ``predicate`` until it returns a truthy value; fails on timeout."""
     deadline = time.time() + timeout

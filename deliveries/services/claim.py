@@ -86,7 +86,7 @@ def _per_endpoint_claim_sql(returning: str) -> str:
     ``%(limit)s`` of those are claimed. Its cost grows with the endpoints that have room times
     what each gives (up to ~50 ms with 1,000 endpoints of 50 due rows each, the review), never with
     the rows waiting for an endpoint at its cap, which the oldest-first scan of ``_claim_sql``
-    walks at every claim (~0.25 µs a row: 26 ms a claim behind 100,000 of them, 3 ms here;
+    walks at every claim (26–38 ms a claim behind 100,000 of them, 3–5 ms here;
     ``bench/paused_backlog.py --capped``).
 
     Only the chosen rows are locked (``FOR UPDATE SKIP LOCKED`` by primary key, re-checking that

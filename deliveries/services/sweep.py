@@ -68,8 +68,6 @@ def hold_and_release(*, limit: int = HOLD_BATCH_SIZE) -> tuple[int, int]:
     ``held`` is only ever a filter in front of the claim: the claim still checks the endpoint's
     status itself, and a retry (``retry_now``, ``retry_many``) or a claim clears it.
     """
-    from endpoints.models import WebhookEndpoint
-
     due = Q(status__in=Delivery.DUE_STATUSES)
     postgresql = connection.vendor == "postgresql"
     # FOR NO KEY UPDATE (Django has no FOR SHARE): a resume's UPDATE waits for it, while a publish's

@@ -17,32 +17,22 @@
    whose first claim saw no active endpoint, or an earlier test), so the suite's
    "oldest-first scan" variants depend on which test claimed before them.
 """
-import json
-
 import pytest
-from django.db import connection, transaction
-from django.test.utils import CaptureQueriesContext
+from django.db import connection
 
 from deliveries import services as delivery_services
 from deliveries.models import Delivery
 from deliveries.services import claim
 from endpoints.models import WebhookEndpoint
 from tests.conftest import due_deliveries
+from tests.deliveries.test_claim_statements import claim_and_explain
 
-POSTGRESQL_ONLY = pytest.mark.skipif("connection.vendor != 'postgresql'")
+POSTGRESQL_ONLY = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL only")
 
 
 def _endpoint(receiver, name, **fields) -> WebhookEndpoint:
     return WebhookEndpoint.objects.create(name=name, url=receiver.url(f"/{name}"), events=["lead.*"],
                                           secret="whsec_claim_review_secret_0123456789", **fields)
-
-
-def _claim_sql(limit: int) -> tuple[list[int], str, str]:
-    """``claim_due(limit)``; returns the claimed ids and the claim's two statements (steer, claim)."""
-    with CaptureQueriesContext(connection) as queries:
-        claimed = delivery_services.claim_due(limit=limit)
-    steer, sql = [q["sql"] for q in queries.captured_queries if "advisory" in q["sql"] or "RETURNING" in q["sql"]]
-    return claimed, steer, sql
 
 
 @POSTGRESQL_ONLY
@@ -58,27 +48,14 @@ def test_per_endpoint_claim_locks_no_more_rows_than_the_scan_would(event_types, 
     Delivery.objects.filter(pk__in=[d.pk for d in busy]).update(status="in_flight")
 
     # when: the claim, replayed under EXPLAIN ANALYZE (rolled back, the claimed rows put back first)
-    claimed, steer, sql = _claim_sql(limit=5)
-    Delivery.objects.filter(pk__in=claimed).update(status="pending", claimed_until=None)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(steer)
-        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
-        plan = cursor.fetchone()[0]
-        transaction.set_rollback(True)
-
-    def nodes(node):
-        yield node
-        for child in node.get("Plans", []):
-            yield from nodes(child)
-
-    plan = plan if isinstance(plan, list) else json.loads(plan)
-    locked = sum(n["Actual Rows"] * n["Actual Loops"] for n in nodes(plan[0]["Plan"]) if n["Node Type"] == "LockRows")
+    claimed, plan = claim_and_explain(limit=5)
+    locked = sum(n["Actual Rows"] * n["Actual Loops"] for n in plan if n["Node Type"] == "LockRows")
 
     # then: 5 claimed; the rows locked to choose them stay within the scan's bound (it locks 100:
     # every due row of every endpoint, each a tuple write and a WAL record, held until commit)
     assert len(claimed) == 5
     assert locked <= 4 * 5, f"the claim of 5 locked {locked} rows"
-    assert "delivery_endpoint_due_idx" in json.dumps(plan)  # the per-endpoint statement was the one measured
+    assert any(n.get("Index Name") == "delivery_endpoint_due_idx" for n in plan)  # the per-endpoint statement
 
 
 @POSTGRESQL_ONLY
@@ -91,10 +68,15 @@ def test_setting_zero_picks_the_oldest_first_scan_after_a_claim_that_saw_no_acti
     assert delivery_services.claim_due(limit=50) == []
     settings.WEBHOOK_CLAIM_PER_ENDPOINT_MAX_ENDPOINTS = 0
     [due] = due_deliveries([_endpoint(receiver, "one")], 1)
+    # (lead) and an endpoint at its cap, the case where the per-endpoint claim would be chosen
+    settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT = 1
+    [busy] = due_deliveries([_endpoint(receiver, "busy")], 1)
+    Delivery.objects.filter(pk=busy.pk).update(status="in_flight")
 
     # when
-    claimed, _, sql = _claim_sql(limit=50)
+    claimed, plan = claim_and_explain(limit=50)
 
     # then: the oldest-first scan ran (its window function), not the per-endpoint claim
     assert claimed == [due.pk]
-    assert "ROW_NUMBER()" in sql and "CROSS JOIN LATERAL" not in sql
+    assert any(n["Node Type"] == "WindowAgg" for n in plan)
+    assert not any(n.get("Index Name") == "delivery_endpoint_due_idx" for n in plan)

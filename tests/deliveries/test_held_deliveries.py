@@ -1,18 +1,17 @@
 """Held deliveries (issue 7): the beat sweep holds the due deliveries of paused and disabled
 endpoints, so the claim's scan no longer walks them, and releases them once the endpoint is active
 again (``deliveries.services.sweep.hold_and_release``)."""
-import threading
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection
 from django.utils import timezone
 
 from deliveries import services as delivery_services
 from deliveries.models import Delivery
 from endpoints import services as endpoint_services
 from endpoints.models import WebhookEndpoint
-from tests.conftest import due_deliveries, wait_until
-from tests.deliveries.test_claim_statements import claim_and_explain, rows_read
+from tests.conftest import due_deliveries, locked_elsewhere, wait_until
+from tests.deliveries.test_claim_statements import claim_and_explain, index_scans, rows_read
 from tests.deliveries.test_delivery_flow import create_endpoint, delivery_when, publish
 
 
@@ -129,7 +128,8 @@ def test_claim_scan_reads_no_held_row(event_types, receiver, settings, per_endpo
     delivery_services.sweep_due_deliveries()
 
     # when: the claim's own statements, replayed under EXPLAIN ANALYZE
-    claimed, scans = claim_and_explain()
+    claimed, plan = claim_and_explain()
+    scans = index_scans(plan)
 
     # then: the scan of the claim's index met only the active endpoint's rows
     index = "delivery_endpoint_due_idx" if per_endpoint else "delivery_claim_order_idx"
@@ -143,27 +143,10 @@ def test_sweep_does_not_wait_for_an_endpoint_locked_elsewhere(transactional_db, 
     # given: a paused endpoint with a due delivery, its row locked by another transaction
     endpoint = _endpoint(receiver, "locked", status="paused")
     [delivery] = due_deliveries([endpoint], 1)
-    locked, release = threading.Event(), threading.Event()
 
-    def hold_the_row():
-        try:
-            with transaction.atomic():
-                WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
-                locked.set()
-                release.wait(10)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=hold_the_row)
-    thread.start()
-    try:
-        assert locked.wait(10)
-
-        # when
+    # when
+    with locked_elsewhere(WebhookEndpoint.objects.filter(pk=endpoint.pk)):
         first = delivery_services.hold_and_release()
-    finally:
-        release.set()
-        thread.join(10)
 
     # then: skipped, not waited for; held by the next run
     assert first == (0, 0)

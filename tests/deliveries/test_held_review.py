@@ -18,7 +18,7 @@ from endpoints import services as endpoint_services
 from endpoints.models import WebhookEndpoint
 from events import services as event_services
 from events.models import EventType
-from tests.conftest import due_deliveries, wait_until
+from tests.conftest import due_deliveries, locked_elsewhere, wait_until
 
 POSTGRESQL_ONLY = pytest.mark.skipif("connection.vendor != 'postgresql'")
 
@@ -193,23 +193,9 @@ def test_release_does_not_wait_for_a_held_row_locked_elsewhere(transactional_db,
     first, second = due_deliveries([endpoint], 2)
     assert delivery_services.hold_and_release() == (2, 0)
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(status="active")
-    locked, finish = threading.Event(), threading.Event()
 
-    def lock_one_row():
-        try:
-            with transaction.atomic():
-                Delivery.objects.select_for_update().get(pk=first.pk)
-                locked.set()
-                finish.wait(10)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=lock_one_row)
-    thread.start()
-    try:
-        assert locked.wait(10)
-
-        # when: the sweep's hold and release, not allowed to wait for a lock longer than 500 ms
+    # when: the sweep's hold and release, not allowed to wait for a lock longer than 500 ms
+    with locked_elsewhere(Delivery.objects.filter(pk=first.pk)):
         with connection.cursor() as cursor:
             cursor.execute("SET lock_timeout = '500ms'")
         try:
@@ -219,9 +205,6 @@ def test_release_does_not_wait_for_a_held_row_locked_elsewhere(transactional_db,
         finally:
             with connection.cursor() as cursor:
                 cursor.execute("RESET lock_timeout")
-    finally:
-        finish.set()
-        thread.join(10)
 
     # then: as documented ("the sweep never waits for a lock: a row or endpoint someone else holds
     # is left to the next sweep"), the locked row is left and the other released; the release's
