@@ -74,10 +74,13 @@ def hold_and_release(*, limit: int = HOLD_BATCH_SIZE) -> tuple[int, int]:
     # or replay's foreign-key check (FOR KEY SHARE) neither waits nor is waited for.
     rows = Delivery.objects.select_for_update(skip_locked=True, no_key=True, of=("self",)) if postgresql \
         else Delivery.objects.all()
-    with transaction.atomic():
-        chosen = list(rows.filter(due, held=True, endpoint__status=WebhookEndpoint.Status.ACTIVE)
-                      .order_by("next_attempt_at", "id").values_list("pk", flat=True)[:_release_room(limit)])
-        released = Delivery.objects.filter(due, held=True, pk__in=chosen).update(held=False)
+    releasable = Delivery.objects.filter(due, held=True, endpoint__status=WebhookEndpoint.Status.ACTIVE)
+    released = 0
+    if releasable.exists():  # else no count of the whole queue for _release_room at every sweep
+        with transaction.atomic():
+            chosen = list(rows.filter(due, held=True, endpoint__status=WebhookEndpoint.Status.ACTIVE)
+                          .order_by("next_attempt_at", "id").values_list("pk", flat=True)[:_release_room(limit)])
+            released = Delivery.objects.filter(due, held=True, pk__in=chosen).update(held=False)
     with transaction.atomic():
         # Only those with something to hold are locked (delivery_endpoint_due_idx answers it).
         unheld = Delivery.objects.filter(due, held=False, endpoint_id=OuterRef("pk"))
