@@ -449,10 +449,11 @@ def due_deliveries(endpoints, count: int, *, prefix: str = "evt_due", **fields) 
 
 
 @contextmanager
-def locked_elsewhere(queryset):
-    """Hold ``SELECT … FOR UPDATE`` on the rows of ``queryset`` in another thread's transaction
-    (another session) for the duration of the ``with`` block, at most 10 s; a
-    ``transactional_db`` test, so the rows are committed and visible to that session."""
+def locked_elsewhere(queryset=None, *, lock=None):
+    """Hold ``SELECT … FOR UPDATE`` on the rows of ``queryset`` (or whatever locks ``lock()``
+    takes, a callable) in another thread's transaction (another session) for the duration of the
+    ``with`` block, at most 10 s; a ``transactional_db`` test, so the rows are committed and
+    visible to that session."""
     from django.db import connections, transaction
 
     locked, finish = threading.Event(), threading.Event()
@@ -460,7 +461,7 @@ def locked_elsewhere(queryset):
     def hold():
         try:
             with transaction.atomic():
-                list(queryset.select_for_update())
+                lock() if lock is not None else list(queryset.select_for_update())
                 locked.set()
                 finish.wait(10)
         finally:

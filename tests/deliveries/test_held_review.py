@@ -7,6 +7,7 @@
 2. ``claim.high_priority_due`` counts held rows the priority claim skips."""
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 from django.db import OperationalError, connection, connections, transaction
@@ -53,11 +54,11 @@ def _hold_is_sleeping() -> bool:
         return cursor.fetchone()[0] > 0
 
 
-@POSTGRESQL_ONLY
-def test_hold_does_not_block_publishing_to_a_paused_endpoint(transactional_db, event_types, receiver):
-    # given: a paused endpoint with a due delivery, and the sweep's hold transaction under way
-    paused = _endpoint(receiver, "paused", status="paused")
-    due_deliveries([paused], 1)
+@contextmanager
+def _slow_hold_under_way():
+    """The sweep's hold (``hold_and_release``) running in another thread, its transaction kept
+    open 3 s by ``_slow_hold_trigger``; yields the dict its result lands in (``"hold"``) once the
+    hold is sleeping inside that transaction, and waits for it and drops the trigger after."""
     _slow_hold_trigger(3)
     result = {}
 
@@ -71,7 +72,18 @@ def test_hold_does_not_block_publishing_to_a_paused_endpoint(transactional_db, e
     thread.start()
     try:
         wait_until(_hold_is_sleeping, timeout=10, interval=0.02)
+        yield result
+    finally:
+        thread.join(15)
+        _drop_slow_hold_trigger()
 
+
+@POSTGRESQL_ONLY
+def test_hold_does_not_block_publishing_to_a_paused_endpoint(transactional_db, event_types, receiver):
+    # given: a paused endpoint with a due delivery, and the sweep's hold transaction under way
+    paused = _endpoint(receiver, "paused", status="paused")
+    due_deliveries([paused], 1)
+    with _slow_hold_under_way() as result:
         # when: an event routed to the paused endpoint is published meanwhile
         started = time.monotonic()
         error = None
@@ -83,9 +95,6 @@ def test_hold_does_not_block_publishing_to_a_paused_endpoint(transactional_db, e
         except OperationalError as exc:  # lock_timeout: the publish waited for the sweep
             error, published = exc, None
         waited = time.monotonic() - started
-    finally:
-        thread.join(15)
-        _drop_slow_hold_trigger()
 
     # then: the publish did not wait for the sweep (its foreign-key check needs only KEY SHARE)
     assert error is None, f"publish waited {waited:.2f} s for the sweep's endpoint lock: {error}"
@@ -99,27 +108,10 @@ def test_hold_is_not_skipped_for_an_endpoint_a_replay_is_writing_to(transactiona
     # (lock_endpoints: FOR KEY SHARE, as replays and the health alerts' recipients take it)
     paused = _endpoint(receiver, "paused", status="paused")
     ids = [d.pk for d in due_deliveries([paused], 3)]
-    locked, finish = threading.Event(), threading.Event()
 
-    def replaying():
-        try:
-            with transaction.atomic():
-                endpoint_services.lock_endpoints(endpoint_ids=[paused.pk])
-                locked.set()
-                finish.wait(10)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=replaying)
-    thread.start()
-    try:
-        assert locked.wait(10)
-
-        # when
+    # when
+    with locked_elsewhere(lock=lambda: endpoint_services.lock_endpoints(endpoint_ids=[paused.pk])):
         held, released = delivery_services.hold_and_release()
-    finally:
-        finish.set()
-        thread.join(10)
 
     # then: KEY SHARE does not stop a status change (lock_endpoints' docstring), so it need not make
     # the sweep skip the endpoint: the rows are held
@@ -150,20 +142,7 @@ def test_hold_does_not_block_a_replay_of_a_delivery_it_is_holding(transactional_
     # given: a paused endpoint's due delivery, and the sweep's hold transaction holding it
     paused = _endpoint(receiver, "paused", status="paused")
     [original] = due_deliveries([paused], 1)
-    _slow_hold_trigger(3)
-    result = {}
-
-    def sweep():
-        try:
-            result["hold"] = delivery_services.hold_and_release()
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=sweep)
-    thread.start()
-    try:
-        wait_until(_hold_is_sleeping, timeout=10, interval=0.02)
-
+    with _slow_hold_under_way() as result:
         # when: a replay of its event to the paused endpoint (replay_of: the original) commits meanwhile
         error, replayed = None, []
         try:
@@ -174,9 +153,6 @@ def test_hold_does_not_block_a_replay_of_a_delivery_it_is_holding(transactional_
                     event_pk=original.event_id, endpoint_id=paused.pk, replay_of_id=original.pk)])
         except OperationalError as exc:  # lock_timeout: the replay's foreign-key check waited for the sweep
             error = exc
-    finally:
-        thread.join(15)
-        _drop_slow_hold_trigger()
 
     # then: the foreign-key check on replay_of needs only KEY SHARE on the original, which the
     # hold's own row lock need not refuse (FOR NO KEY UPDATE, as on the endpoints)
