@@ -11,7 +11,7 @@ SHELL := /bin/bash
 .DELETE_ON_ERROR:
 .DEFAULT_GOAL := help
 
-.PHONY: help venv env migrate run lint test superuser bench bench-isolation bench-analytics bench-slow bench-lane
+.PHONY: help venv env migrate run lint test superuser bench bench-isolation bench-analytics bench-slow bench-lane bench-ceiling
 
 help:
 	@echo "make venv       create .venv and install requirements.txt"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench-analytics  analytics overview/trends with 1,000,000 attempts on PostgreSQL (bench/analytics.py)"
 	@echo "make bench-slow       a slow endpoint's backlog with worker and beat (bench/slow_endpoint.py)"
 	@echo "make bench-lane       the worker's batch loop in process, send lane vs a thread per send"
+	@echo "make bench-ceiling    the web stack's ceiling: 50 closed-loop clients on /health and on publish (bench/web_ceiling.py)"
 
 # --- virtualenv -------------------------------------------------------------------------------
 venv: $(VENV)/.installed
@@ -85,6 +86,11 @@ bench-slow: venv
 # PostgreSQL only; same defaults as bench: vocelio_bench dropped and re-created, Redis db 9 flushed.
 bench-lane: venv
 	$(VPY) bench/batch_loop.py $(BENCH_ARGS)
+
+# What gunicorn + Django + DRF serve at most here, /health against publish, no worker (bench/web_ceiling.py).
+# PostgreSQL only; same defaults as bench: vocelio_bench dropped and re-created, Redis db 9 flushed.
+bench-ceiling: venv
+	$(VPY) bench/web_ceiling.py $(BENCH_ARGS)
 
 # Needs DATABASE_URL=postgres://… (seeds with COPY into a scratch <name>_bench database, dropped after).
 bench-analytics: venv
