@@ -2,6 +2,8 @@
 endpoints, so the claim's scan no longer walks them, and releases them once the endpoint is active
 again (``deliveries.services.sweep.hold_and_release``)."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -207,3 +209,53 @@ def test_release_after_a_resume_leaves_room_under_the_queue_limit(event_types, r
     # never refused for the released backlog
     assert (first, second) == ((0, 5), (0, 2))
     assert Delivery.objects.filter(held=False).count() == 7
+
+
+def _refuse_holds_sql() -> tuple[str, str]:
+    """A trigger that makes the database refuse any ``UPDATE`` setting ``held`` (as a broken
+    permission or a full disk would), and the statement that removes it."""
+    if connection.vendor == "postgresql":
+        return (("CREATE FUNCTION refuse_hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.held IS DISTINCT FROM OLD.held THEN RAISE EXCEPTION 'holding refused'; END IF; "
+                "RETURN NEW; END $$; "
+                "CREATE TRIGGER refuse_hold BEFORE UPDATE ON deliveries_delivery "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_hold()"),
+                "DROP TRIGGER refuse_hold ON deliveries_delivery; DROP FUNCTION refuse_hold()")
+    return (("CREATE TRIGGER refuse_hold BEFORE UPDATE OF held ON deliveries_delivery "
+            "WHEN NEW.held IS NOT OLD.held BEGIN SELECT RAISE(ABORT, 'holding refused'); END"),
+            "DROP TRIGGER refuse_hold")
+
+
+def test_a_failing_hold_is_logged_and_the_rest_of_the_sweep_still_runs(transactional_db, event_types, receiver,
+                                                                       caplog):
+    # given: a paused endpoint's due delivery (to be held), an active endpoint's delivery whose
+    # worker died mid-attempt (to be recovered) and one whose wake-up was lost (to be enqueued),
+    # and a database that refuses every hold
+    now = timezone.now()
+    [paused] = due_deliveries([_endpoint(receiver, "paused", status="paused")], 1)
+    abandoned, lost = due_deliveries([_endpoint(receiver, "active")], 2)
+    Delivery.objects.filter(pk=abandoned.pk).update(status="in_flight", claimed_until=now - timedelta(minutes=1))
+    Delivery.objects.filter(pk=lost.pk).update(next_attempt_at=now - timedelta(minutes=5))
+    create, drop = _refuse_holds_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(create)
+    try:
+        # when
+        with caplog.at_level("ERROR", logger="deliveries.services.sweep"):
+            result = delivery_services.sweep_due_deliveries()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(drop)
+
+    # then: nothing held, the failure logged with its cause, and steps 1-3 done all the same
+    assert (result.held, result.released) == (0, 0)
+    assert _held([paused.pk]) == [False]
+    [record] = [r for r in caplog.records if "holding and releasing deliveries failed" in r.getMessage()]
+    assert "holding refused" in str(record.exc_info[1])
+    assert (result.recovered, result.enqueued) == (1, 1)
+    assert Delivery.objects.get(pk=abandoned.pk).status == "pending"
+    assert Delivery.objects.get(pk=lost.pk).next_attempt_at >= now
+
+    # and: the next sweep, with the database accepting holds again, holds the paused endpoint's row
+    assert delivery_services.sweep_due_deliveries().held == 1
+    assert _held([paused.pk]) == [True]
