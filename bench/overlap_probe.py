@@ -1,7 +1,7 @@
 """How much one sending thread gains by overlapping requests to different receivers (write each
 request of a window, then read the answers) instead of one request at a time, as the send lane
-does today ("Throughput work, part 6"). Plain ``http.client`` keep-alive connections to the bench
-receiver, one per endpoint path, for both modes, so only the overlap differs; ``--window``
+does today (``bench/HISTORY.md``, "Throughput work, part 6"). Plain ``http.client`` keep-alive
+connections to the bench receiver, one per endpoint path, for both modes, so only the overlap differs; ``--window``
 requests in flight (one per connection). For scale, the same requests one at a time through a
 ``requests.Session`` and through a ``urllib3.PoolManager`` (the layer under ``requests`` that
 our SSRF guard and deadline are built on, ``endpoints/network/``). Prints CPU and wall time per

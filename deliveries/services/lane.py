@@ -5,8 +5,8 @@ Why: a worker process's sending threads share one GIL. Fifty threads each sendin
 that answers in well under a millisecond spend more CPU handing the GIL to each other than sending:
 in process (``make bench-lane``: the batch loop over 10,000 due deliveries to 10 endpoints on the
 bench receiver, per round), 1.36 ms of worker CPU per delivery with one thread per send against
-1.05 ms with the lane (README, "Throughput work, part 4"). A receiver that answers in tens of
-milliseconds needs the threads instead, or a batch of 50 would take 50 answers' time.
+1.05 ms with the lane (``bench/HISTORY.md``, "Throughput work, part 4"). A receiver that
+answers in tens of milliseconds needs the threads instead, or a batch of 50 would take 50 answers' time.
 
 The rule (``SendLane.wait_or_escalate``): the lane's clock starts when the batch thread starts
 watching it (right after starting it). The lane must have finished its n-th send by
