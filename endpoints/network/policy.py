@@ -85,13 +85,29 @@ def is_public_address(address: IPAddress) -> bool:
     return not any(address in network for network in _NOT_GLOBAL if network.version == address.version)
 
 
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _carried_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """``embedded_ipv4``, plus the IPv4 address in a deprecated IPv4-compatible address
+    (``::169.254.169.254``, RFC 4291 section 2.5.5.1; not ``::`` or ``::1``). Such an address is
+    never public (``_NOT_GLOBAL``), but when the settings open private addresses it must still be
+    judged by the address it carries: ``::a9fe:a9fe`` is the metadata service, which they never
+    open (found in a walk: it was opened as merely "reserved")."""
+    embedded = embedded_ipv4(address)
+    if embedded is None and isinstance(address, ipaddress.IPv6Address) and address in _IPV4_COMPATIBLE \
+            and int(address) > 1:
+        return ipaddress.IPv4Address(int(address))
+    return embedded
+
+
 def _never_allowed(address: IPAddress) -> bool:
-    target = embedded_ipv4(address) or address
+    target = _carried_ipv4(address) or address
     return target.is_unspecified or target.is_multicast or target == ipaddress.IPv4Address("255.255.255.255")
 
 
 def _link_local(address: IPAddress) -> bool:
-    return (embedded_ipv4(address) or address).is_link_local
+    return (_carried_ipv4(address) or address).is_link_local
 
 
 @functools.lru_cache(maxsize=256)
