@@ -11,6 +11,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from events.models import Environment
 from templates_app.rendering import CONTENT_TYPE_RE, HEADER_NAME_RE, is_reserved_header
@@ -131,6 +133,37 @@ def validate_webhook_url(value: str) -> None:
         raise ValidationError("URL must not contain a fragment.")
     if any(ch.isspace() or ord(ch) < 32 for ch in value):
         raise ValidationError("URL must not contain spaces or control characters.")
+    if ":" not in parts.hostname and not _sendable_host_name(parts.hostname):
+        raise ValidationError(
+            "URL host is not a valid host name (letters, digits, '-', '_' and '.'; a non-ASCII name must be "
+            "valid IDNA 2008).")
+
+
+# A host name as the sender connects to it: no percent-encoding, '\\', '<', '^', … (``\w`` is
+# Unicode letters and digits, and '_').
+_HOST_NAME_CHARACTERS_RE = re.compile(r"[\w.-]+")
+
+
+def _sendable_host_name(host: str) -> bool:
+    """Whether the sender (``requests``/urllib3) connects to the host name ``host`` that
+    ``urlsplit`` read, rather than to another one or to none.
+
+    Found in a walk: ``urlsplit`` and urllib3 read some hosts differently, so endpoints were saved
+    that could never be delivered to, and the save-time check of literal addresses looked at
+    another host than the one connected to: ``http://a\\b.com/`` is sent to host ``a``,
+    ``%31%36%39.254.169.254`` is the metadata address (refused only when connecting), ``a<b>.com``
+    is sent percent-encoded, and ``⒈.com`` (U+2488; IDNA 2003 accepts it, urllib3's IDNA 2008
+    does not) failed every delivery as ``invalid_request``. The non-ASCII labels are checked by
+    urllib3's own parser, which encodes them when sending."""
+    if not _HOST_NAME_CHARACTERS_RE.fullmatch(host):
+        return False
+    if host.isascii():
+        return True
+    try:
+        parse_url(f"http://{host}/")
+    except LocationParseError:
+        return False
+    return True
 
 
 MAX_HEADER_VALUE_LENGTH = 8192
