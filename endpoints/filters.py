@@ -49,6 +49,7 @@ import json
 import math
 import operator as _op
 import re
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
@@ -147,9 +148,23 @@ def evaluate_filters(spec, event: dict) -> FilterResult:
     if spec is None or spec == []:
         return FilterResult(True, None, None, "no filters")
     node, location = _root(spec)
+    with shared_evaluation():
+        return _evaluate(node, location, event)
+
+
+@contextmanager
+def shared_evaluation():
+    """Make every ``evaluate_filters`` call inside share what it works out from the event's
+    fields: a long list field's members indexed, a long string case-folded (``_memoised``). For
+    many endpoints' filters over one event (a publish), each is then done once for all of them
+    instead of once per endpoint. The event must not change inside. Nested uses share the
+    outermost; outside one, each ``evaluate_filters`` call has its own."""
+    if _MEMO.get() is not None:
+        yield
+        return
     token = _MEMO.set({})
     try:
-        return _evaluate(node, location, event)
+        yield
     finally:
         _MEMO.reset(token)
 
@@ -344,11 +359,12 @@ def _number(value) -> int | float | None:
     return None
 
 
-# One evaluation's memo (``evaluate_filters`` sets it; ``id`` -> (the object, what was worked out
+# One evaluation's memo (``shared_evaluation`` sets it; ``id`` -> (the object, what was worked out
 # from it)): a list field's members are indexed and a long string is casefolded once, however many
-# conditions look at them. Found in a walk: 50 ``not_contains`` conditions on a list of 500,000
-# numbers compared every member with every value in Python, 15-22 s of CPU for one publish (the
-# request body limit allows such a list), and eight such publishes at once starved the web.
+# conditions (and, in a publish, endpoints) look at them. Found in a walk: 50 ``not_contains``
+# conditions on a list of 500,000 numbers compared every member with every value in Python, 15-22 s
+# of CPU for one publish (the request body limit allows such a list), and eight such publishes at
+# once starved the web.
 _MEMO: ContextVar[dict | None] = ContextVar("filter_memo", default=None)
 _MEMO_MIN_LENGTH = 64  # below this, scanning is as cheap as indexing
 

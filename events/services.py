@@ -17,7 +17,7 @@ from django.utils import timezone
 from deliveries import services as delivery_services
 from deliveries.models import Delivery
 from endpoints import routing as endpoint_routing
-from endpoints.filters import FilterValidationError, evaluate_filters
+from endpoints.filters import FilterValidationError, evaluate_filters, shared_evaluation
 from endpoints.models import WebhookEndpoint
 from events.models import Environment, Event, EventType
 from vocelio_webhooks import services as audit_services
@@ -115,12 +115,13 @@ def publish(
         # No filter (null or []) matches everything: the envelope is only built when one is needed.
         envelope = None
         endpoints = []
-        for endpoint in subscribed:
-            if endpoint.filters is not None and endpoint.filters != []:
-                envelope = envelope or filter_envelope(event)
-                if not _filters_match(endpoint, envelope):
-                    continue
-            endpoints.append(endpoint)
+        with shared_evaluation():  # a long field is indexed once for every endpoint's filters
+            for endpoint in subscribed:
+                if endpoint.filters is not None and endpoint.filters != []:
+                    envelope = envelope or filter_envelope(event)
+                    if not _filters_match(endpoint, envelope):
+                        continue
+                endpoints.append(endpoint)
         try:
             deliveries = _store(event=event, endpoint_ids=[e.id for e in endpoints], now=timezone.now())
             break
