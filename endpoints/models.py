@@ -9,13 +9,13 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
 from events.models import Environment
-from templates_app.rendering import CONTENT_TYPE_RE, HEADER_NAME_RE, is_reserved_header
+from templates_app.rendering import CONTENT_TYPE_RE, HEADER_NAME_RE, MAX_HEADER_NAME_LENGTH, is_reserved_header
 from vocelio_webhooks.crypto import EncryptedJSONField, EncryptedTextField
 from vocelio_webhooks.fields import OrderedJSONField
 from vocelio_webhooks.validators import (
@@ -167,6 +167,9 @@ def _sendable_host_name(host: str) -> bool:
 
 
 MAX_HEADER_VALUE_LENGTH = 8192
+# An endpoint's description: several lines of notes (event types and templates take 300 and 500
+# characters on one line).
+MAX_DESCRIPTION_LENGTH = 2000
 
 
 def header_value_problem(value: Any) -> str | None:
@@ -198,7 +201,8 @@ def header_value_problem(value: Any) -> str | None:
 
 
 def validate_custom_headers(value: Any) -> None:
-    """A flat object of header name → string value: RFC 9110 names, values that pass
+    """A flat object of header name → string value: RFC 9110 names of at most
+    ``MAX_HEADER_NAME_LENGTH`` (256) characters, values that pass
     ``header_value_problem`` (templated values too: their source is checked here, their rendered
     text again when sending), none of the headers the sender sets itself."""
     if not isinstance(value, dict):
@@ -206,6 +210,8 @@ def validate_custom_headers(value: Any) -> None:
     if len(value) > 50:
         raise ValidationError("custom_headers may hold at most 50 headers.")
     for name, header_value in value.items():
+        if len(name) > MAX_HEADER_NAME_LENGTH:
+            raise ValidationError(f"Header name {name[:100]!r}… is longer than {MAX_HEADER_NAME_LENGTH} characters.")
         if not HEADER_NAME_RE.match(name):
             raise ValidationError(f"Invalid header name {name!r}.")
         if name.lower() in RESERVED_HEADERS or is_reserved_header(name):
@@ -472,7 +478,9 @@ class WebhookEndpoint(models.Model):
 
     # Names reach terminals (manage.py endpoint_health), logs and the admin: no control or bidi characters.
     name = models.CharField(max_length=200, validators=[reject_control_characters])
-    description = models.TextField(blank=True, validators=[reject_control_characters_multiline])
+    # Notes for support staff (several lines allowed), returned in every endpoint list: bounded.
+    description = models.TextField(blank=True, validators=[MaxLengthValidator(MAX_DESCRIPTION_LENGTH),
+                                                            reject_control_characters_multiline])
     url = models.CharField(max_length=2048, validators=[validate_webhook_url])
     http_method = models.CharField(max_length=6, choices=HttpMethod.choices, default=HttpMethod.POST)
     events = models.JSONField(default=list, validators=[validate_event_patterns])

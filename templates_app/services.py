@@ -238,6 +238,9 @@ def validate_content(*, form: str, body: Any, content_type: str | None, header_t
     if not isinstance(header_templates, dict):
         _invalid("header_templates", "Must be an object of header name to value template.")
     for name, value in header_templates.items():
+        if isinstance(name, str) and len(name) > rendering.MAX_HEADER_NAME_LENGTH:
+            _invalid("header_templates",
+                     f"{name[:100]!r}… is longer than {rendering.MAX_HEADER_NAME_LENGTH} characters.")
         if not rendering.HEADER_NAME_RE.match(name):
             _invalid("header_templates", f"{name!r} is not a valid HTTP header name.")
         if rendering.is_reserved_header(name):

@@ -46,6 +46,7 @@ __all__ = [
     "CONTENT_TYPE_RE",
     "ENVELOPE_KEYS",
     "HEADER_NAME_RE",
+    "MAX_HEADER_NAME_LENGTH",
     "MAX_HEADER_VALUE_LENGTH",
     "TemplateRenderError",
     "build_context",
@@ -74,6 +75,10 @@ def is_reserved_header(name: str) -> bool:
     return lowered in _RESERVED_HEADERS or lowered.startswith(_RESERVED_PREFIXES)
 # RFC 9110 "token": what an HTTP field name may contain.
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# Saved header names (custom headers, header templates) are at most this long: RFC 9110 sets no
+# limit, but servers refuse long header lines (nginx: 8 KiB per line by default) and the name is
+# echoed in error messages. The sender does not apply it, so rows saved before still send.
+MAX_HEADER_NAME_LENGTH = 256
 # A media type, sent as the Content-Type header value (a named template's or an inline
 # transformation's ``content_type``): type/subtype tokens, then parameters of visible ASCII with
 # inner spaces and tabs (``endpoints.models.header_value_problem``, the rule for every header value).
