@@ -1,5 +1,9 @@
 """Writes for webhook endpoints. Each service validates the whole row (``full_clean``) and
 raises ``vocelio_webhooks.errors.ValidationFailed`` with per-field details on bad input."""
+import logging
+import math
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -7,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from endpoints import network
@@ -308,11 +312,62 @@ class HealthChange:
     held_until: datetime | None = None
 
 
+logger = logging.getLogger(__name__)
+
+# A success on a healthy endpoint changes nothing of its circuit, so it is not written at every
+# delivery (one more write per delivery, issue 7); its time is noted at most this often per
+# endpoint and process, like an API key's last_used_at (``vocelio_webhooks.api``). Found in a
+# walk: ``health.last_success_at`` stayed null on an endpoint that had only ever succeeded.
+LAST_SUCCESS_GRANULARITY_SECONDS = 60
+_successes_noted: dict[int, float] = {}  # endpoint id -> time.monotonic() of this process's last note
+_successes_noted_lock = threading.Lock()
+
+
+def note_successes(*, endpoint_ids: Iterable[int]) -> None:
+    """Set ``EndpointHealth.last_success_at`` to now for ``endpoint_ids`` (ids of endpoints that
+    just had a successful attempt at their primary URL and whose health it does not otherwise
+    change), each at most once per ``LAST_SUCCESS_GRANULARITY_SECONDS`` in this process: one
+    upsert of only that column for all of them, creating missing health rows, in id order. So
+    the field lags a healthy endpoint's newest success by at most a minute. Never raises a
+    database error (logged): the attempts it follows are stored already. An endpoint deleted
+    meanwhile is skipped."""
+    now_monotonic = time.monotonic()
+    with _successes_noted_lock:
+        due = sorted(endpoint_id for endpoint_id in set(endpoint_ids) if now_monotonic
+                     - _successes_noted.get(endpoint_id, -math.inf) >= LAST_SUCCESS_GRANULARITY_SECONDS)
+        for endpoint_id in due:
+            _successes_noted[endpoint_id] = now_monotonic
+    if not due:
+        return
+    from endpoints.models import EndpointHealth
+
+    now = timezone.now()
+    health_table = connection.ops.quote_name(EndpointHealth._meta.db_table)
+    endpoint_table = connection.ops.quote_name(WebhookEndpoint._meta.db_table)
+    # One statement (PostgreSQL and SQLite): a missing health row is created with the defaults of
+    # a healthy endpoint, an existing one gets only this column; selecting from the endpoints
+    # skips one deleted meanwhile. bulk_create(update_conflicts=True) cannot skip it, and a
+    # SELECT first cost three more statements (with the transaction) on the batch engine's path.
+    sql = (f"INSERT INTO {health_table} (endpoint_id, circuit_state, consecutive_failures, reopen_count, "
+           f"last_success_at, updated_at) SELECT id, %s, 0, 0, %s, %s FROM {endpoint_table} "
+           f"WHERE id IN ({', '.join(['%s'] * len(due))}) "
+           f"ON CONFLICT (endpoint_id) DO UPDATE SET last_success_at = excluded.last_success_at")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [EndpointHealth.CircuitState.CLOSED.value, now, now, *due])
+    except (DatabaseError, IntegrityError):
+        logger.warning("Noting the last success of endpoints %s failed", due, exc_info=True)
+        with _successes_noted_lock:
+            for endpoint_id in due:
+                _successes_noted.pop(endpoint_id, None)
+
+
 def record_health(*, endpoint_id: int, status_code: int | None, error_class: str,
                   on_disabled: Callable[[], None] | None = None) -> HealthChange:
     """Apply one attempt's outcome to the endpoint's shared health (row-locked), and disable the
     endpoint on ``410 Gone`` or after ``WEBHOOK_AUTO_DISABLE_AFTER_SECONDS`` of uninterrupted
-    failure. A success on a healthy endpoint writes nothing. ``on_disabled`` is passed to
+    failure. A success on a healthy endpoint only notes its time (``note_successes``, at most once
+    a minute). ``on_disabled`` is passed to
     ``disable_automatically`` (runs in the disable's transaction)."""
     from endpoints import health
     from endpoints.models import EndpointHealth
@@ -328,6 +383,7 @@ def record_health(*, endpoint_id: int, status_code: int | None, error_class: str
     if verdict and not EndpointHealth.objects.filter(pk=endpoint_id).exclude(
         circuit_state=EndpointHealth.CircuitState.CLOSED, consecutive_failures=0
     ).exists():
+        note_successes(endpoint_ids=[endpoint_id])
         return HealthChange()
     with transaction.atomic():
         row, _ = EndpointHealth.objects.select_for_update().get_or_create(pk=endpoint_id)

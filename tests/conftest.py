@@ -327,6 +327,16 @@ def _forget_receiver_speeds():
     lane._last_duration_ms.clear()
 
 
+@pytest.fixture(autouse=True)
+def _forget_noted_successes():
+    """Each test starts with this process's memory of noted successes empty (the live worker
+    keeps its own): a rolled-back test's endpoint ids come again, and a note from an earlier test
+    would hold the next one back for a minute (``endpoints.services.note_successes``)."""
+    from endpoints import services as endpoint_services
+
+    endpoint_services._successes_noted.clear()
+
+
 @pytest.fixture
 def worker(celery_worker_process, transactional_db):
     """Use in delivery tests: a live worker plus committed (transactional) database access.

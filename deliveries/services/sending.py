@@ -31,6 +31,7 @@ from deliveries.services.building import (
     build_envelope,
     render_payload,
 )
+from endpoints import services as endpoint_services
 from endpoints.models import WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -94,14 +95,20 @@ def _store(finished: list[_Finished]) -> None:
     succeeded = {f.delivery.endpoint_id for f in finished if _is_success(f.result)}
     unhealthy = recording.store_batch_attempts(planned=planned, health_of=succeeded)
     seen: set[int] = set()
+    healthy_successes: set[int] = set()
     for f in finished:
         if id(f.request) in seen:
             continue  # a batch request is one outcome for the circuit breaker, however many events it carried
         seen.add(id(f.request))
         if _is_success(f.result) and f.delivery.endpoint_id not in unhealthy:
-            continue  # a success on a healthy endpoint changes nothing (endpoints.services.record_health)
+            # A success on a healthy endpoint changes nothing but its last success's time
+            # (endpoints.services.record_health), noted below for all of them at once.
+            if f.request.url == f.delivery.endpoint.url:
+                healthy_successes.add(f.delivery.endpoint_id)
+            continue
         health.after_attempt(delivery=f.delivery, endpoint=f.delivery.endpoint, url=f.request.url,
                              status_code=f.result.status_code, error_class=f.result.error_class)
+    endpoint_services.note_successes(endpoint_ids=healthy_successes)
 
 
 def _is_success(result: SendResult) -> bool:
