@@ -43,6 +43,7 @@ from analytics.queries.aggregation import (
 )
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.queries import retention_cutoffs
+from vocelio_webhooks.errors import ValidationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +129,15 @@ def rebuild_rollups(*, now: datetime | None = None, since: datetime | None = Non
     were last removed. Raw rows newer than the horizon can be gone too: the purge deletes an old
     event with all its deliveries (replays included) and an old delivery with all its attempts,
     and ``erase_subject`` or ``purge --attempts-days`` remove rows early; a rebuild re-counts
-    such days without them, so start it after them with ``since``."""
+    such days without them, so start it after them with ``since``. Raises ``ValidationFailed``
+    when ``since`` is a day after ``now``'s: the watermark would move into the future and the
+    every-minute roll-up would count nothing until that day (a mistyped year stopped the
+    dashboard and the alert rules silently)."""
     now = now or timezone.now()
+    if since is not None and floor_to(since, "day") > now:
+        raise ValidationFailed(
+            f"since {since:%Y-%m-%d} is in the future: the roll-ups would count nothing until then.",
+            details={"since": since.isoformat()})
     first = _first_data_minute()
     horizon = floor_to(since, "day") if since is not None else retention_horizon(now)
     if first is not None and horizon is not None:

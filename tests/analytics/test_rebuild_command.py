@@ -4,7 +4,8 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from analytics import services as analytics_services
 from analytics.models import AttemptRollup, Granularity
@@ -86,3 +87,24 @@ def test_rebuild_rollups_since_leaves_earlier_days_alone(event_types, settings):
 
     # then: the dataset's day still counts the deleted attempt
     assert _day_attempts() == 8
+
+
+def test_rebuild_rollups_refuses_a_since_in_the_future_and_keeps_counting(event_types, settings):
+    # given: the dataset rolled up; an operator types a year wrong (2062 for 2026)
+    settings.WEBHOOK_RETENTION_EVENTS_DAYS = settings.WEBHOOK_RETENTION_DELIVERIES_DAYS = 0
+    settings.WEBHOOK_RETENTION_ATTEMPTS_DAYS = 0
+    known_dataset()
+    analytics_services.rollup_delivery_stats()
+    assert _day_attempts() == 8
+
+    # when
+    with pytest.raises(CommandError, match="--since"):
+        call_command("rebuild_rollups", "--since", "2999-11-01", stdout=StringIO())
+
+    # then: the watermark did not move into the future, so the every-minute roll-up still counts
+    # a new attempt (before the fix the watermark became 2999-11-01 and nothing was counted again)
+    recent = timezone.now() - timedelta(minutes=10)
+    late = delivery(endpoint("new"), "lead.created", at=recent, status="succeeded")
+    attempt(late, 1, at=recent, outcome="succeeded", duration_ms=50)
+    analytics_services.rollup_delivery_stats()
+    assert _day_attempts() == 9

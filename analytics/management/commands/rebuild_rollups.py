@@ -7,8 +7,11 @@ minutes, so older late rows are never counted without this. Idempotent: a rebuil
 rows gives the same roll-up rows. Roll-ups older than the oldest raw row (raw rows already purged)
 are kept. It runs without a time budget and prints one summary line.
 """
+from django.core.management.base import CommandError
+
 from analytics import services as analytics_services
 from vocelio_webhooks.commands import OperatorCommand, iso_datetime, plural
+from vocelio_webhooks.errors import ValidationFailed
 
 
 class Command(OperatorCommand):
@@ -26,7 +29,10 @@ python manage.py rebuild_rollups --since 2026-11-01
                                  "(erase_subject, purge --attempts-days, an old event purged with its replays).")
 
     def handle(self, *args, since=None, **options):
-        result = analytics_services.rebuild_rollups(since=since)
+        try:
+            result = analytics_services.rebuild_rollups(since=since)
+        except ValidationFailed as exc:
+            raise CommandError(f"--since: {exc.message}") from exc
         if result.watermark is None:
             self.stdout.write("Nothing to roll up: no attempts or deliveries are stored.")
             return
