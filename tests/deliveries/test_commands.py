@@ -553,3 +553,20 @@ def test_receive_webhooks_on_a_taken_port_says_so_without_a_traceback():
             call_command("receive_webhooks", port=port)
     finally:
         taken.close()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--port", "99999"), "argument --port: must be a whole number from 1 to 65,535, not '99999'."),
+    (("--port", "-1"), "argument --port: must be a whole number from 1 to 65,535, not '-1'."),
+    (("--status", "99"), "argument --status: must be a whole number from 100 to 599, not '99'."),
+    (("--status", "1000"), "argument --status: must be a whole number from 100 to 599, not '1000'."),
+])
+def test_receive_webhooks_refuses_a_port_or_status_out_of_range_before_listening(args, message):
+    # when: a port beyond 65,535 used to end in an OverflowError traceback from bind() (exit 1),
+    # and --status 99 or 1000 started a receiver that answered what no HTTP client accepts
+    result = manage("receive_webhooks", *args)
+
+    # then: argparse's usage and one error line, exit status 2, nothing listening
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1] == f"manage.py receive_webhooks: error: {message}"

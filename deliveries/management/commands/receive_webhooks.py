@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import jwt
 from django.core.management.base import BaseCommand, CommandError
 
+from vocelio_webhooks.commands import bounded_int
+
 
 def verify(headers, body: bytes, secret: str) -> str:
     """Return a one-line verdict for the request's signature, trying each scheme we send."""
@@ -44,9 +46,13 @@ class Command(BaseCommand):
     help = "Run a local webhook receiver that prints and verifies what it gets."
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=9000)
+        # Bounded like every operator option (vocelio_webhooks.commands): bind() raised OverflowError
+        # (a traceback) beyond 65,535, and a status outside 100-599 is no HTTP answer.
+        parser.add_argument("--port", type=bounded_int(1, 65_535), default=9000,
+                            help="Port on 127.0.0.1 to listen on (default 9000).")
         parser.add_argument("--secret", default="", help="Endpoint secret, to verify signatures.")
-        parser.add_argument("--status", type=int, default=200, help="HTTP status to answer with.")
+        parser.add_argument("--status", type=bounded_int(100, 599), default=200,
+                            help="HTTP status to answer with (100 to 599; default 200).")
 
     def handle(self, *args, port: int, secret: str, status: int, **options):
         out = self.stdout
