@@ -12,12 +12,13 @@ the original ``event_id``; earlier deliveries and attempts are not touched. The 
 ``--since``/``--until`` select events by when we received them (``received_at``; ``--until``
 exclusive; a time without offset is UTC). ``--status`` keeps only (event, endpoint) pairs whose
 latest delivery has that status; ``--only-failed`` only pairs the endpoint has not received and
-is not about to receive. Replays are written in transactions of 500.
+is not about to receive. Replays are written in transactions of 500, each with its audit entry.
 """
 import argparse
 from collections import Counter
 
 from django.core.management.base import CommandError
+from django.db import transaction
 
 from deliveries import services as delivery_services
 from deliveries.models import Delivery
@@ -121,15 +122,21 @@ python manage.py replay_events --event-id evt_123 --event-id evt_456 --no-progre
             with progress(self, enabled=show, total=len(targets), desc="Replaying", unit="delivery") as bar:
                 for start in range(0, len(targets), BATCH_SIZE):
                     chunk = targets[start:start + BATCH_SIZE]
-                    created.extend(delivery_services.create_replays(targets=chunk))
+                    # Each batch commits with its own audit entry: one entry at the end was never
+                    # written when the run stopped part-way (Ctrl-C, a database error), although
+                    # the replays of the batches before had committed (and were being sent).
+                    with transaction.atomic():
+                        done = delivery_services.create_replays(targets=chunk)
+                        if done:
+                            audit_services.record_audit(
+                                actor=audit_services.command_actor("replay_events"), action="replay",
+                                object_type="deliveries.delivery", object_repr=f"{len(done)} replay(s)",
+                                changes={"replays": {"old": None, "new": len(done)},
+                                         "delivery_ids": {"old": None, "new": done}},
+                            )
+                    created.extend(done)
                     tick(bar, len(chunk))
             skipped = len(targets) - len(created)
-            audit_services.record_audit(
-                actor=audit_services.command_actor("replay_events"), action="replay", object_type="deliveries.delivery",
-                object_repr=f"{len(created)} replay(s)",
-                changes={"replays": {"old": None, "new": len(created)},
-                         "delivery_ids": {"old": None, "new": created[:1000]}},
-            )
             self.stdout.write(self.style.SUCCESS(
                 f"Replayed {len(created)} of {summary}"
                 + (f" ({skipped} skipped: endpoint deleted or disabled meanwhile)" if skipped else "") + "."

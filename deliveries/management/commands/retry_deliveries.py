@@ -10,11 +10,12 @@ since it was selected is skipped.
 
 ``--since``/``--until`` select deliveries by creation time (``created_at``; ``--until``
 exclusive; a time without offset is UTC). ``--status`` defaults to ``dead_lettered``.
-Deliveries are retried in transactions of 500.
+Deliveries are retried in transactions of 500, each with its audit entry.
 """
 from collections import Counter
 
 from django.core.management.base import CommandError
+from django.db import transaction
 
 from deliveries import services as delivery_services
 from deliveries.management.commands.replay_events import (
@@ -76,14 +77,21 @@ python manage.py retry_deliveries --limit 1000 --no-progress
                       unit="delivery") as bar:
             for start in range(0, len(ids), BATCH_SIZE):
                 chunk = ids[start:start + BATCH_SIZE]
-                retried += len(delivery_services.retry_many(delivery_ids=chunk))
+                # Each batch commits with its own audit entry: one entry at the end was never
+                # written when the run stopped part-way (Ctrl-C, a database error), although the
+                # batches before had committed.
+                with transaction.atomic():
+                    done = delivery_services.retry_many(delivery_ids=chunk)
+                    if done:
+                        audit_services.record_audit(
+                            actor=audit_services.command_actor("retry_deliveries"), action="retry",
+                            object_type="deliveries.delivery", object_repr=f"{len(done)} delivery(ies)",
+                            changes={"retried": {"old": None, "new": len(done)},
+                                     "delivery_ids": {"old": None, "new": done}},
+                        )
+                retried += len(done)
                 tick(bar, len(chunk))
         skipped = len(ids) - retried
-        audit_services.record_audit(
-            actor=audit_services.command_actor("retry_deliveries"), action="retry", object_type="deliveries.delivery",
-            object_repr=f"{retried} delivery(ies)",
-            changes={"retried": {"old": None, "new": retried}, "delivery_ids": {"old": None, "new": ids[:1000]}},
-        )
         self.stdout.write(self.style.SUCCESS(
             f"Retried {retried} of {len(ids)} delivery(ies)"
             + (f" ({skipped} skipped: their state changed meanwhile)" if skipped else "") + "."
