@@ -24,10 +24,15 @@ class CheckedChangeList(ChangeList):
     ``…__year=9999&…__month=12&…__day=31`` → overflow of the end date), and a ``__year`` lookup on
     any date field is turned into bounds only when the query is compiled (``?updated_at__year=0`` →
     ``ValueError``). Both are raised as ``IncorrectLookupParameters``, which Django's changelist
-    view already answers for every other bad filter: a redirect to the unfiltered list (``?e=1``).
+    view already answers for every other bad filter: a redirect to the unfiltered list (``?e=1``);
+    so is a value holding a NUL character, which PostgreSQL refuses in any text parameter.
     """
 
     def get_filters(self, request):
+        # PostgreSQL refuses a NUL character in any text parameter (a DataError, so a 500 on every
+        # list filtered on a text field, ``?status__exact=%00``): no stored value can hold one.
+        if any("\x00" in value for _, values in request.GET.lists() for value in values):
+            raise IncorrectLookupParameters("A filter value contains a NUL character.")
         try:
             return super().get_filters(request)
         except (OverflowError, ValueError) as exc:
