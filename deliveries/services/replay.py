@@ -111,18 +111,26 @@ def retry_many(*, delivery_ids: Sequence[int]) -> list[int]:
 
     Rows are locked (``select_for_update(skip_locked=True)``: one being retried by someone else
     at this moment is skipped, not retried twice) and moved to ``retrying`` (``pending`` if it
-    never had an attempt) with ``next_attempt_at = now``; wake-ups are enqueued after commit.
+    never had an attempt) with ``next_attempt_at = now``; wake-ups are enqueued after commit for
+    those of active endpoints only, as ``create_replays`` does: a paused or disabled endpoint's
+    wait for the sweep, which holds them and sends them once it is active again. One wake-up per
+    delivery of a paused endpoint was a task that did nothing, and 20,000 of them (one bulk
+    retry) kept the workers on the ``deliveries`` queue for minutes, during which the
+    ``maintenance`` queue, served after it, ran no sweep.
     As with ``retry_now``, a delivery past its ``max_attempts`` gets exactly one more try.
     """
     now = timezone.now()
     retried: list[int] = []
+    to_wake: list[int] = []
     with transaction.atomic():
         for chunk in _chunks(list(delivery_ids), BATCH_SIZE):
-            ids = list(
+            rows = list(
                 Delivery.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(pk__in=chunk, status__in=RETRYABLE_STATUSES, endpoint__isnull=False)
-                .values_list("pk", flat=True)
+                .values_list("pk", "endpoint__status")
             )
+            ids = [pk for pk, _ in rows]
+            to_wake.extend(pk for pk, status in rows if status == WebhookEndpoint.Status.ACTIVE)
             for status_value, condition in ((Delivery.Status.RETRYING, Q(attempt_count__gt=0)),
                                             (Delivery.Status.PENDING, Q(attempt_count=0))):
                 Delivery.objects.filter(condition, pk__in=ids).update(
@@ -130,7 +138,7 @@ def retry_many(*, delivery_ids: Sequence[int]) -> list[int]:
                     updated_at=now,
                 )
             retried.extend(ids)
-        _enqueue_all_on_commit(retried)
+        _enqueue_all_on_commit(to_wake)
     return retried
 
 
