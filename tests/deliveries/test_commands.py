@@ -570,3 +570,19 @@ def test_receive_webhooks_refuses_a_port_or_status_out_of_range_before_listening
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""
     assert result.stderr.splitlines()[-1] == f"manage.py receive_webhooks: error: {message}"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("dry_run", [(), ("--dry-run",)])
+def test_replay_events_refuses_event_ids_that_do_not_exist(event_types, dry_run):
+    # given: one event that exists
+    endpoint = make_endpoint()
+    event = make_event("evt_known", age_days=0)
+    Delivery.objects.filter(pk=make_delivery(event, status="dead_lettered", age_days=0).pk).update(endpoint=endpoint)
+
+    # when / then: a mistyped id was "Replayed 0 of 0 ...", exit 0, like the unknown endpoint before
+    with pytest.raises(CommandError, match=r"^Event evt_knwon does not exist\.$"):
+        run("replay_events", "--event-id", "evt_knwon", *dry_run)
+    with pytest.raises(CommandError, match=r"^Events evt_a, evt_b do not exist\.$"):
+        run("replay_events", "--event-id", "evt_a", "--event-id", "evt_known", "--event-id", "evt_b", *dry_run)
+    assert Delivery.objects.count() == 1 and not AuditLogEntry.objects.exists()

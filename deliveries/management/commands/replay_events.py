@@ -23,6 +23,7 @@ from django.db import transaction
 from deliveries import services as delivery_services
 from deliveries.models import Delivery
 from endpoints.models import WebhookEndpoint
+from events.models import Event
 from vocelio_webhooks import services as audit_services
 from vocelio_webhooks.commands import (
     OperatorCommand,
@@ -97,6 +98,13 @@ python manage.py replay_events --event-id evt_123 --event-id evt_456 --no-progre
                 raise CommandError(f"Endpoint {options['endpoint']} does not exist.")
             if endpoint.status == WebhookEndpoint.Status.DISABLED:
                 raise CommandError(f"Endpoint {endpoint.pk} is disabled; enable it before replaying to it.")
+        if options["event_ids"]:
+            # As --endpoint: an id that matches nothing is a typo, not "nothing to replay".
+            known = set(Event.objects.filter(event_id__in=options["event_ids"]).values_list("event_id", flat=True))
+            missing = [event_id for event_id in dict.fromkeys(options["event_ids"]) if event_id not in known]
+            if missing:
+                raise CommandError(f"{'Event' if len(missing) == 1 else 'Events'} {', '.join(missing)} "
+                                   f"{'does' if len(missing) == 1 else 'do'} not exist.")
         show = not options["no_progress"]
 
         events = delivery_services.candidate_events(
