@@ -84,15 +84,18 @@ class WebhookEndpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
         """Admin twin of ``POST /endpoints/{id}/test`` (``deliveries.services.send_test``): one
         signed test event of the endpoint's first exact event type with that type's sample data;
         the receiver's status, time and error are shown for each endpoint."""
+        from deliveries import queries as delivery_queries
         from deliveries import services as delivery_services
-        from events.models import EventType
         from vocelio_webhooks import services as audit_services
 
         for endpoint in queryset:
+            # The API's rule (first exact type, else lead.created); the message names the type
+            # looked for (it read exact[0], an IndexError for an endpoint with wildcards only).
             exact = [p for p in (endpoint.events or []) if "*" not in p]
-            event_type = EventType.objects.filter(name=exact[0] if exact else "lead.created").first()
+            name = exact[0] if exact else "lead.created"
+            event_type = delivery_queries.event_type_for_test_send(endpoint=endpoint, name=name)
             if event_type is None:
-                self.message_user(request, f"{endpoint.name}: unknown event type {exact[0]!r}.", messages.ERROR)
+                self.message_user(request, f"{endpoint.name}: unknown event type {name!r}.", messages.ERROR)
                 continue
             try:  # shares the API's bound on test sends in flight (WEBHOOK_MAX_CONCURRENT_TEST_SENDS)
                 outcome = delivery_services.send_test_bounded(endpoint=endpoint, event_type=event_type)

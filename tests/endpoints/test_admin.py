@@ -204,3 +204,21 @@ def test_endpoint_admin_bulk_delete_counts_a_selection_written_with_a_leading_ze
     # then
     assert not WebhookEndpoint.objects.exists()
     assert _messages(response) == [("success", "Successfully deleted 1 webhook endpoint.")]
+
+
+def test_endpoint_admin_test_action_without_its_default_event_type_says_so(api, admin_client, receiver):
+    # given: an endpoint subscribed by wildcard only, and no lead.created type (the default of a
+    # test send then) in the catalogue
+    created = api.post("/endpoints", {"name": "Calls", "url": receiver.url("/calls"), "events": ["call.*"]},
+                       format="json")
+    assert created.status_code == 201, created.content
+    EventType.objects.filter(name="lead.created").delete()
+
+    # when
+    response = admin_client.post(CHANGELIST, {"action": "test_endpoint", "_selected_action": [created.json()["id"]]},
+                                 follow=True)
+
+    # then: an error message naming the type (it was an IndexError: a server error page)
+    assert response.status_code == 200
+    assert "Calls: unknown event type &#x27;lead.created&#x27;." in response.content.decode()
+    assert receiver.for_path("/calls") == []
