@@ -727,7 +727,7 @@ def main() -> int:
     try:
         worker = None
         if only & {"throughput", "publish_api", "publish_open", "fanout", "cost", "isolation", "priority"}:
-            worker = start_worker(args, queues="priority,deliveries,retries,maintenance")
+            worker = start_worker(args, queues="priority,maintenance,deliveries,retries")
             procs.append(worker)
         # Scenarios 1 and 2 alternate run by run, in the order 1 2 2 1 1 2 …, so each pair is
         # measured a minute apart at most (on a shared VM the raw sender alone swung by a third
@@ -793,7 +793,7 @@ def main() -> int:
                 worker.stop()
                 procs.remove(worker)
             runs = [measure_sql(base, events=100, endpoints=10, tag=f"s{r}") for r in range(args.runs)]
-            worker = start_worker(args, queues="priority,deliveries,retries,maintenance")
+            worker = start_worker(args, queues="priority,maintenance,deliveries,retries")
             procs.append(worker)
             scenarios["sql"] = {"runs": runs, "statements_per_delivery": summarise(runs, "statements_per_delivery")}
             rss_run = measure_delivery("engine", base, args, events=args.rss_deliveries // args.endpoints,

@@ -63,7 +63,7 @@ def main() -> int:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     procs = [Proc("worker", [sys.executable, "-m", "celery", "-A", "vocelio_webhooks", "worker", "-Q",
-                             "priority,deliveries,retries,maintenance", "-c", "2", "--loglevel", "WARNING",
+                             "priority,maintenance,deliveries,retries", "-c", "2", "--loglevel", "WARNING",
                              "-n", "bench-slow@%h"]),
              Proc("beat", [sys.executable, "-m", "celery", "-A", "vocelio_webhooks", "beat", "--loglevel", "WARNING",
                            "-s", str(RUN_DIR / "beat-schedule")])]

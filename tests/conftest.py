@@ -205,6 +205,10 @@ def _purge_broker() -> None:
     forget_pending_wakeups()  # the purged wake-ups will never start
 
 
+# The queues, in the order the Procfile's worker consumes them: the test worker takes the same.
+PROCFILE_QUEUES = re.search(r"--queues (\S+)", (ROOT / "Procfile").read_text()).group(1)
+
+
 class WorkerProcess:
     """A ``celery worker`` subprocess on the test database. ``stop()`` is a warm shutdown (SIGTERM,
     SIGKILL after 15 s); ``start()`` may be called again after it, appending to the same log."""
@@ -225,7 +229,7 @@ class WorkerProcess:
         self.log = open(self.log_path, "a")  # noqa: SIM115 — open while the worker runs; stop() closes it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "vocelio_webhooks", "worker",
-             "-Q", "priority,deliveries,retries,maintenance",
+             "-Q", PROCFILE_QUEUES,
              "-c", "2", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )

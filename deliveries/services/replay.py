@@ -22,7 +22,6 @@ these same functions; the commands use the ``select``/``plan`` step and the ``*_
 The read side (selections, ``endpoint_accepts``, ``candidate_events``, ``plan_replay``) is in
 ``selection``; this module writes.
 """
-import functools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from deliveries.models import Delivery
+from deliveries.services import batch
 from deliveries.services.selection import (
     BATCH_SIZE,
     DISCARDABLE_STATUSES,
@@ -48,7 +48,6 @@ from deliveries.services.selection import (
     plan_replay,
     select_deliveries,
 )
-from deliveries.tasks import deliver as deliver_task
 from endpoints.models import WebhookEndpoint
 from endpoints.services import lock_endpoints
 from events.models import Event
@@ -87,21 +86,15 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start:start + size]
 
 
-def _enqueue_all(delivery_ids: list[int]) -> None:
-    # One broker failure stops the loop: the rest would fail the same way (each try waits for
-    # the publish retry policy), and the sweep enqueues every due delivery anyway.
-    for sent, delivery_id in enumerate(delivery_ids):
-        try:
-            deliver_task.delay(delivery_id)
-        except Exception:  # any broker error; the database holds the deliveries
-            logger.warning("Could not enqueue %s of %s deliveries; the sweep will pick them up",
-                           len(delivery_ids) - sent, len(delivery_ids), exc_info=True)
-            return
-
-
-def _enqueue_all_on_commit(delivery_ids: list[int]) -> None:
+def _wake_on_commit(delivery_ids: list[int]) -> None:
+    """After commit, wake the batch engine for ``delivery_ids`` (now due): one ``deliver_due``
+    wake-up per ``WEBHOOK_BATCH_SIZE`` of them, as a publish does (at most
+    ``WEBHOOK_MAX_PENDING_WAKEUPS`` wait per queue; a wake-up drains full batches and re-arms).
+    Not one ``deliver`` task each: found by the operators' pass, one bulk retry of 5,000 put
+    5,000 tasks on the ``deliveries`` queue, ~100 s of a two-process worker. A broker error is
+    logged by the wake-up; the sweep sends whatever is due anyway."""
     if delivery_ids:
-        transaction.on_commit(functools.partial(_enqueue_all, list(delivery_ids)), robust=True)
+        batch.enqueue_wakeups_on_commit(deliveries=len(delivery_ids))
 
 
 # --- retry ------------------------------------------------------------------------------------
@@ -111,11 +104,11 @@ def retry_many(*, delivery_ids: Sequence[int]) -> list[int]:
 
     Rows are locked (``select_for_update(skip_locked=True)``: one being retried by someone else
     at this moment is skipped, not retried twice) and moved to ``retrying`` (``pending`` if it
-    never had an attempt) with ``next_attempt_at = now``; wake-ups are enqueued after commit for
-    those of active endpoints only, as ``create_replays`` does: a paused or disabled endpoint's
-    wait for the sweep, which holds them and sends them once it is active again. One wake-up per
-    delivery of a paused endpoint was a task that did nothing, and 20,000 of them (one bulk
-    retry) kept the workers on the ``deliveries`` queue for minutes, during which the
+    never had an attempt) with ``next_attempt_at = now``; the batch engine is woken after commit
+    (``_wake_on_commit``) for those of active endpoints only, as ``create_replays`` does: a paused
+    or disabled endpoint's wait for the sweep, which holds them and sends them once it is active
+    again. One ``deliver`` task per delivery of a paused endpoint did nothing, and 20,000 of them
+    (one bulk retry) kept the workers on the ``deliveries`` queue for minutes, during which the
     ``maintenance`` queue, served after it, ran no sweep.
     As with ``retry_now``, a delivery past its ``max_attempts`` gets exactly one more try.
     """
@@ -138,7 +131,7 @@ def retry_many(*, delivery_ids: Sequence[int]) -> list[int]:
                     updated_at=now,
                 )
             retried.extend(ids)
-        _enqueue_all_on_commit(to_wake)
+        _wake_on_commit(to_wake)
     return retried
 
 
@@ -234,11 +227,11 @@ def _lock_named_endpoint(*, endpoint: WebhookEndpoint, missing: Callable[[], Exc
 
 def create_replays(*, targets: Sequence[ReplayTarget]) -> list[int]:
     """Create one ``pending`` replay ``Delivery`` (``is_replay=True``, ``replay_of``) per target
-    in one transaction and enqueue those of active endpoints after commit (a paused endpoint's
-    wait until it is resumed). Targets whose endpoint was deleted or disabled since planning are
-    skipped; the endpoints left are locked against a delete first (``lock_endpoints``), so one
-    being deleted at this moment is skipped too instead of failing the commit. Returns the new
-    delivery ids in the order of ``targets``."""
+    in one transaction and wake the batch engine for those of active endpoints after commit
+    (``_wake_on_commit``; a paused endpoint's wait until it is resumed). Targets whose endpoint
+    was deleted or disabled since planning are skipped; the endpoints left are locked against a
+    delete first (``lock_endpoints``), so one being deleted at this moment is skipped too instead
+    of failing the commit. Returns the new delivery ids in the order of ``targets``."""
     if not targets:
         return []
     now = timezone.now()
@@ -251,7 +244,7 @@ def create_replays(*, targets: Sequence[ReplayTarget]) -> list[int]:
                      replay_of_id=t.replay_of_id)
             for t in kept
         ])
-        _enqueue_all_on_commit([d.pk for d, t in zip(deliveries, kept)
+        _wake_on_commit([d.pk for d, t in zip(deliveries, kept)
                                 if statuses[t.endpoint_id] == WebhookEndpoint.Status.ACTIVE])
     return [d.pk for d in deliveries]
 

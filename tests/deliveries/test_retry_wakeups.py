@@ -17,9 +17,10 @@ from events.models import Event, EventType
 from tests.conftest import _purge_broker
 
 
-def _deliver_tasks_waiting() -> list[str]:
-    """The ``argsrepr`` (``"(<delivery id>,)"``) of every ``deliver`` task waiting in the broker:
-    Redis lists in CI, the embedded filesystem broker's message files otherwise."""
+def _tasks_waiting() -> list[str]:
+    """The names of the delivery tasks waiting in the broker (``deliveries.tasks.deliver`` for
+    one delivery, ``deliveries.tasks.deliver_due`` for a batch wake-up): Redis lists in CI, the
+    embedded filesystem broker's message files otherwise."""
     if settings.CELERY_BROKER_URL.startswith("filesystem://"):
         folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
         messages = [json.loads(path.read_text()) for path in folder.iterdir() if path.is_file()]
@@ -29,7 +30,7 @@ def _deliver_tasks_waiting() -> list[str]:
         broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
         messages = [json.loads(raw) for queue in ("priority", "deliveries", "retries")
                     for raw in broker.lrange(queue, 0, -1)]
-    return sorted(m["headers"]["argsrepr"] for m in messages if m["headers"]["task"] == "deliveries.tasks.deliver")
+    return sorted(m["headers"]["task"] for m in messages if m["headers"]["task"].startswith("deliveries.tasks.deliver"))
 
 
 def _dead_letter(endpoint: WebhookEndpoint, event_id: str) -> Delivery:
@@ -53,12 +54,46 @@ def test_bulk_retry_wakes_only_deliveries_of_active_endpoints(transactional_db, 
                                             secret=generate_secret())
     for n in range(3):
         _dead_letter(paused, f"evt_paused_{n}")
-    woken = _dead_letter(active, "evt_active")
+    _dead_letter(active, "evt_active")
 
     # when
     call_command("retry_deliveries", "--no-progress")
 
-    # then: all four are retried, and only the active endpoint's delivery has a wake-up; the
-    # paused endpoint's wait, for the sweep to hold them and to send them once it is resumed
+    # then: all four are retried, and the batch engine is woken once, for the active endpoint's
+    # delivery (no task per delivery); the paused endpoint's wait, for the sweep to hold them and
+    # to send them once it is resumed
     assert set(Delivery.objects.values_list("status", flat=True)) == {"retrying"}
-    assert _deliver_tasks_waiting() == [f"({woken.pk},)"]
+    assert _tasks_waiting() == ["deliveries.tasks.deliver_due"]
+
+
+def test_bulk_retry_wakes_the_batch_engine_once_per_batch_not_once_per_delivery(transactional_db, event_types,
+                                                                                empty_broker, settings):
+    # given: 120 dead letters of an active endpoint, batches of 50
+    settings.WEBHOOK_BATCH_SIZE = 50
+    endpoint = WebhookEndpoint.objects.create(name="bulk", url="https://bulk.example.com/h", events=["*"],
+                                              secret=generate_secret())
+    for n in range(120):
+        _dead_letter(endpoint, f"evt_bulk_{n}")
+
+    # when
+    call_command("retry_deliveries", "--no-progress")
+
+    # then: three wake-ups (120 / 50, rounded up), no task per delivery
+    assert Delivery.objects.filter(status="retrying").count() == 120
+    assert _tasks_waiting() == ["deliveries.tasks.deliver_due"] * 3
+
+
+def test_replay_wakes_the_batch_engine_once_per_batch(transactional_db, event_types, empty_broker, settings):
+    # given: 60 succeeded deliveries of an active endpoint
+    settings.WEBHOOK_BATCH_SIZE = 50
+    endpoint = WebhookEndpoint.objects.create(name="replayed", url="https://replayed.example.com/h", events=["*"],
+                                              secret=generate_secret())
+    for n in range(60):
+        Delivery.objects.filter(pk=_dead_letter(endpoint, f"evt_replay_{n}").pk).update(status="succeeded")
+
+    # when
+    call_command("replay_events", "--endpoint", str(endpoint.pk), "--since", "2000-01-01", "--no-progress")
+
+    # then: 60 replays, two wake-ups
+    assert Delivery.objects.filter(is_replay=True, status="pending").count() == 60
+    assert _tasks_waiting() == ["deliveries.tasks.deliver_due"] * 2
