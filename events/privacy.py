@@ -235,11 +235,15 @@ def erase_subject(
     dry_run: bool = False,
     chunk_size: int = 1000,
     progress: Progress | None = None,
+    before_write: Callable[[ErasureReport], None] | None = None,
 ) -> ErasureReport:
     """Redact one person's email/phone (and personal fields beside them) in every stored event
     and attempt. Inputs as ``subject``; ``dry_run`` reports without writing; ``progress`` wraps
-    each table scan (a progress bar). Returns an ``ErasureReport`` (event ids are the public
-    ``event_id``s). Raises ``ValidationFailed`` for a bad subject.
+    each table scan (a progress bar); ``before_write`` is called with the finished report once the
+    scans are done and before the first write (not for a dry run): the command's audit entry, so
+    an erasure stopped part-way (Ctrl-C, a database error; its batches commit one by one) is on
+    record all the same, and running it again finishes it. Returns an ``ErasureReport`` (event ids
+    are the public ``event_id``s). Raises ``ValidationFailed`` for a bad subject.
     """
     who = subject(email=email, phone=phone)
     progress = progress or _no_progress
@@ -270,6 +274,8 @@ def erase_subject(
     report.attempts.matched = len(attempt_changes)
 
     if not dry_run:
+        if before_write is not None:
+            before_write(report)
         _write(Event, event_changes, chunk_size)
         _write(DeliveryAttempt, attempt_changes, chunk_size)
     return report

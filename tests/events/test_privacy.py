@@ -270,3 +270,34 @@ def test_privacy_erase_api_needs_a_full_unrestricted_key(event_types, scopes, en
     # then
     assert response.status_code == 403, response.content
     assert Event.objects.get(pk=event.pk).data == LEAD
+
+
+@pytest.mark.django_db
+def test_erase_subject_stopped_part_way_is_on_record(event_types):
+    # given: an event and an attempt holding the subject, and a database that refuses to change the
+    # attempt (the erasure writes events first, then attempts, in batches that commit one by one)
+    event = make_event("evt_partway", copy.deepcopy(LEAD))
+    make_attempt(event, request_body=envelope(event))
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("CREATE FUNCTION test_refuse_attempt() RETURNS trigger AS $$ "
+                           "BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql")
+            cursor.execute("CREATE TRIGGER test_refuse_attempt BEFORE UPDATE ON deliveries_deliveryattempt "
+                           "FOR EACH ROW EXECUTE FUNCTION test_refuse_attempt()")
+        else:
+            cursor.execute("CREATE TRIGGER test_refuse_attempt BEFORE UPDATE ON deliveries_deliveryattempt "
+                           "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+
+    # when
+    with pytest.raises(Exception, match="refused by the test"):
+        run("erase_subject", email=EMAIL)
+
+    # then: the event is redacted, and the audit log says what the erasure was to change (without
+    # the subject), so the stopped run is on record; running it again would finish it
+    from vocelio_webhooks.models import AuditLogEntry
+
+    assert Event.objects.get(pk=event.pk).data["lead"]["email"] == R
+    [entry] = AuditLogEntry.objects.filter(actor="command:erase_subject")
+    erasure = entry.changes["erasure"]["new"]
+    assert erasure["events"]["matched"] == 1 and erasure["attempts"]["matched"] == 1
+    assert EMAIL not in json.dumps(entry.changes)

@@ -22,15 +22,17 @@ class Command(BaseCommand):
     def handle(self, *args, email, phone, dry_run, chunk_size, no_progress, **options):
         if chunk_size < 1:
             raise CommandError("--chunk-size must be at least 1.")
-        try:
-            report = privacy.erase_subject(email=email, phone=phone, dry_run=dry_run, chunk_size=chunk_size,
-                                           progress=progress_bar(self, enabled=not no_progress))
-        except ServiceError as exc:
-            raise CommandError(exc.message) from exc
-        if not dry_run:
-            # The subject's email and phone are not written to the audit log: only what changed.
+        def audit(report: privacy.ErasureReport) -> None:
+            # Before the first write, so that an erasure stopped part-way is on record too. The
+            # subject's email and phone are not written to the audit log: only what changes.
             audit_services.record_audit(
                 actor=audit_services.command_actor("erase_subject"), action="update", object_type="events.event",
                 object_repr="subject erasure (GDPR/CCPA)", changes={"erasure": {"old": None, "new": report.as_dict()}},
             )
+
+        try:
+            report = privacy.erase_subject(email=email, phone=phone, dry_run=dry_run, chunk_size=chunk_size,
+                                           progress=progress_bar(self, enabled=not no_progress), before_write=audit)
+        except ServiceError as exc:
+            raise CommandError(exc.message) from exc
         self.stdout.write(json.dumps(report.as_dict(), indent=2))
