@@ -12,7 +12,7 @@ from deliveries.models import Delivery, DeliveryAttempt
 from events.admin import events_mentioning
 from events.models import Event
 from vocelio_webhooks import services as audit_services
-from vocelio_webhooks.admin import AuditedAdminMixin
+from vocelio_webhooks.admin import AuditedAdminMixin, refuse_large_selection
 from vocelio_webhooks.audit import snapshot
 from vocelio_webhooks.errors import ServiceError
 
@@ -206,7 +206,10 @@ class DeliveryAdmin(AuditedAdminMixin, admin.ModelAdmin):
     @admin.action(permissions=["retry"], description="Retry selected deliveries")
     def retry_selected(self, request, queryset):
         """``deliveries.services.retry_now`` for each selected delivery (as ``POST
-        /deliveries/retry/{id}``), audited; those that cannot be retried are reported."""
+        /deliveries/retry/{id}``), audited; those that cannot be retried are reported. At most
+        ``ADMIN_ACTION_MAX_ROWS`` at once (``refuse_large_selection``)."""
+        if refuse_large_selection(self, request, queryset, bulk="manage.py retry_deliveries or POST /deliveries/retry"):
+            return
         retried, refused = 0, []
         for delivery in queryset:
             before = snapshot(delivery)

@@ -11,7 +11,7 @@ from django.utils.html import format_html
 from events import privacy, service_types
 from events.models import Event, EventType
 from vocelio_webhooks import services as audit_services
-from vocelio_webhooks.admin import AuditedAdminMixin
+from vocelio_webhooks.admin import AuditedAdminMixin, refuse_large_selection
 from vocelio_webhooks.errors import ValidationFailed
 
 # Characters privacy.py accepts between the digits of one phone number ("+1 (555) 012-3456").
@@ -106,9 +106,12 @@ class EventTypeAdmin(AuditedAdminMixin, admin.ModelAdmin):
 def replay_to_matching_endpoints(modeladmin, request, queryset):
     """``deliveries.services.replay_event`` (as ``POST /events/{event_id}/replay``) for each
     selected event: a new delivery, marked as a replay, to every endpoint that would receive the
-    event if it were published now; audited like the API's replay."""
+    event if it were published now; audited like the API's replay. At most
+    ``ADMIN_ACTION_MAX_ROWS`` events at once (``refuse_large_selection``)."""
     from deliveries import services as delivery_services
 
+    if refuse_large_selection(modeladmin, request, queryset, bulk="manage.py replay_events"):
+        return
     created = 0
     for event in queryset.select_related("event_type"):
         result = delivery_services.replay_event(event=event)

@@ -84,6 +84,10 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env.int("DJANGO_SESSION_COOKIE_AGE_SECONDS", default=8 * 3600)
+# Admin messages live in the session (the database), not in a cookie: the "Rotate the secret"
+# action shows the new secret once in a message, and Django's default storage would carry it to
+# the browser and back in a signed but readable cookie (found by the operators' pass).
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 DJANGO_HTTPS = env.bool("DJANGO_HTTPS", default=False)
 SECURE_SSL_REDIRECT = DJANGO_HTTPS
 SESSION_COOKIE_SECURE = DJANGO_HTTPS

@@ -29,6 +29,24 @@ def test_admin_rotate_secret_action_shows_new_secret_once_and_keeps_old_signing(
     assert old not in admin_client.get(f"/admin/endpoints/webhookendpoint/{endpoint.pk}/change/").content.decode()
 
 
+def test_admin_rotate_secret_message_never_travels_in_a_cookie(api, admin_client):
+    # given
+    endpoint = _endpoint(api)
+
+    # when: the action, without following the redirect (the message waits for the next page)
+    response = admin_client.post("/admin/endpoints/webhookendpoint/",
+                                 {"action": "rotate_secret", "_selected_action": [endpoint.pk]})
+
+    # then: no cookie holds the message (nor the secret); the next page shows it once
+    endpoint.refresh_from_db()
+    assert response.status_code == 302
+    assert "messages" not in response.cookies
+    assert all(endpoint.secret not in morsel.value for morsel in response.cookies.values())
+    shown = admin_client.get("/admin/endpoints/webhookendpoint/").content.decode()
+    assert endpoint.secret in shown
+    assert endpoint.secret not in admin_client.get("/admin/endpoints/webhookendpoint/").content.decode()
+
+
 def test_admin_pause_and_resume_actions(api, admin_client):
     # given
     endpoint = _endpoint(api)

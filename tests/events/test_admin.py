@@ -96,3 +96,20 @@ def test_event_type_admin_adds_a_well_formed_name(admin_client, event_types):
     # then
     assert response.status_code == 302
     assert EventType.objects.filter(name="billing.invoice_paid").exists()
+
+
+def test_event_admin_replay_action_refuses_more_than_500_events(admin_client, event_types):
+    # given
+    kind = EventType.objects.get(name="lead.created")
+    events = Event.objects.bulk_create([Event(event_id=f"evt_replay_many_{n}", event_type=kind,
+                                              timestamp=timezone.now(), data={}, environment="production")
+                                        for n in range(501)])
+
+    # when
+    response = admin_client.post("/admin/events/event/", {"action": "replay_to_matching_endpoints",
+                                                          "_selected_action": [e.pk for e in events]}, follow=True)
+
+    # then
+    assert "501 rows selected: this action takes at most 500 at once" in response.content.decode()
+    assert "manage.py replay_events" in response.content.decode()
+    assert not Delivery.objects.filter(is_replay=True).exists()
