@@ -70,3 +70,24 @@ def test_create_endpoint_still_accepts_ordinary_and_international_host_names(api
     # then
     assert response.status_code == 201, response.content
     assert response.json()["url"] == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # valid IDNA 2008 names whose scripts write vowel signs and viramas as combining marks
+        # (Unicode categories Mn/Mc, not "letters" for ``\w``), and a Persian name with a
+        # zero-width non-joiner (IDNA 2008 CONTEXTJ): the sender encodes and sends each of them
+        "https://\u0928\u092e\u0938\u094d\u0924\u0947.\u092d\u093e\u0930\u0924/hooks",  # नमस्ते.भारत
+        "https://\u0e20\u0e39\u0e21\u0e34.\u0e44\u0e17\u0e22/hooks",  # ภูมิ.ไทย
+        "https://\u0ba4\u0bae\u0bbf\u0bb4\u0bcd.\u0b87\u0ba8\u0bcd\u0ba4\u0bbf\u0baf\u0bbe/hooks",  # தமிழ்.இந்தியா
+        "https://\u0645\u062b\u0627\u0644\u200c\u0647\u0627.ir/hooks",  # مثال‌ها.ir
+    ],
+)
+def test_create_endpoint_accepts_idna_names_with_combining_marks(api, url):
+    # when
+    response = _create(api, url=url)
+
+    # then
+    assert response.status_code == 201, response.content
+    assert WebhookEndpoint.objects.get().url == url
