@@ -139,9 +139,11 @@ def validate_webhook_url(value: str) -> None:
             "valid IDNA 2008).")
 
 
-# A host name as the sender connects to it: no percent-encoding, '\\', '<', '^', … (``\w`` is
-# Unicode letters and digits, and '_').
-_HOST_NAME_CHARACTERS_RE = re.compile(r"[\w.-]+")
+# The ASCII characters of a host name as the sender connects to it: no percent-encoding, '\\', '<',
+# '^', … Non-ASCII characters are judged by urllib3's IDNA 2008 encoder (``_sendable_host_name``):
+# ``\w`` would refuse the combining vowel signs and viramas of Devanagari, Thai, Tamil, … names
+# (categories Mn/Mc) and the ZWNJ of Persian ones, all valid IDNA 2008.
+_HOST_NAME_ASCII_RE = re.compile(r"[A-Za-z0-9_.-]")
 
 
 def _sendable_host_name(host: str) -> bool:
@@ -155,7 +157,7 @@ def _sendable_host_name(host: str) -> bool:
     is sent percent-encoded, and ``⒈.com`` (U+2488; IDNA 2003 accepts it, urllib3's IDNA 2008
     does not) failed every delivery as ``invalid_request``. The non-ASCII labels are checked by
     urllib3's own parser, which encodes them when sending."""
-    if not _HOST_NAME_CHARACTERS_RE.fullmatch(host):
+    if any(ch.isascii() and not _HOST_NAME_ASCII_RE.fullmatch(ch) for ch in host):
         return False
     if host.isascii():
         return True
