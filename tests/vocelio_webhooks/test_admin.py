@@ -308,3 +308,27 @@ def test_retry_selected_action_refuses_more_than_500_deliveries_and_changes_noth
 
     # then
     assert Delivery.objects.filter(status=Delivery.Status.RETRYING).count() == 500
+
+
+def test_replay_selected_deliveries_action_refuses_more_than_500_and_changes_nothing(support_client, endpoint):
+    # given: 501 succeeded deliveries (the README: "The retry and replay actions take at most 500
+    # rows at once"; the delivery list's replay action loaded every selected delivery with its
+    # event and ran the endpoint's filters on each, in the web request)
+    kind = EventType.objects.get(name="lead.created")
+    events = Event.objects.bulk_create([Event(event_id=f"evt_replay_sel_{n}", event_type=kind,
+                                              timestamp=timezone.now(), data={}, environment=endpoint.environment)
+                                        for n in range(501)])
+    deliveries = Delivery.objects.bulk_create([Delivery(event=e, endpoint=endpoint, attempt_count=1,
+                                                        status=Delivery.Status.SUCCEEDED) for e in events])
+    ids = [str(d.pk) for d in deliveries]
+
+    # when
+    response = support_client.post("/admin/deliveries/delivery/",
+                                    {"action": "replay_selected", "_selected_action": ids, "index": "0"}, follow=True)
+
+    # then: an error naming the bulk tool, nothing replayed, nothing audited
+    page = response.content.decode()
+    assert "501 rows selected: this action takes at most 500 at once. Nothing was done" in page
+    assert "manage.py replay_events" in page
+    assert not Delivery.objects.filter(is_replay=True).exists()
+    assert not AuditLogEntry.objects.filter(action="replay").exists()
