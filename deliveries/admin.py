@@ -114,7 +114,10 @@ def discard_selected(modeladmin, request, queryset):
 @admin.action(permissions=["retry"], description="Replay selected deliveries (a new delivery of the same event)")
 def replay_selected(modeladmin, request, queryset):
     """``deliveries.services.replay_deliveries``: a new delivery (a replay, same ``event_id``) of
-    each selected delivery's event to its endpoint, when that endpoint would receive it now."""
+    each selected delivery's event to its endpoint, when that endpoint would receive it now. At
+    most ``ADMIN_ACTION_MAX_ROWS`` at once (``refuse_large_selection``)."""
+    if refuse_large_selection(modeladmin, request, queryset, bulk="manage.py replay_events"):
+        return
     ids = list(queryset.values_list("pk", flat=True))
     result = delivery_services.replay_deliveries(delivery_ids=ids)
     _audit_many(request, action="replay", delivery_ids=result.delivery_ids)
