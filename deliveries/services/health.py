@@ -34,10 +34,12 @@ enabled because its alert cannot be written (the alert event is then missing; th
 """
 import functools
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
@@ -208,6 +210,9 @@ class ProbeResult:
     reenabled: int
 
 
+PROBE_RUN_KEY = "probe-disabled-endpoints-run"
+
+
 def probe_disabled_endpoints() -> ProbeResult:
     """Beat task body: send a signed test event to every endpoint the service disabled itself
     (``EndpointHealth.auto_disabled_at``); a 2xx re-enables it (``system.health_alert`` event in
@@ -222,15 +227,28 @@ def probe_disabled_endpoints() -> ProbeResult:
         logger.error("No %s event type: endpoints the service disabled are not probed (see events/service_types.py)",
                      endpoint_services.HEALTH_ALERT_EVENT_TYPE)
         return ProbeResult(probed=0, reenabled=0)
+    # One run at a time (every process sharing the cache): a run sends to each endpoint for up to
+    # its timeout, so it can outlast WEBHOOK_PROBE_INTERVAL_SECONDS, and each run beat enqueued
+    # meanwhile probed everything again in another worker process, taken before any delivery (the
+    # maintenance queue comes first). The claim expires with Celery's hard time limit, so a killed
+    # run holds the next ones back for that long at most.
+    token = uuid.uuid4().hex
+    if not cache.add(PROBE_RUN_KEY, token, timeout=settings.CELERY_TASK_TIME_LIMIT):
+        logger.info("A probe run is under way; this one probes nothing")
+        return ProbeResult(probed=0, reenabled=0)
     probed = reenabled = 0
-    for endpoint in WebhookEndpoint.objects.filter(status=WebhookEndpoint.Status.DISABLED,
-                                                   health__auto_disabled_at__isnull=False):
-        probed += 1
-        outcome = send_test(endpoint=endpoint, event_type=event_type,
-                            data={"probe": True, "reason": "re-enable check after automatic disable"})
-        if outcome.success and endpoint_services.reenable_automatically(
-                endpoint_id=endpoint.pk, on_reenabled=functools.partial(_announce_reenable, endpoint=endpoint)):
-            reenabled += 1
+    try:
+        for endpoint in WebhookEndpoint.objects.filter(status=WebhookEndpoint.Status.DISABLED,
+                                                       health__auto_disabled_at__isnull=False):
+            probed += 1
+            outcome = send_test(endpoint=endpoint, event_type=event_type,
+                                data={"probe": True, "reason": "re-enable check after automatic disable"})
+            if outcome.success and endpoint_services.reenable_automatically(
+                    endpoint_id=endpoint.pk, on_reenabled=functools.partial(_announce_reenable, endpoint=endpoint)):
+                reenabled += 1
+    finally:
+        if cache.get(PROBE_RUN_KEY) == token:
+            cache.delete(PROBE_RUN_KEY)
     return ProbeResult(probed=probed, reenabled=reenabled)
 
 
