@@ -295,7 +295,9 @@ def _check(condition: dict, event) -> tuple[bool, str]:
     actual = _resolve(event, path)
     present = actual is not _MISSING and actual is not None
     if operator in ("exists", "not_exists"):
-        return present == (operator == "exists"), f"{path} is {_describe(actual)}, so {operator} does not match"
+        if present == (operator == "exists"):
+            return True, ""
+        return False, f"{path} is {_describe(actual)}, so {operator} does not match"
     if not present:
         return False, f"{path} is {_describe(actual)}; only not_exists matches a missing or null field"
     if _OPERATIONS[operator](actual, expected, fold):
