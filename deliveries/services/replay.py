@@ -23,6 +23,7 @@ The read side (selections, ``endpoint_accepts``, ``candidate_events``, ``plan_re
 ``selection``; this module writes.
 """
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,7 +33,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from deliveries.models import Delivery
-from deliveries.services import batch
+from deliveries.services import batch, wakeups
 from deliveries.services.selection import (
     BATCH_SIZE,
     DISCARDABLE_STATUSES,
@@ -86,15 +87,18 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start:start + size]
 
 
-def _wake_on_commit(delivery_ids: list[int]) -> None:
-    """After commit, wake the batch engine for ``delivery_ids`` (now due): one ``deliver_due``
-    wake-up per ``WEBHOOK_BATCH_SIZE`` of them, as a publish does (at most
-    ``WEBHOOK_MAX_PENDING_WAKEUPS`` wait per queue; a wake-up drains full batches and re-arms).
-    Not one ``deliver`` task each: found by the operators' pass, one bulk retry of 5,000 put
-    5,000 tasks on the ``deliveries`` queue, ~100 s of a two-process worker. A broker error is
-    logged by the wake-up; the sweep sends whatever is due anyway."""
-    if delivery_ids:
-        batch.enqueue_wakeups_on_commit(deliveries=len(delivery_ids))
+def _wake_on_commit(*, ordinary: int, high_priority: int = 0) -> None:
+    """After commit, wake the batch engine for that many deliveries now due (``ordinary``, and
+    ``high_priority`` ones of high-priority event types): one ``deliver_due`` wake-up per
+    ``WEBHOOK_BATCH_SIZE`` of them, on the ``priority`` queue for the high-priority ones, as a
+    publish does (at most ``WEBHOOK_MAX_PENDING_WAKEUPS`` wait per queue; a wake-up drains full
+    batches and re-arms). Not one ``deliver`` task each: found by the operators' pass, one bulk
+    retry of 5,000 put 5,000 tasks on the ``deliveries`` queue, ~100 s of a two-process worker. A
+    broker error is logged by the wake-up; the sweep sends whatever is due anyway."""
+    if ordinary:
+        batch.enqueue_wakeups_on_commit(deliveries=ordinary)
+    if high_priority:
+        batch.enqueue_wakeups_on_commit(deliveries=high_priority, queue=wakeups.QUEUE_PRIORITY)
 
 
 # --- retry ------------------------------------------------------------------------------------
@@ -114,16 +118,16 @@ def retry_many(*, delivery_ids: Sequence[int]) -> list[int]:
     """
     now = timezone.now()
     retried: list[int] = []
-    to_wake: list[int] = []
+    woken: Counter[bool] = Counter()  # high priority? -> deliveries of active endpoints to wake
     with transaction.atomic():
         for chunk in _chunks(list(delivery_ids), BATCH_SIZE):
             rows = list(
                 Delivery.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(pk__in=chunk, status__in=RETRYABLE_STATUSES, endpoint__isnull=False)
-                .values_list("pk", "endpoint__status")
+                .values_list("pk", "endpoint__status", "event__event_type__is_high_priority")
             )
-            ids = [pk for pk, _ in rows]
-            to_wake.extend(pk for pk, status in rows if status == WebhookEndpoint.Status.ACTIVE)
+            ids = [pk for pk, _, _ in rows]
+            woken.update(bool(high) for _, status, high in rows if status == WebhookEndpoint.Status.ACTIVE)
             for status_value, condition in ((Delivery.Status.RETRYING, Q(attempt_count__gt=0)),
                                             (Delivery.Status.PENDING, Q(attempt_count=0))):
                 Delivery.objects.filter(condition, pk__in=ids).update(
@@ -131,7 +135,7 @@ def retry_many(*, delivery_ids: Sequence[int]) -> list[int]:
                     updated_at=now,
                 )
             retried.extend(ids)
-        _wake_on_commit(to_wake)
+        _wake_on_commit(ordinary=woken[False], high_priority=woken[True])
     return retried
 
 
@@ -244,8 +248,11 @@ def create_replays(*, targets: Sequence[ReplayTarget]) -> list[int]:
                      replay_of_id=t.replay_of_id)
             for t in kept
         ])
-        _wake_on_commit([d.pk for d, t in zip(deliveries, kept)
-                                if statuses[t.endpoint_id] == WebhookEndpoint.Status.ACTIVE])
+        active = [t for t in kept if statuses[t.endpoint_id] == WebhookEndpoint.Status.ACTIVE]
+        urgent = set(Event.objects.filter(pk__in={t.event_pk for t in active}, event_type__is_high_priority=True)
+                     .values_list("pk", flat=True)) if active else set()
+        high = sum(1 for t in active if t.event_pk in urgent)
+        _wake_on_commit(ordinary=len(active) - high, high_priority=high)
     return [d.pk for d in deliveries]
 
 

@@ -33,6 +33,26 @@ def _tasks_waiting() -> list[str]:
     return sorted(m["headers"]["task"] for m in messages if m["headers"]["task"].startswith("deliveries.tasks.deliver"))
 
 
+def _tasks_by_queue() -> dict[str, list[str]]:
+    """The delivery tasks waiting, by queue (``routing_key`` on Redis, the file's queue on the
+    embedded broker); queues without any are left out."""
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+        messages = [json.loads(path.read_text()) for path in folder.iterdir() if path.is_file()]
+        pairs = [(m["properties"]["delivery_info"]["routing_key"], m["headers"]["task"]) for m in messages]
+    else:
+        import redis
+
+        broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        pairs = [(queue, json.loads(raw)["headers"]["task"]) for queue in ("priority", "deliveries", "retries")
+                 for raw in broker.lrange(queue, 0, -1)]
+    found: dict[str, list[str]] = {}
+    for queue, task in pairs:
+        if task.startswith("deliveries.tasks.deliver"):
+            found.setdefault(queue, []).append(task)
+    return found
+
+
 def _dead_letter(endpoint: WebhookEndpoint, event_id: str) -> Delivery:
     event = Event.objects.create(event_id=event_id, event_type=EventType.objects.get(name="lead.created"),
                                  timestamp=timezone.now(), data={}, environment="production")
@@ -97,3 +117,30 @@ def test_replay_wakes_the_batch_engine_once_per_batch(transactional_db, event_ty
     # then: 60 replays, two wake-ups
     assert Delivery.objects.filter(is_replay=True, status="pending").count() == 60
     assert _tasks_waiting() == ["deliveries.tasks.deliver_due"] * 2
+
+
+def test_bulk_retry_and_replay_of_a_high_priority_type_wake_the_priority_queue(transactional_db, event_types,
+                                                                               empty_broker):
+    # given: one dead letter of a high-priority event type and one of an ordinary type
+    EventType.objects.filter(name="lead.created").update(is_high_priority=True)
+    endpoint = WebhookEndpoint.objects.create(name="both", url="https://both.example.com/h", events=["*"],
+                                              secret=generate_secret())
+    urgent = _dead_letter(endpoint, "evt_urgent")
+    ordinary_event = Event.objects.create(event_id="evt_ordinary", event_type=EventType.objects.get(name="call.ended"),
+                                          timestamp=timezone.now(), data={}, environment="production")
+    Delivery.objects.create(event=ordinary_event, endpoint=endpoint, status="dead_lettered", attempt_count=5)
+
+    # when
+    call_command("retry_deliveries", "--no-progress")
+
+    # then: one wake-up on each queue (a priority wake-up claims only high-priority deliveries)
+    assert _tasks_by_queue() == {"priority": ["deliveries.tasks.deliver_due"],
+                                 "deliveries": ["deliveries.tasks.deliver_due"]}
+
+    # when: the urgent event replayed
+    _purge_broker()
+    Delivery.objects.filter(pk=urgent.pk).update(status="succeeded")
+    call_command("replay_events", "--event-id", "evt_urgent", "--no-progress")
+
+    # then
+    assert _tasks_by_queue() == {"priority": ["deliveries.tasks.deliver_due"]}
