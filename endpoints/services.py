@@ -1,5 +1,6 @@
 """Writes for webhook endpoints. Each service validates the whole row (``full_clean``) and
 raises ``vocelio_webhooks.errors.ValidationFailed`` with per-field details on bad input."""
+import contextlib
 import logging
 import math
 import threading
@@ -348,13 +349,18 @@ def note_successes(*, endpoint_ids: Iterable[int]) -> None:
     # a healthy endpoint, an existing one gets only this column; selecting from the endpoints
     # skips one deleted meanwhile. bulk_create(update_conflicts=True) cannot skip it, and a
     # SELECT first cost three more statements (with the transaction) on the batch engine's path.
+    # A time is never moved back (a process that stalled between its send and this statement).
     sql = (f"INSERT INTO {health_table} (endpoint_id, circuit_state, consecutive_failures, reopen_count, "
            f"last_success_at, updated_at) SELECT id, %s, 0, 0, %s, %s FROM {endpoint_table} "
-           f"WHERE id IN ({', '.join(['%s'] * len(due))}) "
-           f"ON CONFLICT (endpoint_id) DO UPDATE SET last_success_at = excluded.last_success_at")
+           f"WHERE id IN ({', '.join(['%s'] * len(due))}) ORDER BY id "
+           f"ON CONFLICT (endpoint_id) DO UPDATE SET last_success_at = excluded.last_success_at "
+           f"WHERE {health_table}.last_success_at IS NULL OR {health_table}.last_success_at < excluded.last_success_at")
+    # Inside a caller's transaction, a savepoint: a failure here must not abort the caller's work.
+    scope = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [EndpointHealth.CircuitState.CLOSED.value, now, now, *due])
+        with scope, connection.cursor() as cursor:
+            stamp = connection.ops.adapt_datetimefield_value(now)  # stored as the ORM stores it
+            cursor.execute(sql, [EndpointHealth.CircuitState.CLOSED.value, stamp, stamp, *due])
     except (DatabaseError, IntegrityError):
         logger.warning("Noting the last success of endpoints %s failed", due, exc_info=True)
         with _successes_noted_lock:

@@ -100,3 +100,47 @@ def test_noting_a_success_of_an_endpoint_deleted_meanwhile_writes_nothing(transa
     # then
     assert list(EndpointHealth.objects.values_list("pk", flat=True)) == [kept.pk]
     assert EndpointHealth.objects.get(pk=kept.pk).last_success_at is not None
+
+
+def test_noting_never_moves_the_last_success_back(transactional_db, receiver):
+    # given: a health row whose last success is in the future of this note (another process noted
+    # a later success while this one stalled)
+    endpoint = _endpoint(receiver, "later")
+    later = timezone.now() + timezone.timedelta(minutes=5)
+    EndpointHealth.objects.create(endpoint=endpoint, last_success_at=later)
+
+    # when
+    endpoint_services.note_successes(endpoint_ids=[endpoint.pk])
+
+    # then
+    assert EndpointHealth.objects.get(pk=endpoint.pk).last_success_at == later
+
+
+def test_a_failed_note_inside_a_transaction_leaves_the_transaction_usable(transactional_db, receiver):
+    # given: a database that refuses the note (a trigger), inside a caller's transaction
+    from django.db import transaction
+
+    endpoint = _endpoint(receiver, "refused")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("CREATE FUNCTION test_refuse_note() RETURNS trigger AS $$ "
+                           "BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql")
+            cursor.execute("CREATE TRIGGER test_refuse_note BEFORE INSERT ON endpoints_endpointhealth "
+                           "FOR EACH ROW EXECUTE FUNCTION test_refuse_note()")
+        else:
+            cursor.execute("CREATE TRIGGER test_refuse_note BEFORE INSERT ON endpoints_endpointhealth "
+                           "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+    try:
+        # when
+        with transaction.atomic():
+            endpoint_services.note_successes(endpoint_ids=[endpoint.pk])
+            renamed = WebhookEndpoint.objects.filter(pk=endpoint.pk).update(name="renamed")
+
+        # then: the caller's work committed; nothing noted
+        assert renamed == 1
+        assert WebhookEndpoint.objects.get(pk=endpoint.pk).name == "renamed"
+        assert not EndpointHealth.objects.filter(pk=endpoint.pk).exists()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER test_refuse_note" + (" ON endpoints_endpointhealth; DROP FUNCTION "
+                           "test_refuse_note()" if connection.vendor == "postgresql" else ""))
