@@ -116,6 +116,9 @@ def main() -> None:
         for run in range(args.runs):
             for name, (send, expect) in cases.items():
                 tag = f"c{run}_{time.time_ns()}"
+                if name.startswith("POST"):  # each round starts from 10 endpoints and no deliveries
+                    bench.clean_tables()
+                    bench.make_endpoints("http://127.0.0.1:9", args.endpoints)
                 results[name].append(asyncio.run(_closed_loop(port, args.clients, args.seconds, send, expect)))
     finally:
         web.stop()

@@ -325,8 +325,9 @@ CELERY_TASK_ROUTES = {
     "deliveries.tasks.deliver_due": {"queue": "deliveries"},
     "deliveries.tasks.*": {"queue": "maintenance"},
 }
-# Workers consume, in this order: priority, maintenance (the sweep, probes, roll-ups: a few
-# short periodic tasks), deliveries (first attempts), retries (the Procfile's `--queues`). With
+# Workers consume, in this order: priority, maintenance (the sweep, roll-ups, alert checks: short
+# periodic tasks; the probe of disabled endpoints waits for their answers, one run at a time),
+# deliveries (first attempts), retries (the Procfile's `--queues`). With
 # maintenance last, a backlog of deliveries stopped every sweep for as long as it lasted (found
 # by the operators' pass: no sweep for 22 minutes behind 89,000 wake-ups).
 # django-celery-beat's DatabaseScheduler that also records beat's heartbeat at each tick

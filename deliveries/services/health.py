@@ -32,6 +32,7 @@ publish is rolled back (it runs in a savepoint) and logged with ``logger.excepti
 change still commits and the mail still goes out: an endpoint failing for days must not stay
 enabled because its alert cannot be written (the alert event is then missing; the log says so).
 """
+import contextlib
 import functools
 import logging
 import uuid
@@ -233,7 +234,12 @@ def probe_disabled_endpoints() -> ProbeResult:
     # maintenance queue comes first). The claim expires with Celery's hard time limit, so a killed
     # run holds the next ones back for that long at most.
     token = uuid.uuid4().hex
-    if not cache.add(PROBE_RUN_KEY, token, timeout=settings.CELERY_TASK_TIME_LIMIT):
+    try:
+        claimed = cache.add(PROBE_RUN_KEY, token, timeout=settings.CELERY_TASK_TIME_LIMIT)
+    except Exception:  # a cache (Redis) outage must not stop the probes: run unguarded, as before
+        logger.warning("Cache unavailable; probing without the one-run-at-a-time claim", exc_info=True)
+        claimed, token = True, None
+    if not claimed:
         logger.info("A probe run is under way; this one probes nothing")
         return ProbeResult(probed=0, reenabled=0)
     probed = reenabled = 0
@@ -247,8 +253,10 @@ def probe_disabled_endpoints() -> ProbeResult:
                     endpoint_id=endpoint.pk, on_reenabled=functools.partial(_announce_reenable, endpoint=endpoint)):
                 reenabled += 1
     finally:
-        if cache.get(PROBE_RUN_KEY) == token:
-            cache.delete(PROBE_RUN_KEY)
+        if token is not None:
+            with contextlib.suppress(Exception):  # else the claim expires with the time limit
+                if cache.get(PROBE_RUN_KEY) == token:
+                    cache.delete(PROBE_RUN_KEY)
     return ProbeResult(probed=probed, reenabled=reenabled)
 
 
