@@ -419,6 +419,9 @@ EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webhooks@vocelio.invalid")
 EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+# Seconds an SMTP connection may wait (Django's default: none): mails are sent from maintenance
+# tasks, and an SMTP server that never answers must not hold a worker process (the review).
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
 # SSRF guard (endpoints.network): CIDRs deliveries may reach even though they are not public, and
 # whether production endpoints may use plain http to public addresses.
