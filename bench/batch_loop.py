@@ -44,17 +44,9 @@ def main() -> None:
     parser.add_argument("--endpoints", type=_positive, default=10)
     parser.add_argument("--rounds", type=_positive, default=6, help="rounds in all, the modes alternating")
     args = parser.parse_args()
-    if not os.environ["DATABASE_URL"].startswith(("postgres://", "postgresql://")):
-        parser.error("needs PostgreSQL: set DATABASE_URL=postgres://… (it reads the backend's CPU time)")
-
-    bench.reset_database()
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    bench.migrated_postgres(parser, " (it reads the backend's CPU time)")
     from django.db import connection
 
-    call_command("migrate", verbosity=0)
     from deliveries.services import batch, lane
     from events import services as event_services
     from events.models import EventType

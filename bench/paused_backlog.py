@@ -13,7 +13,6 @@ slots are filled by live claims), so the claim must pass over its rows instead.
 ``vocelio_bench`` database, which is dropped and re-created. A benchmark: nothing here asserts.
 """
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -32,18 +31,11 @@ def main() -> None:
     parser.add_argument("--capped", action="store_true",
                         help="the backlog's endpoint stays active, at its in-flight cap (a slow receiver), not paused")
     args = parser.parse_args()
-    if not os.environ["DATABASE_URL"].startswith(("postgres://", "postgresql://")):
-        parser.error("needs PostgreSQL: set DATABASE_URL=postgres://…")
-    bench.reset_database()
-    import django
-
-    django.setup()
+    bench.migrated_postgres(parser)
     from django.conf import settings
-    from django.core.management import call_command
     from django.db import connection
     from django.utils import timezone
 
-    call_command("migrate", verbosity=0)
     from deliveries.models import Delivery
     from deliveries.services.claim import claim_due
     from deliveries.services.sweep import sweep_due_deliveries

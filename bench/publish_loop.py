@@ -6,7 +6,6 @@ dropped and re-created, and Redis db 9. Wake-ups are counted in Redis but no wor
 nothing is sent. A benchmark: nothing here asserts.
 """
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,22 +19,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--endpoints", type=int, default=10)
     args = parser.parse_args()
-    if not os.environ["DATABASE_URL"].startswith(("postgres://", "postgresql://")):
-        parser.error("needs PostgreSQL: set DATABASE_URL=postgres://…")
-    bench.reset_database()
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    bench.migrated_postgres(parser)
     from events import services as event_services
-    from events.models import EventType
 
-    bench.clean_tables()
-    bench.flush_broker()
-    EventType.objects.get_or_create(name="lead.created")
-    bench.make_endpoints("http://127.0.0.1:9", args.endpoints)  # never sent to: no worker runs
+    bench.fresh_tables(args.endpoints)  # never sent to: no worker runs
     for n in range(200):
         event_services.publish(event_type="lead.created", data=bench.event_data(n), event_id=f"warm-{n}")
     cpu, wall = time.process_time(), time.perf_counter()

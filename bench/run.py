@@ -64,6 +64,32 @@ PAYLOAD_NOTES = "x" * 700  # with the envelope and headers: a ~1 KB signed JSON 
 
 
 # --- infrastructure ----------------------------------------------------------------------------
+def migrated_postgres(parser, why: str = "") -> None:
+    """For the in-process bench scripts: refuse anything but PostgreSQL (``parser.error``, with
+    ``why`` after the usual message), then drop and re-create the bench database, set Django up
+    and migrate."""
+    if not os.environ["DATABASE_URL"].startswith(("postgres://", "postgresql://")):
+        parser.error(f"needs PostgreSQL: set DATABASE_URL=postgres://…{why}")
+    reset_database()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def fresh_tables(endpoints: int, base: str = "http://127.0.0.1:9") -> list:
+    """Empty tables and broker, the ``lead.created`` type, and ``endpoints`` endpoints on ``base``
+    (by default a port nobody listens on: for scripts where no worker sends). Returns them."""
+    from events.models import EventType
+
+    clean_tables()
+    flush_broker()
+    EventType.objects.get_or_create(name="lead.created")
+    return make_endpoints(base, endpoints)
+
+
 def reset_database() -> None:
     """Drop and re-create the bench database (PostgreSQL), or use a fresh SQLite file."""
     url = os.environ["DATABASE_URL"]
@@ -362,6 +388,11 @@ async def _post_publish(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     request = (f"POST /events/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
     writer.write(request)
+    return await read_answer(reader)
+
+
+async def read_answer(reader: asyncio.StreamReader) -> bytes:
+    """Read one HTTP/1.1 answer (head, then a ``Content-Length`` body, dropped); returns the head."""
     head = await reader.readuntil(b"\r\n\r\n")
     length = 0
     for line in head.split(b"\r\n"):
@@ -375,8 +406,11 @@ def _accepted(head: bytes) -> bool:
     return head.startswith((b"HTTP/1.1 202", b"HTTP/1.0 202"))
 
 
-async def _api_load(port: int, key: str, clients: int, seconds: float, tag: str) -> tuple[list[float], int]:
-    """Closed loop: ``clients`` connections, each sends its next request when the last one answered."""
+async def closed_loop(port: int, clients: int, seconds: float, send, accepted) -> tuple[list[float], int]:
+    """Closed loop: ``clients`` keep-alive connections to 127.0.0.1:``port``, each sending its next
+    request (``await send(reader, writer, client, n)``, which returns the response head) when the
+    last one answered, for ``seconds``. Returns the latencies (milliseconds) and how many answers
+    ``accepted(head)`` refused."""
     latencies: list[float] = []
     errors = 0
     deadline = time.monotonic() + seconds
@@ -387,9 +421,9 @@ async def _api_load(port: int, key: str, clients: int, seconds: float, tag: str)
         n = 0
         while time.monotonic() < deadline:
             started = time.perf_counter()
-            head = await _post_publish(reader, writer, key=key, event_id=f"evt_{tag}_{number}_{n}", n=n)
+            head = await send(reader, writer, number, n)
             latencies.append((time.perf_counter() - started) * 1000)
-            if not _accepted(head):
+            if not accepted(head):
                 errors += 1
             if b"connection: close" in head.lower():
                 writer.close()
@@ -399,6 +433,15 @@ async def _api_load(port: int, key: str, clients: int, seconds: float, tag: str)
 
     await asyncio.gather(*(client(c) for c in range(clients)))
     return latencies, errors
+
+
+async def _api_load(port: int, key: str, clients: int, seconds: float, tag: str) -> tuple[list[float], int]:
+    """Scenario 4's closed loop: publishes (``_post_publish``), a 202 accepted."""
+    return await closed_loop(
+        port, clients, seconds,
+        lambda reader, writer, number, n: _post_publish(reader, writer, key=key, event_id=f"evt_{tag}_{number}_{n}",
+                                                        n=n),
+        _accepted)
 
 
 IDLE_REUSE_SECONDS = 1.0  # below gunicorn's 2 s keep-alive, so a reused connection is still open

@@ -34,39 +34,14 @@ from bench import run as bench  # sets the bench's environment defaults first
 async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> bytes:
     """One ``GET path`` on a keep-alive connection; returns the response head (body read and dropped)."""
     writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-    await reader.readexactly(length)
-    return head
+    return await bench.read_answer(reader)
 
 
-async def _closed_loop(port: int, clients: int, seconds: float, send, expect: bytes) -> dict:
-    """``clients`` connections, each sending ``send(reader, writer, client, n)`` in turn for
-    ``seconds``; answers whose status line does not start with ``expect`` count as errors."""
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.monotonic() + seconds
-
-    async def client(number: int):
-        nonlocal errors
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        n = 0
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
-            head = await send(reader, writer, number, n)
-            latencies.append((time.perf_counter() - started) * 1000)
-            if not head.startswith(expect):
-                errors += 1
-            if b"connection: close" in head.lower():
-                writer.close()
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            n += 1
-        writer.close()
-
-    await asyncio.gather(*(client(c) for c in range(clients)))
+def _summary(port: int, clients: int, seconds: float, send, expect: bytes) -> dict:
+    """One round of ``bench.closed_loop``: requests/s, errors (a status line not starting with
+    ``expect``), p50 and p99 (milliseconds)."""
+    latencies, errors = asyncio.run(
+        bench.closed_loop(port, clients, seconds, send, lambda head: head.startswith(expect)))
     return {"requests_per_s": round(len(latencies) / seconds, 1), "errors": errors,
             "p50_ms": round(bench.percentile(latencies, 50), 1), "p99_ms": round(bench.percentile(latencies, 99), 1)}
 
@@ -79,22 +54,10 @@ def main() -> None:
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--target-ms", type=float, default=25.0)
     args = parser.parse_args()
-    if not os.environ["DATABASE_URL"].startswith(("postgres://", "postgresql://")):
-        parser.error("needs PostgreSQL: set DATABASE_URL=postgres://…")
-    bench.reset_database()
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    from events.models import EventType
+    bench.migrated_postgres(parser)
     from vocelio_webhooks import services as key_services
 
-    bench.clean_tables()
-    bench.flush_broker()
-    EventType.objects.get_or_create(name="lead.created")
-    bench.make_endpoints("http://127.0.0.1:9", args.endpoints)  # never sent to: no worker runs
+    bench.fresh_tables(args.endpoints)  # never sent to: no worker runs
     key = key_services.create_api_key(name=f"ceiling-{time.time()}", scopes=["*"]).raw_key
     port = bench.free_port()
     # As in bench/run.py's scenario 4: the per-key budgets are off (WEBHOOK_*_RATE_PER_MINUTE=0).
@@ -112,14 +75,13 @@ def main() -> None:
     try:
         time.sleep(4)
         for send, expect in cases.values():  # warm-up: each gunicorn process loads lazily
-            asyncio.run(_closed_loop(port, 8, 1.0, send, expect))
+            _summary(port, 8, 1.0, send, expect)
         for run in range(args.runs):
             for name, (send, expect) in cases.items():
                 tag = f"c{run}_{time.time_ns()}"
                 if name.startswith("POST"):  # each round starts from 10 endpoints and no deliveries
-                    bench.clean_tables()
-                    bench.make_endpoints("http://127.0.0.1:9", args.endpoints)
-                results[name].append(asyncio.run(_closed_loop(port, args.clients, args.seconds, send, expect)))
+                    bench.fresh_tables(args.endpoints)
+                results[name].append(_summary(port, args.clients, args.seconds, send, expect))
     finally:
         web.stop()
         bench.flush_broker()

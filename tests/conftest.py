@@ -463,6 +463,35 @@ def due_deliveries(endpoints, count: int, *, prefix: str = "evt_due", **fields) 
 
 
 @contextmanager
+def refused_by_database(table: str, operation: str, *, when: str | None = None, message: str = "refused by the test"):
+    """While inside, the database refuses every ``operation`` (``INSERT``, ``UPDATE``, ``DELETE``)
+    on ``table`` (only on rows matching ``when``, an SQL condition on ``NEW``/``OLD`` that reads
+    the same on PostgreSQL and SQLite) with an error carrying ``message``: a trigger, as a
+    permission, a constraint or a full disk would refuse it, so nothing of our stack is replaced.
+    Removed on the way out (in a test's transaction, the rollback removes it anyway)."""
+    from django.db import DatabaseError, connection
+
+    name = f"test_refuse_{table}_{operation.lower()}"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"CREATE FUNCTION {name}() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION '{message}'; "
+                           f"END $$ LANGUAGE plpgsql")
+            cursor.execute(f"CREATE TRIGGER {name} BEFORE {operation} ON {table} FOR EACH ROW"
+                           f"{f' WHEN ({when})' if when else ''} EXECUTE FUNCTION {name}()")
+        else:
+            cursor.execute(f"CREATE TRIGGER {name} BEFORE {operation} ON {table}{f' WHEN {when}' if when else ''} "
+                           f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
+    try:
+        yield
+    finally:
+        with suppress(DatabaseError), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}; DROP FUNCTION IF EXISTS {name}()")
+            else:
+                cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
+
+
+@contextmanager
 def locked_elsewhere(queryset=None, *, lock=None):
     """Hold ``SELECT … FOR UPDATE`` on the rows of ``queryset`` (or whatever locks ``lock()``
     takes, a callable) in another thread's transaction (another session) for the duration of the

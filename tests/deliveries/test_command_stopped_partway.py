@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.utils import timezone
 
 from deliveries.management.commands.replay_events import BATCH_SIZE
@@ -14,24 +14,10 @@ from deliveries.models import Delivery
 from endpoints.models import WebhookEndpoint
 from endpoints.signing import generate_secret
 from events.models import Event, EventType
+from tests.conftest import refused_by_database
 from vocelio_webhooks.models import AuditLogEntry
 
 pytestmark = pytest.mark.django_db
-
-
-def _refuse(operation: str, condition: str) -> None:
-    """A trigger that makes the database refuse an ``operation`` (UPDATE or INSERT) of a delivery
-    row matching ``condition`` (on ``OLD``/``NEW``). Created inside the test's transaction, so it
-    is rolled back with it."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("CREATE FUNCTION test_refuse_batch() RETURNS trigger AS $$ "
-                           "BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql")
-            cursor.execute(f"CREATE TRIGGER test_refuse_batch BEFORE {operation} ON deliveries_delivery "
-                           f"FOR EACH ROW WHEN ({condition}) EXECUTE FUNCTION test_refuse_batch()")
-        else:
-            cursor.execute(f"CREATE TRIGGER test_refuse_batch BEFORE {operation} ON deliveries_delivery "
-                           f"WHEN {condition} BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
 
 
 def _dataset(count: int, *, status: str) -> tuple[WebhookEndpoint, list[Event], list[Delivery]]:
@@ -59,10 +45,10 @@ def _audited_ids(actor: str) -> list[int]:
 def test_retry_deliveries_stopped_after_a_batch_has_that_batch_audited(event_types):
     # given: one batch and one more dead letter; the database refuses to change the last one
     endpoint, _, deliveries = _dataset(BATCH_SIZE + 1, status="dead_lettered")
-    _refuse("UPDATE", f"OLD.id = {deliveries[-1].pk}")
 
     # when
-    with pytest.raises(DatabaseError):
+    with refused_by_database("deliveries_delivery", "UPDATE", when=f"OLD.id = {deliveries[-1].pk}"), \
+            pytest.raises(DatabaseError):
         call_command("retry_deliveries", "--endpoint", str(endpoint.pk), "--no-progress")
 
     # then: the first batch was retried and stays so, and its audit entry names exactly those
@@ -74,10 +60,10 @@ def test_retry_deliveries_stopped_after_a_batch_has_that_batch_audited(event_typ
 def test_replay_events_stopped_after_a_batch_has_that_batch_audited(event_types):
     # given: one batch and one more event to replay; the database refuses the last event's replay
     endpoint, events, _ = _dataset(BATCH_SIZE + 1, status="succeeded")
-    _refuse("INSERT", f"NEW.event_id = {events[-1].pk}")
 
     # when
-    with pytest.raises(DatabaseError):
+    with refused_by_database("deliveries_delivery", "INSERT", when=f"NEW.event_id = {events[-1].pk}"), \
+            pytest.raises(DatabaseError):
         call_command("replay_events", "--endpoint", str(endpoint.pk),
                      "--since", (timezone.now() - timedelta(days=1)).isoformat(), "--no-progress")
 

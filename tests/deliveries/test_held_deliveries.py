@@ -12,7 +12,7 @@ from deliveries import services as delivery_services
 from deliveries.models import Delivery
 from endpoints import services as endpoint_services
 from endpoints.models import WebhookEndpoint
-from tests.conftest import due_deliveries, locked_elsewhere, wait_until
+from tests.conftest import due_deliveries, locked_elsewhere, refused_by_database, wait_until
 from tests.deliveries.test_claim_statements import claim_and_explain, index_scans, rows_read
 from tests.deliveries.test_delivery_flow import create_endpoint, delivery_when, publish
 
@@ -211,21 +211,6 @@ def test_release_after_a_resume_leaves_room_under_the_queue_limit(event_types, r
     assert Delivery.objects.filter(held=False).count() == 7
 
 
-def _refuse_holds_sql() -> tuple[str, str]:
-    """A trigger that makes the database refuse any ``UPDATE`` setting ``held`` (as a broken
-    permission or a full disk would), and the statement that removes it."""
-    if connection.vendor == "postgresql":
-        return (("CREATE FUNCTION refuse_hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                "IF NEW.held IS DISTINCT FROM OLD.held THEN RAISE EXCEPTION 'holding refused'; END IF; "
-                "RETURN NEW; END $$; "
-                "CREATE TRIGGER refuse_hold BEFORE UPDATE ON deliveries_delivery "
-                "FOR EACH ROW EXECUTE FUNCTION refuse_hold()"),
-                "DROP TRIGGER refuse_hold ON deliveries_delivery; DROP FUNCTION refuse_hold()")
-    return (("CREATE TRIGGER refuse_hold BEFORE UPDATE OF held ON deliveries_delivery "
-            "WHEN NEW.held IS NOT OLD.held BEGIN SELECT RAISE(ABORT, 'holding refused'); END"),
-            "DROP TRIGGER refuse_hold")
-
-
 def test_a_failing_hold_is_logged_and_the_rest_of_the_sweep_still_runs(transactional_db, event_types, receiver,
                                                                        caplog):
     # given: a paused endpoint's due delivery (to be held), an active endpoint's delivery whose
@@ -236,16 +221,10 @@ def test_a_failing_hold_is_logged_and_the_rest_of_the_sweep_still_runs(transacti
     abandoned, lost = due_deliveries([_endpoint(receiver, "active")], 2)
     Delivery.objects.filter(pk=abandoned.pk).update(status="in_flight", claimed_until=now - timedelta(minutes=1))
     Delivery.objects.filter(pk=lost.pk).update(next_attempt_at=now - timedelta(minutes=5))
-    create, drop = _refuse_holds_sql()
-    with connection.cursor() as cursor:
-        cursor.execute(create)
-    try:
-        # when
-        with caplog.at_level("ERROR", logger="deliveries.services.sweep"):
-            result = delivery_services.sweep_due_deliveries()
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(drop)
+    # when
+    with refused_by_database("deliveries_delivery", "UPDATE", when="NEW.held <> OLD.held", message="holding refused"), \
+            caplog.at_level("ERROR", logger="deliveries.services.sweep"):
+        result = delivery_services.sweep_due_deliveries()
 
     # then: nothing held, the failure logged with its cause, and steps 1-3 done all the same
     assert (result.held, result.released) == (0, 0)

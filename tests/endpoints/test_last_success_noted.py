@@ -11,7 +11,7 @@ from deliveries.models import DeliveryAttempt
 from deliveries.services.attempts import attempt_delivery
 from endpoints import services as endpoint_services
 from endpoints.models import EndpointHealth, WebhookEndpoint
-from tests.conftest import due_deliveries, wait_until
+from tests.conftest import due_deliveries, refused_by_database, wait_until
 
 
 def _endpoint(receiver, name) -> WebhookEndpoint:
@@ -121,26 +121,13 @@ def test_a_failed_note_inside_a_transaction_leaves_the_transaction_usable(transa
     from django.db import transaction
 
     endpoint = _endpoint(receiver, "refused")
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("CREATE FUNCTION test_refuse_note() RETURNS trigger AS $$ "
-                           "BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql")
-            cursor.execute("CREATE TRIGGER test_refuse_note BEFORE INSERT ON endpoints_endpointhealth "
-                           "FOR EACH ROW EXECUTE FUNCTION test_refuse_note()")
-        else:
-            cursor.execute("CREATE TRIGGER test_refuse_note BEFORE INSERT ON endpoints_endpointhealth "
-                           "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
-    try:
-        # when
-        with transaction.atomic():
-            endpoint_services.note_successes(endpoint_ids=[endpoint.pk])
-            renamed = WebhookEndpoint.objects.filter(pk=endpoint.pk).update(name="renamed")
 
-        # then: the caller's work committed; nothing noted
-        assert renamed == 1
-        assert WebhookEndpoint.objects.get(pk=endpoint.pk).name == "renamed"
-        assert not EndpointHealth.objects.filter(pk=endpoint.pk).exists()
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER test_refuse_note" + (" ON endpoints_endpointhealth; DROP FUNCTION "
-                           "test_refuse_note()" if connection.vendor == "postgresql" else ""))
+    # when
+    with refused_by_database("endpoints_endpointhealth", "INSERT"), transaction.atomic():
+        endpoint_services.note_successes(endpoint_ids=[endpoint.pk])
+        renamed = WebhookEndpoint.objects.filter(pk=endpoint.pk).update(name="renamed")
+
+    # then: the caller's work committed; nothing noted
+    assert renamed == 1
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).name == "renamed"
+    assert not EndpointHealth.objects.filter(pk=endpoint.pk).exists()

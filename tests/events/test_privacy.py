@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 
 from deliveries.models import Delivery, DeliveryAttempt
 from events.models import Event, EventType
+from tests.conftest import refused_by_database
 
 EMAIL = "john.doe@example.com"
 PHONE = "+1-555-0123"
@@ -278,18 +279,10 @@ def test_erase_subject_stopped_part_way_is_on_record(event_types):
     # attempt (the erasure writes events first, then attempts, in batches that commit one by one)
     event = make_event("evt_partway", copy.deepcopy(LEAD))
     make_attempt(event, request_body=envelope(event))
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("CREATE FUNCTION test_refuse_attempt() RETURNS trigger AS $$ "
-                           "BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql")
-            cursor.execute("CREATE TRIGGER test_refuse_attempt BEFORE UPDATE ON deliveries_deliveryattempt "
-                           "FOR EACH ROW EXECUTE FUNCTION test_refuse_attempt()")
-        else:
-            cursor.execute("CREATE TRIGGER test_refuse_attempt BEFORE UPDATE ON deliveries_deliveryattempt "
-                           "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
 
     # when
-    with pytest.raises(Exception, match="refused by the test"):
+    with refused_by_database("deliveries_deliveryattempt", "UPDATE"), \
+            pytest.raises(Exception, match="refused by the test"):
         run("erase_subject", email=EMAIL)
 
     # then: the event is redacted, and the audit log says what the erasure was to change (without

@@ -16,6 +16,7 @@ is not about to receive. Replays are written in transactions of 500, each with i
 """
 import argparse
 from collections import Counter
+from collections.abc import Callable
 
 from django.core.management.base import CommandError
 from django.db import transaction
@@ -52,6 +53,23 @@ def event_type_patterns(value: str) -> str:
     except ValidationError as exc:
         raise argparse.ArgumentTypeError(" ".join(exc.messages)) from None
     return value
+
+
+def audited_batch(write: Callable[[], list[int]], *, command: str, action: str, counted: str, noun: str) -> list[int]:
+    """Run ``write`` (one batch of a command's writes; returns the ids it changed) in a
+    transaction with its own audit entry (actor ``command:<command>``, the count under
+    ``counted`` and the ids): an entry written once at the end was never written when a run
+    stopped part-way (Ctrl-C, a database error), although the batches before had committed. A
+    batch that changes nothing writes no entry. Returns the ids."""
+    with transaction.atomic():
+        done = write()
+        if done:
+            audit_services.record_audit(
+                actor=audit_services.command_actor(command), action=action, object_type="deliveries.delivery",
+                object_repr=f"{len(done)} {noun}",
+                changes={counted: {"old": None, "new": len(done)}, "delivery_ids": {"old": None, "new": done}},
+            )
+    return done
 
 
 def add_common_arguments(parser) -> None:
@@ -130,18 +148,9 @@ python manage.py replay_events --event-id evt_123 --event-id evt_456 --no-progre
             with progress(self, enabled=show, total=len(targets), desc="Replaying", unit="delivery") as bar:
                 for start in range(0, len(targets), BATCH_SIZE):
                     chunk = targets[start:start + BATCH_SIZE]
-                    # Each batch commits with its own audit entry: one entry at the end was never
-                    # written when the run stopped part-way (Ctrl-C, a database error), although
-                    # the replays of the batches before had committed (and were being sent).
-                    with transaction.atomic():
-                        done = delivery_services.create_replays(targets=chunk)
-                        if done:
-                            audit_services.record_audit(
-                                actor=audit_services.command_actor("replay_events"), action="replay",
-                                object_type="deliveries.delivery", object_repr=f"{len(done)} replay(s)",
-                                changes={"replays": {"old": None, "new": len(done)},
-                                         "delivery_ids": {"old": None, "new": done}},
-                            )
+                    done = audited_batch(lambda chunk=chunk: delivery_services.create_replays(targets=chunk),
+                                         command="replay_events", action="replay", counted="replays",
+                                         noun="replay(s)")
                     created.extend(done)
                     tick(bar, len(chunk))
             skipped = len(targets) - len(created)

@@ -15,17 +15,16 @@ Deliveries are retried in transactions of 500, each with its audit entry.
 from collections import Counter
 
 from django.core.management.base import CommandError
-from django.db import transaction
 
 from deliveries import services as delivery_services
 from deliveries.management.commands.replay_events import (
     BATCH_SIZE,
     add_common_arguments,
+    audited_batch,
 )
 from deliveries.models import Delivery
 from deliveries.services.selection import RETRYABLE_STATUSES
 from endpoints.models import WebhookEndpoint
-from vocelio_webhooks import services as audit_services
 from vocelio_webhooks.commands import OperatorCommand, iso_datetime, progress, tick
 
 STATUS_CHOICES = [str(s) for s in RETRYABLE_STATUSES]
@@ -77,18 +76,9 @@ python manage.py retry_deliveries --limit 1000 --no-progress
                       unit="delivery") as bar:
             for start in range(0, len(ids), BATCH_SIZE):
                 chunk = ids[start:start + BATCH_SIZE]
-                # Each batch commits with its own audit entry: one entry at the end was never
-                # written when the run stopped part-way (Ctrl-C, a database error), although the
-                # batches before had committed.
-                with transaction.atomic():
-                    done = delivery_services.retry_many(delivery_ids=chunk)
-                    if done:
-                        audit_services.record_audit(
-                            actor=audit_services.command_actor("retry_deliveries"), action="retry",
-                            object_type="deliveries.delivery", object_repr=f"{len(done)} delivery(ies)",
-                            changes={"retried": {"old": None, "new": len(done)},
-                                     "delivery_ids": {"old": None, "new": done}},
-                        )
+                done = audited_batch(lambda chunk=chunk: delivery_services.retry_many(delivery_ids=chunk),
+                                     command="retry_deliveries", action="retry", counted="retried",
+                                     noun="delivery(ies)")
                 retried += len(done)
                 tick(bar, len(chunk))
         skipped = len(ids) - retried
