@@ -207,29 +207,19 @@ def test_migrating_again_repairs_an_interrupted_0004(transactional_db):
         return [m.name for m, _ in executor.migration_plan(executor.loader.graph.leaf_nodes())]
 
     call_command("migrate", "deliveries", "0003", verbosity=0)
-    started, finish = threading.Event(), threading.Event()
 
-    def old_snapshot():
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cursor.execute("SELECT count(*) FROM django_migrations")
-                started.set()
-                finish.wait(20)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=old_snapshot)
-    thread.start()
-    try:
-        assert started.wait(10)
+    def old_snapshot():  # run by another session, inside its transaction
         with connection.cursor() as cursor:
-            cursor.execute("SET statement_timeout = '2s'")
-        with pytest.raises(OperationalError):
-            call_command("migrate", "deliveries", verbosity=0)
-        interrupted = applied()
-        finish.set()
-        thread.join(10)
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute("SELECT count(*) FROM django_migrations")
+
+    try:
+        with locked_elsewhere(lock=old_snapshot):
+            with connection.cursor() as cursor:
+                cursor.execute("SET statement_timeout = '2s'")
+            with pytest.raises(OperationalError):
+                call_command("migrate", "deliveries", verbosity=0)
+            interrupted = applied()
         with connection.cursor() as cursor:
             cursor.execute("RESET statement_timeout")
 
@@ -244,8 +234,6 @@ def test_migrating_again_repairs_an_interrupted_0004(transactional_db):
         assert error is None, f"migrate again after an interruption (applied: {sorted(interrupted)}) failed: {error}"
         assert unapplied() == []
     finally:
-        finish.set()
-        thread.join(10)
         # leave the test database as the other tests expect it
         with connection.cursor() as cursor:
             cursor.execute("RESET statement_timeout")

@@ -281,15 +281,22 @@ def test_admin_action_with_an_id_that_is_not_a_key_is_refused_not_an_error(admin
         (name, a.status_code) for (name, _), a in zip(actions, answers, strict=True)]
 
 
+def _delivery_ids(endpoint, count: int, *, status: str, attempt_count: int) -> list[str]:
+    """``count`` events, each with one delivery to ``endpoint`` in ``status``; their ids as the
+    admin's ``_selected_action`` takes them."""
+    kind = EventType.objects.get(name="lead.created")
+    events = Event.objects.bulk_create([Event(event_id=f"evt_many_{status}_{n}", event_type=kind,
+                                              timestamp=timezone.now(), data={}, environment=endpoint.environment)
+                                        for n in range(count)])
+    deliveries = Delivery.objects.bulk_create([Delivery(event=e, endpoint=endpoint, attempt_count=attempt_count,
+                                                        status=status) for e in events])
+    return [str(d.pk) for d in deliveries]
+
+
 def test_retry_selected_action_refuses_more_than_500_deliveries_and_changes_nothing(support_client, endpoint):
     # given: 501 dead letters (found by the operators' pass: "select all 20,000" took 5 minutes in
     # one request), and the largest selection the action takes, 500
-    kind = EventType.objects.get(name="lead.created")
-    events = Event.objects.bulk_create([Event(event_id=f"evt_many_{n}", event_type=kind, timestamp=timezone.now(),
-                                              data={}, environment=endpoint.environment) for n in range(501)])
-    deliveries = Delivery.objects.bulk_create([Delivery(event=e, endpoint=endpoint, attempt_count=5,
-                                                        status=Delivery.Status.DEAD_LETTERED) for e in events])
-    ids = [str(d.pk) for d in deliveries]
+    ids = _delivery_ids(endpoint, 501, status=Delivery.Status.DEAD_LETTERED, attempt_count=5)
 
     # when
     too_many = support_client.post("/admin/deliveries/delivery/",
@@ -314,13 +321,7 @@ def test_replay_selected_deliveries_action_refuses_more_than_500_and_changes_not
     # given: 501 succeeded deliveries (the README: "The retry and replay actions take at most 500
     # rows at once"; the delivery list's replay action loaded every selected delivery with its
     # event and ran the endpoint's filters on each, in the web request)
-    kind = EventType.objects.get(name="lead.created")
-    events = Event.objects.bulk_create([Event(event_id=f"evt_replay_sel_{n}", event_type=kind,
-                                              timestamp=timezone.now(), data={}, environment=endpoint.environment)
-                                        for n in range(501)])
-    deliveries = Delivery.objects.bulk_create([Delivery(event=e, endpoint=endpoint, attempt_count=1,
-                                                        status=Delivery.Status.SUCCEEDED) for e in events])
-    ids = [str(d.pk) for d in deliveries]
+    ids = _delivery_ids(endpoint, 501, status=Delivery.Status.SUCCEEDED, attempt_count=1)
 
     # when
     response = support_client.post("/admin/deliveries/delivery/",
